@@ -1,0 +1,193 @@
+"""The base model: built and pretrained for the lab, or loaded by id / path, the same way for every step.
+
+``python -m seqpref.base_model OUT_DIR --options JSON`` builds the lab base: a byte-level BPE tokenizer
+trained offline on the lab corpus, a Llama-architecture model from a ``LlamaConfig``, and a short
+causal-LM pretraining run on the same corpus so that base log-probs are meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from seqpref import lab
+
+log = logging.getLogger("seqpref.base_model")
+
+
+@dataclass
+class LabModelOptions:
+    """Size and pretraining budget of the lab's tiny Llama (``lab.model`` and ``lab.pretrain`` in the config)."""
+
+    vocab_size: int = field(default=512, metadata={"help": "BPE vocabulary size, special tokens included."})
+    hidden_size: int = field(default=64, metadata={"help": "Model width."})
+    intermediate_size: int = field(default=128, metadata={"help": "MLP width."})
+    num_hidden_layers: int = field(default=2, metadata={"help": "Decoder layers."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Query heads."})
+    num_key_value_heads: int = field(default=2, metadata={"help": "Key/value heads (GQA)."})
+    max_position_embeddings: int = field(default=128, metadata={"help": "Longest sequence in tokens."})
+    corpus_size: int = field(default=4000, metadata={"help": "Pretraining texts drawn from the lab."})
+    steps: int = field(default=300, metadata={"help": "Pretraining optimiser steps."})
+    batch_size: int = field(default=32, metadata={"help": "Pretraining texts per step."})
+    learning_rate: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate (cosine decay)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the corpus, the tokenizer and the weights."})
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be divisible by num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be divisible by num_key_value_heads")
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Train a byte-level BPE tokenizer on ``texts`` offline; returns a ``PreTrainedTokenizerFast``.
+
+    Like Llama's, it prepends ``<s>`` to every encoded text; ``</s>`` is the EOS that DPO appends to
+    responses and ``<pad>`` pads batches.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    bos = tokenizer.token_to_id("<s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", padding_side="right"
+    )
+
+
+def build_model(options: LabModelOptions, tokenizer):
+    """A randomly initialised ``LlamaForCausalLM`` (float32) sized by ``options`` for ``tokenizer``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=options.hidden_size,
+        intermediate_size=options.intermediate_size,
+        num_hidden_layers=options.num_hidden_layers,
+        num_attention_heads=options.num_attention_heads,
+        num_key_value_heads=options.num_key_value_heads,
+        max_position_embeddings=options.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(options.seed)
+    return LlamaForCausalLM(config)
+
+
+def pretrain(model, tokenizer, texts: list[str], options: LabModelOptions) -> list[float]:
+    """Causal-LM pretraining of ``model`` on ``texts`` (+EOS); returns the loss of every step (nats/token).
+
+    A plain loop: sample a batch → forward → loss → backward → clip → AdamW step, cosine schedule.
+    """
+    generator = torch.Generator().manual_seed(options.seed)
+    encoded = tokenizer([t + tokenizer.eos_token for t in texts], add_special_tokens=True)["input_ids"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=0.0)
+    losses = []
+    model.train()
+    for step in range(options.steps):
+        lr = options.learning_rate * 0.5 * (1 + math.cos(math.pi * step / options.steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.randint(len(encoded), (options.batch_size,), generator=generator).tolist()
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt")
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # (B, T); pads ignored
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0 or step == options.steps - 1:
+            log.info("pretrain step %d/%d loss %.4f lr %.2e", step + 1, options.steps, losses[-1], lr)
+    model.eval()
+    return losses
+
+
+def build_lab_base(out_dir: str | os.PathLike, options: LabModelOptions) -> dict:
+    """Build, pretrain and save the lab base model and tokenizer to ``out_dir``; returns a summary."""
+    start = time.time()
+    texts = lab.pretraining_corpus(options.corpus_size, lab.stable_seed(options.seed, "pretrain"))
+    tokenizer = train_tokenizer(texts, options.vocab_size)
+    model = build_model(options, tokenizer)
+    losses = pretrain(model, tokenizer, texts, options)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    summary = {
+        "options": asdict(options),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "first_loss": losses[0],
+        "final_loss": sum(losses[-20:]) / min(20, len(losses)),
+        "seconds": round(time.time() - start, 2),
+    }
+    (out_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def torch_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_base(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = None):
+    """Load the base model and tokenizer by hub id or local path; returns ``(model, tokenizer)``.
+
+    ``dtype="auto"`` means bfloat16 on CUDA and float32 on CPU. The model is in eval mode on
+    :func:`torch_device`; the tokenizer gets a pad token (EOS) if it has none.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch_device()
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    kwargs = {"dtype": torch_dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs).to(device)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def main(argv=None) -> None:
+    """CLI: build the lab base model into OUT_DIR."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out_dir")
+    parser.add_argument("--options", default="{}", help="JSON of LabModelOptions fields")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = LabModelOptions(**json.loads(args.options))
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
+    summary = build_lab_base(args.out_dir, options)
+    log.info("lab base model: %s", json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Sequence log-probabilities of preference pairs under a model: the one forward pass seqpref scores with.
+
+``python -m seqpref.logps MODEL PAIRS OUT`` writes the base model's log-probs of one split (the
+``base_logps`` rule): computed once per dataset and split, they are both the precomputed training
+reference and the evaluation reference of every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seqpref.tokenization import TokenizedPair, tokenize_pair
+
+log = logging.getLogger("seqpref.logps")
+
+
+def tokenize_frame(tokenizer, pairs: pd.DataFrame, max_length: int | None) -> list[TokenizedPair]:
+    """Tokenize every row (``prompt``, ``chosen``, ``rejected``) of ``pairs`` as TRL would."""
+    return [
+        tokenize_pair(tokenizer, p, c, r, max_length)
+        for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])
+    ]
+
+
+@torch.no_grad()
+def sequence_logps(model, sequences: list[tuple[list[int], list[int]]], pad_id: int, batch_size: int) -> np.ndarray:
+    """Sum of completion-token log-probs for each ``(prompt_ids, completion_ids)``.
+
+    Returns float64 ``(n,)`` in nats. Sequences are sorted by length and right-padded per batch to
+    waste little compute on padding; ``log_softmax`` runs in float32 whatever the model dtype.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
+    out = np.zeros(len(sequences), dtype=np.float64)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        ids = [sequences[i][0] + sequences[i][1] for i in index]
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(ids), width), dtype=torch.long)
+        completion = torch.zeros((len(ids), width), dtype=torch.bool)
+        for row, i in enumerate(index):
+            n_prompt, n_completion = len(sequences[i][0]), len(sequences[i][1])
+            input_ids[row, : n_prompt + n_completion] = torch.tensor(ids[row])
+            attention[row, : n_prompt + n_completion] = 1
+            completion[row, n_prompt : n_prompt + n_completion] = True
+        input_ids, attention, completion = input_ids.to(device), attention.to(device), completion.to(device)
+        logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits  # (B, T, V)
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # token t+1 predicted at t
+        targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
+        token_logps = logprobs.gather(-1, targets).squeeze(-1) * completion[:, 1:]  # (B, T-1)
+        out[index] = token_logps.sum(dim=1).double().cpu().numpy()
+    return out
+
+
+def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, batch_size: int) -> pd.DataFrame:
+    """Log-probs of chosen and rejected for every pair; a frame with the ``tables.LOGPS`` columns.
+
+    Takes a pairs frame (``pair_id``, ``prompt``, ``chosen``, ``rejected``); chosen and rejected run in
+    the same batches, sorted by length.
+    """
+    tokenized = tokenize_frame(tokenizer, pairs, max_length)
+    sequences = [(t.prompt_ids, t.chosen_ids) for t in tokenized] + [(t.prompt_ids, t.rejected_ids) for t in tokenized]
+    logps = sequence_logps(model, sequences, tokenizer.pad_token_id, batch_size)
+    n = len(tokenized)
+    return pd.DataFrame(
+        {
+            "pair_id": pairs["pair_id"].to_numpy(),
+            "logp_chosen": logps[:n],
+            "logp_rejected": logps[n:],
+            "n_tokens_chosen": np.array([len(t.chosen_ids) for t in tokenized], dtype=np.int64),
+            "n_tokens_rejected": np.array([len(t.rejected_ids) for t in tokenized], dtype=np.int64),
+            "truncated": np.array([t.truncated for t in tokenized], dtype=bool),
+        }
+    )
+
+
+def main(argv=None) -> None:
+    """CLI: the base model's log-probs of one split (``base_logps`` rule)."""
+    from seqpref import base_model, provenance, tables
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", help="base model id or local directory")
+    parser.add_argument("pairs", help="pairs Parquet of one split")
+    parser.add_argument("out", help="log-probs Parquet to write")
+    parser.add_argument("--options", default="{}", help="JSON: max_length, batch_size, dtype, attn_implementation")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = {"max_length": 512, "batch_size": 32, "dtype": "auto", "attn_implementation": None}
+    options.update(json.loads(args.options))
+    start = time.time()
+    model, tokenizer = base_model.load_base(args.model, options["dtype"], options["attn_implementation"])
+    pairs = pd.read_parquet(args.pairs, columns=["pair_id", "prompt", "chosen", "rejected"])
+    frame = pair_logps(model, tokenizer, pairs, options["max_length"], options["batch_size"])
+    record = provenance.provenance("base_logps", {**options, "model": args.model, "pairs": args.pairs})
+    tables.write_table(frame, args.out, tables.LOGPS, record)
+    log.info(
+        "base log-probs of %d pairs (%d truncated) in %.1fs -> %s",
+        len(frame),
+        int(frame["truncated"].sum()),
+        time.time() - start,
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The pair metrics, defined once.
+
+Every Parquet column, aggregate, figure and test uses these functions, so a metric is never written
+twice. All inputs are array-likes of equal shape ``(n_pairs,)``; log-probabilities are summed over the
+response tokens (the EOS appended at training included), in nats.
+
+Notation (DESIGN.md, "Metrics"): for a pair (x, y_w, y_l) and a model θ,
+Δ_θ(y) = logp_θ(y|x) − logp_base(y|x).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the metrics a stage is summarised by, in the order tables list them
+PAIR_METRICS = ("reward_margin", "dpo_margin", "ln_margin", "correct")
+
+
+def reward_margin(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected) -> np.ndarray:
+    """Implicit-reward margin Δ_θ(y_w) − Δ_θ(y_l) against the base model.
+
+    Takes policy and base (reference) log-probs of chosen and rejected, each ``(n,)`` in nats;
+    returns ``(n,)`` in nats. It is exactly 0 when the policy is the base model.
+    """
+    return (np.asarray(logp_chosen) - np.asarray(ref_logp_chosen)) - (
+        np.asarray(logp_rejected) - np.asarray(ref_logp_rejected)
+    )
+
+
+def dpo_margin(reward_margin_nats, beta: float) -> np.ndarray:
+    """DPO-relativistic margin β·reward_margin: the argument of the DPO sigmoid. ``(n,)`` → ``(n,)``."""
+    return beta * np.asarray(reward_margin_nats)
+
+
+def correct(reward_margin_nats) -> np.ndarray:
+    """Per-pair indicator 1[reward_margin > 0] as float ``(n,)``; its mean is ``rel_accuracy``."""
+    return (np.asarray(reward_margin_nats) > 0).astype(np.float64)
+
+
+def rel_accuracy(reward_margin_nats) -> float:
+    """Relative accuracy: share of pairs where the policy prefers y_w more than the base does (0..1)."""
+    return float(np.mean(correct(reward_margin_nats)))
+
+
+def ln_margin(logp_chosen, logp_rejected, n_tokens_chosen, n_tokens_rejected) -> np.ndarray:
+    """Length-normalised policy margin logp(y_w)/|y_w| − logp(y_l)/|y_l| in nats per token, ``(n,)``.
+
+    Reference-free: it is not 0 at the base model. Token counts must be ≥ 1.
+    """
+    n_w = np.asarray(n_tokens_chosen, dtype=np.float64)
+    n_l = np.asarray(n_tokens_rejected, dtype=np.float64)
+    if np.any(n_w < 1) or np.any(n_l < 1):
+        raise ValueError("ln_margin needs at least one response token per side")
+    return np.asarray(logp_chosen) / n_w - np.asarray(logp_rejected) / n_l
+
+
+def pair_metrics(frame, beta: float):
+    """Add the metric columns to a pair-score frame in place and return it.
+
+    Takes a DataFrame with ``logp_chosen``, ``logp_rejected``, ``ref_logp_chosen``,
+    ``ref_logp_rejected``, ``n_tokens_chosen`` and ``n_tokens_rejected``; adds ``reward_margin`` and
+    ``dpo_margin`` (nats) and ``ln_margin`` (nats/token).
+    """
+    frame["reward_margin"] = reward_margin(
+        frame["logp_chosen"], frame["logp_rejected"], frame["ref_logp_chosen"], frame["ref_logp_rejected"]
+    )
+    frame["dpo_margin"] = dpo_margin(frame["reward_margin"], beta)
+    frame["ln_margin"] = ln_margin(
+        frame["logp_chosen"], frame["logp_rejected"], frame["n_tokens_chosen"], frame["n_tokens_rejected"]
+    )
+    return frame

@@ -1,0 +1,130 @@
+"""Score every eval pair of every objective of a setting after one stage, against the base model.
+
+``python -m seqpref.score OUT --run JSON --objective NAME EVAL BASE_LOGPS [--objective ...] [--adapter DIR --base MODEL]``
+
+Stage 0 is the base model itself: its scores come from the base log-probs alone (no forward pass),
+so every margin is exactly 0 there. A later stage loads the base model with the stage's adapter
+merged in and runs one forward pass per response; the reference is always the base log-probs of
+the same pairs, computed once by the ``base_logps`` rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+
+import pandas as pd
+import torch
+
+from seqpref import metrics, provenance, tables
+
+log = logging.getLogger("seqpref.score")
+
+
+def load_policy(base: str, adapter_dir: str, dtype: str = "auto", attn_implementation: str | None = None):
+    """The base model with the adapter in ``adapter_dir`` merged in; returns ``(model, tokenizer)``.
+
+    Merging (``merge_and_unload``) makes scoring as fast as the plain base model.
+    """
+    from peft import PeftModel
+
+    from seqpref.base_model import load_base
+
+    model, tokenizer = load_base(base, dtype, attn_implementation)
+    model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
+    model.eval()
+    return model, tokenizer
+
+
+def score_rows(policy_logps: pd.DataFrame, base_logps: pd.DataFrame, run: dict, objective: str, beta: float):
+    """Join policy and base log-probs of one objective's eval pairs into ``tables.PAIR_SCORES`` rows.
+
+    Both frames have the ``tables.LOGPS`` columns for the same pairs; token counts must agree (the
+    same tokenization), or the pair ids involved are named in a ``ValueError``.
+    """
+    merged = policy_logps.merge(base_logps, on="pair_id", how="outer", suffixes=("", "_ref"), indicator=True)
+    unmatched = merged.loc[merged["_merge"] != "both", "pair_id"].tolist()
+    if unmatched:
+        raise ValueError(f"{objective}: pairs scored without base log-probs or vice versa: {unmatched[:5]}")
+    for side in ("chosen", "rejected"):
+        bad = merged.loc[merged[f"n_tokens_{side}"] != merged[f"n_tokens_{side}_ref"], "pair_id"].tolist()
+        if bad:
+            raise ValueError(f"{objective}: {side} tokenized differently from the base log-probs: {bad[:5]}")
+    empty = merged.loc[(merged["n_tokens_chosen"] < 1) | (merged["n_tokens_rejected"] < 1), "pair_id"].tolist()
+    if empty:
+        raise ValueError(f"{objective}: pairs whose prompt alone fills max_length (no response tokens): {empty[:5]}")
+    frame = pd.DataFrame(
+        {
+            "pair_id": merged["pair_id"],
+            "logp_chosen": merged["logp_chosen"],
+            "logp_rejected": merged["logp_rejected"],
+            "ref_logp_chosen": merged["logp_chosen_ref"],
+            "ref_logp_rejected": merged["logp_rejected_ref"],
+            "n_tokens_chosen": merged["n_tokens_chosen"],
+            "n_tokens_rejected": merged["n_tokens_rejected"],
+            "truncated": merged["truncated"] | merged["truncated_ref"],
+        }
+    )
+    metrics.pair_metrics(frame, beta)
+    for key in ("setting", "method", "order", "seed", "stage", "trained_objective"):
+        frame[key] = run[key]
+    frame["objective"] = objective
+    frame["beta"] = beta
+    return frame.sort_values("pair_id", kind="stable").reset_index(drop=True)
+
+
+def score_stage(run: dict, objectives: list[tuple[str, str, str]], options: dict, base=None, adapter=None):
+    """Pair scores of every ``(objective, eval_pairs_path, base_logps_path)`` after one stage.
+
+    With no ``adapter`` (stage 0) the policy is the base and its log-probs are the base log-probs.
+    Returns one frame with the ``tables.PAIR_SCORES`` columns.
+    """
+    from seqpref.logps import pair_logps
+
+    model = tokenizer = None
+    if adapter:
+        model, tokenizer = load_policy(base, adapter, options["dtype"], options["attn_implementation"])
+    frames = []
+    for objective, eval_path, base_logps_path in objectives:
+        base_logps = pd.read_parquet(base_logps_path)
+        if model is None:
+            policy = base_logps.copy()
+        else:
+            pairs = pd.read_parquet(eval_path, columns=["pair_id", "prompt", "chosen", "rejected"])
+            policy = pair_logps(model, tokenizer, pairs, options["max_length"], options["batch_size"])
+        frames.append(score_rows(policy, base_logps, run, objective, options["beta"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def main(argv=None) -> None:
+    """CLI: score one stage (``score_stage`` rule)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", help="pair-score Parquet to write")
+    parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, trained_objective")
+    parser.add_argument(
+        "--objective", nargs=3, action="append", required=True, metavar=("NAME", "EVAL_PAIRS", "BASE_LOGPS")
+    )
+    parser.add_argument("--adapter", default=None, help="adapter directory (omit for stage 0)")
+    parser.add_argument("--base", default=None, help="base model id or directory (with --adapter)")
+    parser.add_argument("--options", default="{}", help="JSON: beta, max_length, batch_size, dtype")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.adapter and not args.base:
+        parser.error("--adapter needs --base")
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
+    options = {"beta": 0.1, "max_length": 512, "batch_size": 32, "dtype": "auto", "attn_implementation": None}
+    options.update(json.loads(args.options))
+    run = json.loads(args.run)
+    start = time.time()
+    frame = score_stage(run, [tuple(o) for o in args.objective], options, args.base, args.adapter)
+    record = provenance.provenance("score_stage", {"options": options, "run": run, "adapter": args.adapter})
+    tables.write_table(frame, args.out, tables.PAIR_SCORES, record)
+    means = frame.groupby("objective")["reward_margin"].mean().round(3).to_dict()
+    log.info("scored %d pairs in %.1fs; mean reward_margin %s -> %s", len(frame), time.time() - start, means, args.out)
+
+
+if __name__ == "__main__":
+    main()

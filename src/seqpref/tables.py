@@ -1,0 +1,144 @@
+"""Parquet schemas of every table seqpref writes, and the one helper that writes them.
+
+An explicit ``pa.Schema`` is the full column list of each file: writing a frame that lacks a column
+fails, and a column the schema does not list is an error too (``pa.Table.from_pandas(schema=)`` would
+drop it silently, so :func:`write_table` checks first). Provenance (config hash, package versions,
+git commit) is stored under the ``seqpref`` key of the schema metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PROVENANCE_KEY = b"seqpref"
+
+#: one preference pair of one objective's split, after validation (prepare_data)
+PAIRS = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("source", pa.string()),  # JSON of the source fields kept for analysis
+    ]
+)
+
+#: token-level log-probs of a model on one split (base_logps, and policy scoring)
+LOGPS = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("logp_chosen", pa.float64()),  # nats, summed over response tokens (EOS included)
+        ("logp_rejected", pa.float64()),
+        ("n_tokens_chosen", pa.int64()),  # response tokens scored (after truncation)
+        ("n_tokens_rejected", pa.int64()),
+        ("truncated", pa.bool_()),  # prompt + response exceeded max_length; scored on what fits
+    ]
+)
+
+_RUN_KEYS = [
+    ("setting", pa.string()),
+    ("method", pa.string()),
+    ("order", pa.string()),
+    ("seed", pa.int64()),
+    ("stage", pa.int64()),  # 0 = base model
+    ("trained_objective", pa.string()),  # objective of this stage; null at stage 0
+]
+
+#: one eval pair of one objective scored after one stage of one run (score_stage)
+PAIR_SCORES = pa.schema(
+    _RUN_KEYS
+    + [
+        ("objective", pa.string()),
+        ("pair_id", pa.string()),
+        ("logp_chosen", pa.float64()),
+        ("logp_rejected", pa.float64()),
+        ("ref_logp_chosen", pa.float64()),  # base model: the evaluation reference of every stage
+        ("ref_logp_rejected", pa.float64()),
+        ("n_tokens_chosen", pa.int64()),
+        ("n_tokens_rejected", pa.int64()),
+        ("truncated", pa.bool_()),
+        ("beta", pa.float64()),
+        ("reward_margin", pa.float64()),
+        ("dpo_margin", pa.float64()),
+        ("ln_margin", pa.float64()),
+    ]
+)
+
+
+def _ci_columns(name: str) -> list[tuple[str, pa.DataType]]:
+    return [(name, pa.float64()), (f"{name}_lo", pa.float64()), (f"{name}_hi", pa.float64())]
+
+
+#: one objective after one stage of one run, with its change from the previous stage (aggregate)
+SUMMARY = pa.schema(
+    _RUN_KEYS
+    + [
+        ("objective", pa.string()),
+        ("role", pa.string()),  # base | trained | earlier | later (relative to this stage)
+        ("n", pa.int64()),
+    ]
+    + _ci_columns("reward_margin")
+    + _ci_columns("dpo_margin")
+    + _ci_columns("rel_accuracy")
+    + _ci_columns("ln_margin")
+    + _ci_columns("reward_margin_change")
+    + _ci_columns("rel_accuracy_change")
+    + _ci_columns("ln_margin_change")
+    + [
+        ("label_metric", pa.string()),
+        ("label", pa.string()),  # degradation | positive_transfer | stable; null at stage 0
+    ]
+)
+
+#: one logged training metric at one optimiser step (train_stage → collect_training)
+TRAINING = pa.schema(
+    [
+        ("setting", pa.string()),
+        ("method", pa.string()),
+        ("order", pa.string()),
+        ("seed", pa.int64()),
+        ("stage", pa.int64()),
+        ("objective", pa.string()),
+        ("step", pa.int64()),  # optimiser step within the stage, from 1
+        ("metric", pa.string()),  # TRL's log key: loss, rewards/margins, ...
+        ("value", pa.float64()),
+    ]
+)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema, provenance: dict) -> None:
+    """Write ``frame`` to Parquet at ``path`` with exactly ``schema``'s columns and ``provenance``.
+
+    Raises ``ValueError`` naming the columns that are missing from, or extra to, the schema. The file
+    is written to a temporary name and renamed, so a failed job never leaves a half-written table.
+    """
+    missing = [name for name in schema.names if name not in frame.columns]
+    extra = [name for name in frame.columns if name not in schema.names]
+    if missing or extra:
+        raise ValueError(f"{path}: columns missing {missing}, not in the schema {extra}")
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), PROVENANCE_KEY: json.dumps(provenance, sort_keys=True).encode()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table.replace_schema_metadata(meta), tmp)
+    os.replace(tmp, path)
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    """Return the provenance dict stored in a seqpref Parquet file's schema metadata."""
+    return json.loads(pq.read_schema(path).metadata[PROVENANCE_KEY])
+
+
+def read_tables(paths, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read and concatenate Parquet files (same schema) into one DataFrame, in the order given."""
+    tables = [pq.read_table(p, columns=columns) for p in paths]
+    if not tables:
+        raise ValueError("no tables to read")
+    return pa.concat_tables(tables, promote_options="default").to_pandas()

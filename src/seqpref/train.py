@@ -1,0 +1,326 @@
+"""Train one stage of one run: DPO with a LoRA adapter that continues the previous stage's.
+
+``python -m seqpref.train BASE PAIRS BASE_LOGPS OUT_DIR TRAIN_LOG [--previous DIR] --options JSON --run JSON``
+
+How the reference is kept the base model at every stage (DESIGN.md, "Methods"):
+
+* TRL 1.16 makes a frozen copy of a *loaded* adapter its reference ("ref"), so stage 2 would be
+  measured against stage 1. We never hand TRL a loaded adapter: every stage gives it the base model
+  and a ``peft_config``, so it creates a fresh "default" adapter, and we then copy the previous
+  stage's weights into that adapter before training starts.
+* The reference log-probs are the base model's, computed once per dataset by the ``base_logps`` rule
+  and handed to the trainer as the ``ref_chosen_logps`` / ``ref_rejected_logps`` columns that TRL's
+  ``precompute_ref_log_probs`` would otherwise add. (TRL's own precompute hashes every weight of the
+  model and runs another forward pass over the data in every job; ours is shared by all runs.)
+* Only the trained adapter is saved (``selected_adapters=["default"]``), and the save is checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+log = logging.getLogger("seqpref.train")
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
+@dataclass
+class LoraOptions:
+    """The LoRA adapter shared by every stage of a run (``train.lora`` in the config)."""
+
+    r: int = field(default=8, metadata={"help": "LoRA rank."})
+    alpha: float = field(default=16, metadata={"help": "LoRA α; updates are scaled by α/r."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: str | list[str] = field(
+        default="all-linear", metadata={"help": "Modules to adapt; 'all-linear' = every linear layer but lm_head."}
+    )
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"lora.r must be >= 1, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+    def peft_config(self):
+        """The ``peft.LoraConfig`` of these options (causal LM)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class TrainOptions:
+    """Options of one DPO stage (``train`` in the config, minus what the DAG decides)."""
+
+    beta: float = field(default=0.1, metadata={"help": "DPO temperature β (Rafailov et al., 2023)."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak AdamW learning rate."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the stage's train pairs."})
+    batch_size: int = field(default=8, metadata={"help": "Pairs per device per micro-batch."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step."})
+    max_length: int = field(default=1024, metadata={"help": "Tokens of prompt + response; longer is truncated."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name."})
+    warmup_steps: float = field(default=0.0, metadata={"help": "Warm-up steps (a float < 1 is a share)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    logging_steps: int = field(default=1, metadata={"help": "Optimiser steps between training-log rows."})
+    train_reference: str = field(default="base", metadata={"help": "Training reference: the base model."})
+    activation_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (GPU memory)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
+    dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU."})
+    lora: LoraOptions = field(default_factory=LoraOptions)
+
+    def __post_init__(self):
+        if isinstance(self.lora, dict):
+            self.lora = LoraOptions(**self.lora)
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.train_reference != "base":
+            raise ValueError(f"train_reference must be 'base', got {self.train_reference!r}")
+
+
+def _trainer_class():
+    """Build the trainer class on first use: importing TRL takes seconds, and most steps never need it."""
+    from trl import DPOTrainer
+
+    class BaseReferenceDPOTrainer(DPOTrainer):
+        """TRL's ``DPOTrainer`` whose reference log-probs are the dataset's precomputed base log-probs.
+
+        The train dataset carries ``ref_chosen_logps`` and ``ref_rejected_logps``; with
+        ``precompute_ref_log_probs=False`` TRL does not compute them itself, and setting
+        ``precompute_ref_logps`` after ``__init__`` makes its loss read them from the batch. Any call
+        to TRL's own reference forward is an error: nothing but the base log-probs may be used.
+        """
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            columns = set(self.train_dataset.column_names)
+            if not {"ref_chosen_logps", "ref_rejected_logps"} <= columns:
+                raise ValueError(f"the train dataset lacks precomputed base log-probs (columns: {sorted(columns)})")
+            if "ref" in getattr(self.model, "peft_config", {}):
+                raise RuntimeError("TRL added a 'ref' adapter: the reference would not be the base model")
+            self.precompute_ref_logps = True  # the loss now reads the ref columns from each batch
+
+        def compute_ref_log_probs(self, model, inputs):
+            raise RuntimeError("the reference is the precomputed base model; TRL must not compute its own")
+
+    return BaseReferenceDPOTrainer
+
+
+def _log_callback(records: list[dict]):
+    from transformers import TrainerCallback
+
+    class RecordLogs(TrainerCallback):
+        """Keep every log TRL emits (loss, rewards/margins, ...) with its optimiser step."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs:
+                records.append({"step": state.global_step, **logs})
+                log.info("step %d %s", state.global_step, json.dumps(logs, default=float))
+
+    return RecordLogs()
+
+
+def training_dataset(pairs: pd.DataFrame, base_logps: pd.DataFrame):
+    """A ``datasets.Dataset`` of prompt/chosen/rejected with the base log-probs as reference columns.
+
+    Every pair must have base log-probs; a missing pair is an error naming it.
+    """
+    from datasets import Dataset
+
+    merged = pairs[["pair_id", "prompt", "chosen", "rejected"]].merge(
+        base_logps[["pair_id", "logp_chosen", "logp_rejected"]], on="pair_id", how="left", validate="one_to_one"
+    )
+    missing = merged.loc[merged["logp_chosen"].isna(), "pair_id"].tolist()
+    if missing:
+        raise ValueError(f"{len(missing)} train pairs have no base log-probs, e.g. {missing[:5]}")
+    merged = merged.rename(columns={"logp_chosen": "ref_chosen_logps", "logp_rejected": "ref_rejected_logps"})
+    return Dataset.from_pandas(merged, preserve_index=False)
+
+
+def load_adapter_weights(peft_model, adapter_dir: str | os.PathLike, lora: LoraOptions) -> int:
+    """Copy a saved adapter's weights into ``peft_model``'s "default" adapter; returns tensors loaded.
+
+    The saved adapter must have the same rank, α and targets as ``lora``; every saved tensor must
+    land (``ValueError`` otherwise), so a stage never silently starts from a fresh adapter.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    for key, want in (("r", lora.r), ("lora_alpha", lora.alpha)):
+        if saved[key] != want:
+            raise ValueError(f"{adapter_dir}: saved adapter has {key}={saved[key]}, this stage uses {want}")
+    weights = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(peft_model, weights, adapter_name="default")
+    if result.unexpected_keys:
+        raise ValueError(f"{adapter_dir}: tensors that match no module: {result.unexpected_keys[:5]}")
+    return len(weights)
+
+
+def adapter_state(peft_model) -> dict[str, torch.Tensor]:
+    """Detached copies of the "default" adapter's trainable tensors, by parameter name."""
+    return {n: p.detach().clone().cpu() for n, p in peft_model.named_parameters() if p.requires_grad}
+
+
+def check_saved_adapter(adapter_dir: str | os.PathLike, expected: dict[str, torch.Tensor]) -> None:
+    """Fail unless ``adapter_dir`` holds exactly the trained adapter: its tensors, no sub-adapters."""
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    extra_dirs = [p.name for p in adapter_dir.iterdir() if p.is_dir()]
+    if extra_dirs:
+        raise RuntimeError(f"{adapter_dir}: unexpected sub-adapters {extra_dirs}")
+    saved = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    if len(saved) != len(expected):
+        raise RuntimeError(f"{adapter_dir}: {len(saved)} tensors saved, {len(expected)} trained")
+
+
+def train_stage(
+    base: str,
+    pairs_path: str,
+    base_logps_path: str,
+    out_dir: str,
+    train_log_path: str,
+    options: TrainOptions,
+    run: dict,
+    previous: str | None = None,
+) -> dict:
+    """Train one stage and save its adapter to ``out_dir`` and its log to ``train_log_path``.
+
+    ``run`` holds setting, method, order, seed, stage and objective (they label the log rows).
+    Returns a summary: steps, pairs, seconds, trainable parameters, and the adapter's change norm.
+    """
+    from trl import DPOConfig
+
+    from seqpref import base_model, provenance, tables
+
+    start = time.time()
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = base_model.load_base(base, options.dtype, options.attn_implementation)
+    pairs = pd.read_parquet(pairs_path)
+    base_logps = pd.read_parquet(base_logps_path)
+    dataset = training_dataset(pairs, base_logps)
+    device = base_model.torch_device()
+    use_bf16 = device.type == "cuda" and next(model.parameters()).dtype == torch.bfloat16
+    workdir = tempfile.mkdtemp(prefix="trainer-", dir=Path(out_dir).parent)
+    records: list[dict] = []
+    config = DPOConfig(
+        output_dir=workdir,
+        beta=options.beta,
+        learning_rate=options.learning_rate,
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        max_length=options.max_length,
+        lr_scheduler_type=options.lr_scheduler_type,
+        warmup_steps=options.warmup_steps,
+        weight_decay=options.weight_decay,
+        max_grad_norm=options.max_grad_norm,
+        logging_steps=options.logging_steps,
+        activation_checkpointing=options.activation_checkpointing,
+        precompute_ref_log_probs=False,  # the base log-probs are already in the dataset
+        save_strategy="no",
+        report_to=[],
+        seed=int(run["seed"]),
+        data_seed=int(run["seed"]),
+        bf16=use_bf16,
+        use_cpu=device.type != "cuda",
+        disable_tqdm=True,
+    )
+    trainer = _trainer_class()(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
+        callbacks=[_log_callback(records)],
+    )
+    dropped = len(dataset) - len(trainer.train_dataset)
+    if dropped:
+        raise ValueError(f"TRL dropped {dropped} pairs whose prompt alone fills max_length={options.max_length}")
+    loaded = load_adapter_weights(trainer.model, previous, options.lora) if previous else 0
+    before = adapter_state(trainer.model)
+    n_trainable = sum(t.numel() for t in before.values())
+    if n_trainable == 0:
+        raise RuntimeError("the adapter has no trainable parameters")
+    trainer.train()
+    after = adapter_state(trainer.model)
+    change = float(torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before)))
+
+    # save the trained adapter only, then check that nothing else was written
+    staging = Path(tempfile.mkdtemp(prefix="adapter-", dir=Path(out_dir).parent))
+    trainer.model.save_pretrained(staging, selected_adapters=["default"])
+    check_saved_adapter(staging, after)
+    (staging / "training_options.json").write_text(json.dumps({"options": asdict(options), "run": run}, indent=2))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in os.listdir(staging):
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    rows = [
+        {**{k: run[k] for k in ("setting", "method", "order", "seed", "stage", "objective")},
+         "step": int(r["step"]), "metric": key, "value": float(value)}
+        for r in records
+        for key, value in r.items()
+        if key != "step" and isinstance(value, (int, float))
+    ]
+    frame = pd.DataFrame(rows, columns=tables.TRAINING.names)
+    record = provenance.provenance("train_stage", {"options": asdict(options), "run": run, "previous": previous})
+    tables.write_table(frame, train_log_path, tables.TRAINING, record)
+    summary = {
+        "pairs": len(dataset),
+        "steps": trainer.state.global_step,
+        "trainable_parameters": n_trainable,
+        "tensors_loaded_from_previous": loaded,
+        "adapter_change_norm": change,
+        "seconds": round(time.time() - start, 2),
+    }
+    if change == 0.0:
+        raise RuntimeError("training left the adapter unchanged")
+    return summary
+
+
+def main(argv=None) -> None:
+    """CLI: train one stage (``train_stage`` rule)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("base", help="base model id or local directory")
+    parser.add_argument("pairs", help="train pairs Parquet of this stage's objective")
+    parser.add_argument("base_logps", help="base log-probs Parquet of those pairs")
+    parser.add_argument("out_dir", help="adapter directory to write")
+    parser.add_argument("train_log", help="training-log Parquet to write")
+    parser.add_argument("--previous", default=None, help="adapter directory of the previous stage")
+    parser.add_argument("--options", default="{}", help="JSON of TrainOptions")
+    parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
+    options = TrainOptions(**json.loads(args.options))
+    run = json.loads(args.run)
+    log.info("options %s run %s previous %s", json.dumps(asdict(options)), json.dumps(run), args.previous)
+    summary = train_stage(
+        args.base, args.pairs, args.base_logps, args.out_dir, args.train_log, options, run, args.previous
+    )
+    log.info("trained %s", json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
