@@ -76,6 +76,7 @@ class TrainOptions:
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step."})
     max_length: int = field(default=1024, metadata={"help": "Tokens of prompt + response; longer is truncated."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name."})
+    optim: str = field(default="adamw_torch", metadata={"help": "transformers optimizer name (adamw_torch, sgd, ...)."})
     warmup_steps: float = field(default=0.0, metadata={"help": "Warm-up steps (a float < 1 is a share)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
@@ -230,6 +231,7 @@ def train_stage(
         gradient_accumulation_steps=options.gradient_accumulation_steps,
         max_length=options.max_length,
         lr_scheduler_type=options.lr_scheduler_type,
+        optim=options.optim,
         warmup_steps=options.warmup_steps,
         weight_decay=options.weight_decay,
         max_grad_norm=options.max_grad_norm,

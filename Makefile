@@ -1,0 +1,34 @@
+# Two commands: `make demo` installs into .venv and runs the lab study end to end;
+# `make test` installs into .venv and runs the test suite.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+# no model or dataset hub is needed: the lab builds its own model and data
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test install report clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so pip takes the CPU wheel on disk instead of a multi-GB CUDA build
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+	@echo "figures: results/figures/  tables: results/tables/  report: results/report.html"
+
+test: install
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,26 @@
+# seqpref: sequential preference alignment, scored pair by pair against a fixed base model.
+# Run `snakemake --cores N` (the lab study in config/config.yaml); see README.md.
+
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,79 @@
+"""Config checks with messages a user can act on: each names the key and what was expected.
+
+Snakemake's own ``validate`` (which the workflow calls next, to fill in the schema's defaults)
+reports a failure as a jsonschema dump of the whole sub-schema; :func:`check_config` runs first and
+turns each violation into one line such as
+``train.batchsize: unknown key; expected one of batch_size, beta, ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+
+class ConfigError(ValueError):
+    """The config does not match the schema; the message lists every problem, one per line."""
+
+
+def _where(error: ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _closest_branch_error(error: ValidationError) -> ValidationError:
+    """The most telling error among a oneOf's branches, skipping branches whose ``const`` (e.g.
+    ``source: lab`` vs ``source: file``) the value does not even claim to be."""
+    branches: dict[int, list[ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    claimed = [errs for errs in branches.values() if not any(e.validator == "const" for e in errs)]
+    return best_match([e for errs in (claimed or branches.values()) for e in errs])
+
+
+def _describe(error: ValidationError) -> list[str]:
+    """One or more readable lines for a jsonschema error."""
+    where, value, schema = _where(error), error.instance, error.schema
+    kind = error.validator
+    if kind == "additionalProperties" and isinstance(value, dict):
+        allowed = sorted(schema.get("properties", {}))
+        unknown = [k for k in value if k not in schema.get("properties", {})]
+        prefix = "" if where == "(top level)" else f"{where}."
+        expected = f"expected one of {', '.join(allowed)}" if allowed else "no keys are expected here"
+        return [f"{prefix}{key}: unknown key; {expected}" for key in unknown]
+    if kind in ("oneOf", "anyOf") and error.context:
+        return _describe(_closest_branch_error(error))
+    if kind == "minProperties":
+        return [f"{where}: needs at least {schema['minProperties']} entries, got {len(value)}"]
+    if kind == "enum":
+        return [f"{where} = {value!r}: expected one of {', '.join(map(repr, schema['enum']))}"]
+    if kind == "const":
+        return [f"{where} = {value!r}: expected {schema['const']!r}"]
+    if kind == "type":
+        return [f"{where} = {value!r}: expected type {schema['type']}"]
+    if kind == "required":
+        return [f"{where}: {error.message}"]
+    if kind == "pattern" or kind == "propertyNames":
+        hint = schema.get("description", "")
+        return [f"{where}: {error.message}{'; ' + hint if hint else ''}"]
+    return [f"{where} = {value!r}: {error.message}"]
+
+
+def config_errors(config: dict, schema: dict) -> list[str]:
+    """Every schema violation of ``config`` as one readable line (empty when the config is valid)."""
+    validator = Draft202012Validator(schema)
+    lines: list[str] = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        lines.extend(_describe(error))
+    return lines
+
+
+def check_config(config: dict, schema_path: str | Path) -> None:
+    """Raise :class:`ConfigError` listing every problem of ``config`` against the YAML schema at ``schema_path``."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    problems = config_errors(config, schema)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -1,0 +1,279 @@
+"""seqpref.aggregate on a hand-made PAIR_SCORES frame whose outcome is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from seqpref import aggregate, stats, tables
+
+N_PAIRS = 200
+BETA = 0.1
+NOISE = 0.05
+# objective -> reward margin (nats) around which each pair sits after stage 0, 1, 2 of order "a-b"
+MARGINS = {"a": [0.0, 2.0, -1.0], "b": [0.0, 0.0, 2.0]}
+OPTIONS = aggregate.LabelOptions(n_boot=300, min_effect=0.25, seed=0)
+
+
+def _scores(margins=MARGINS, n_pairs=N_PAIRS, seed=0, run_seed=0, order="a-b", rng_seed=0) -> pd.DataFrame:
+    """PAIR_SCORES rows of one run: every objective's pairs at every stage."""
+    rng = np.random.default_rng(rng_seed)
+    names = order.split("-")
+    parts = []
+    for objective, centres in margins.items():
+        # the base log-probs are fixed per pair; only the policy moves
+        ref_w = rng.uniform(-30, -5, size=n_pairs)
+        ref_l = rng.uniform(-30, -5, size=n_pairs)
+        n_w = rng.integers(3, 12, size=n_pairs)
+        n_l = rng.integers(3, 12, size=n_pairs)
+        for stage, centre in enumerate(centres):
+            margin = centre + rng.normal(0.0, NOISE, size=n_pairs)
+            shift = rng.normal(0.0, 1.0, size=n_pairs)  # moves both responses: no effect on the margin
+            logp_w = ref_w + shift + margin
+            logp_l = ref_l + shift
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "setting": "conflicting",
+                        "method": "dpo",
+                        "order": order,
+                        "seed": run_seed,
+                        "stage": stage,
+                        "trained_objective": None if stage == 0 else names[stage - 1],
+                        "objective": objective,
+                        "pair_id": [f"{objective}-{i:05d}" for i in range(n_pairs)],
+                        "logp_chosen": logp_w,
+                        "logp_rejected": logp_l,
+                        "ref_logp_chosen": ref_w,
+                        "ref_logp_rejected": ref_l,
+                        "n_tokens_chosen": n_w,
+                        "n_tokens_rejected": n_l,
+                        "truncated": False,
+                        "beta": BETA,
+                        "reward_margin": (logp_w - ref_w) - (logp_l - ref_l),
+                        "dpo_margin": BETA * ((logp_w - ref_w) - (logp_l - ref_l)),
+                        "ln_margin": logp_w / n_w - logp_l / n_l,
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _cell(summary: pd.DataFrame, objective: str, stage: int, **keys) -> pd.Series:
+    mask = (summary["objective"] == objective) & (summary["stage"] == stage)
+    for key, value in keys.items():
+        mask &= summary[key] == value
+    rows = summary[mask]
+    assert len(rows) == 1, (objective, stage, keys, len(rows))
+    return rows.iloc[0]
+
+
+def _wide(scores: pd.DataFrame, objective: str, column: str) -> np.ndarray:
+    """(n_pairs, n_stages) of ``column`` with pairs in sorted pair_id order, built by hand."""
+    part = scores[scores["objective"] == objective]
+    ids = sorted(part["pair_id"].unique())
+    stages = sorted(part["stage"].unique())
+    out = np.full((len(ids), len(stages)), np.nan)
+    position = {pid: i for i, pid in enumerate(ids)}
+    for pid, stage, value in zip(part["pair_id"], part["stage"], part[column]):
+        out[position[pid], stage] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def scores() -> pd.DataFrame:
+    return _scores()
+
+
+@pytest.fixture(scope="module")
+def summary(scores) -> pd.DataFrame:
+    return aggregate.summarise(scores, OPTIONS)
+
+
+def test_one_row_per_objective_and_stage(summary):
+    assert len(summary) == 6
+    assert sorted(zip(summary["objective"], summary["stage"])) == [(o, s) for o in "ab" for s in range(3)]
+    assert list(summary.columns) == [c for c in tables.SUMMARY.names if c in summary.columns]
+    assert set(tables.SUMMARY.names) <= set(summary.columns)
+
+
+def test_roles_and_trained_objective(summary):
+    expected = {("a", 0): "base", ("a", 1): "trained", ("a", 2): "earlier", ("b", 0): "base", ("b", 1): "later", ("b", 2): "trained"}
+    for (objective, stage), role in expected.items():
+        assert _cell(summary, objective, stage)["role"] == role, (objective, stage)
+    for objective in "ab":
+        assert _cell(summary, objective, 0)["trained_objective"] is None or pd.isna(_cell(summary, objective, 0)["trained_objective"])
+        assert _cell(summary, objective, 1)["trained_objective"] == "a"
+        assert _cell(summary, objective, 2)["trained_objective"] == "b"
+
+
+def test_labels(summary):
+    assert _cell(summary, "a", 2)["label"] == "degradation"
+    assert _cell(summary, "b", 1)["label"] == "stable"
+    assert _cell(summary, "a", 1)["label"] == "trained"
+    assert _cell(summary, "b", 2)["label"] == "trained"
+    for objective in "ab":
+        assert pd.isna(_cell(summary, objective, 0)["label"])
+    assert (summary["label_metric"] == "reward_margin").all()
+
+
+def test_n_and_run_keys(summary):
+    assert (summary["n"] == N_PAIRS).all()
+    assert (summary["setting"] == "conflicting").all()
+    assert (summary["method"] == "dpo").all()
+    assert (summary["order"] == "a-b").all()
+    assert (summary["seed"] == 0).all()
+
+
+def test_means_and_changes_equal_hand_values(scores, summary):
+    for objective in "ab":
+        rm = _wide(scores, objective, "reward_margin")
+        ln = _wide(scores, objective, "ln_margin")
+        for stage in range(3):
+            cell = _cell(summary, objective, stage)
+            assert cell["reward_margin"] == pytest.approx(rm[:, stage].mean(), abs=1e-12)
+            assert cell["dpo_margin"] == pytest.approx(BETA * rm[:, stage].mean(), abs=1e-12)
+            assert cell["ln_margin"] == pytest.approx(ln[:, stage].mean(), abs=1e-12)
+            share = sum(1 for v in rm[:, stage] if v > 0) / N_PAIRS
+            assert cell["rel_accuracy"] == pytest.approx(share, abs=1e-12)
+            for metric in ("reward_margin", "dpo_margin", "rel_accuracy", "ln_margin"):
+                assert cell[f"{metric}_lo"] <= cell[metric] <= cell[f"{metric}_hi"], (objective, stage, metric)
+            if stage == 0:
+                assert np.isnan(cell["reward_margin_change"])
+                continue
+            previous = _cell(summary, objective, stage - 1)
+            assert cell["reward_margin_change"] == pytest.approx(rm[:, stage].mean() - rm[:, stage - 1].mean(), abs=1e-12)
+            assert cell["ln_margin_change"] == pytest.approx(ln[:, stage].mean() - ln[:, stage - 1].mean(), abs=1e-12)
+            assert cell["rel_accuracy_change"] == pytest.approx(cell["rel_accuracy"] - previous["rel_accuracy"], abs=1e-12)
+    # the designed effects, roughly
+    assert _cell(summary, "a", 1)["reward_margin"] == pytest.approx(2.0, abs=0.05)
+    assert _cell(summary, "a", 2)["reward_margin_change"] == pytest.approx(-3.0, abs=0.05)
+    assert _cell(summary, "a", 1)["rel_accuracy"] == 1.0
+    assert _cell(summary, "a", 2)["rel_accuracy"] == 0.0
+    assert 0.3 < _cell(summary, "b", 1)["rel_accuracy"] < 0.7
+
+
+def test_cis_are_the_paired_bootstrap(scores, summary):
+    """Reproduce the reward-margin CIs with a naive bootstrap over the pairs, paired across stages."""
+    alpha = (1 - OPTIONS.confidence) / 2
+    for objective in "ab":
+        rm = _wide(scores, objective, "reward_margin")
+        idx = stats.bootstrap_indices(rm.shape[0], OPTIONS.n_boot, OPTIONS.seed)
+        boot = np.stack([rm[row].mean(axis=0) for row in idx])
+        lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=0)
+        c_lo, c_hi = np.quantile(np.diff(boot, axis=1), [alpha, 1 - alpha], axis=0)
+        for stage in range(3):
+            cell = _cell(summary, objective, stage)
+            assert cell["reward_margin_lo"] == pytest.approx(lo[stage], abs=1e-10)
+            assert cell["reward_margin_hi"] == pytest.approx(hi[stage], abs=1e-10)
+            if stage:
+                assert cell["reward_margin_change_lo"] == pytest.approx(c_lo[stage - 1], abs=1e-10)
+                assert cell["reward_margin_change_hi"] == pytest.approx(c_hi[stage - 1], abs=1e-10)
+
+
+def test_row_order_of_input_does_not_matter(scores, summary):
+    shuffled = scores.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    again = aggregate.summarise(shuffled, OPTIONS)
+    key = ["objective", "stage"]
+    pd.testing.assert_frame_equal(
+        again.sort_values(key).reset_index(drop=True), summary.sort_values(key).reset_index(drop=True)
+    )
+
+
+def test_positive_transfer_and_several_runs():
+    first = _scores(margins={"a": [0.0, 2.0, 3.0], "b": [0.0, 1.0, 2.0]}, run_seed=0, rng_seed=1)
+    second = _scores(margins={"b": [0.0, 2.0, 2.0], "a": [0.0, -1.0, 2.0]}, run_seed=0, order="b-a", rng_seed=2)
+    summary = aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)
+    assert len(summary) == 12
+    assert _cell(summary, "a", 2, order="a-b")["label"] == "positive_transfer"  # +1 while b trains
+    assert _cell(summary, "b", 1, order="a-b")["label"] == "positive_transfer"
+    assert _cell(summary, "b", 1, order="a-b")["role"] == "later"
+    assert _cell(summary, "b", 1, order="b-a")["role"] == "trained"
+    assert _cell(summary, "a", 1, order="b-a")["label"] == "degradation"
+    assert _cell(summary, "a", 1, order="b-a")["role"] == "later"
+    assert _cell(summary, "b", 2, order="b-a")["label"] == "stable"  # no change while a trains
+    assert _cell(summary, "b", 2, order="b-a")["role"] == "earlier"
+
+
+def test_small_change_is_stable_even_when_ci_excludes_zero():
+    # +0.15 is estimated precisely (CI excludes 0) but is below min_effect 0.25
+    scores = _scores(margins={"a": [0.0, 2.0, 2.0], "b": [0.0, 0.15, 2.0]})
+    summary = aggregate.summarise(scores, OPTIONS)
+    cell = _cell(summary, "b", 1)
+    assert cell["reward_margin_change_lo"] > 0
+    assert cell["label"] == "stable"
+    # with a smaller min_effect the same change is positive transfer
+    loose = aggregate.summarise(scores, aggregate.LabelOptions(n_boot=300, min_effect=0.1))
+    assert _cell(loose, "b", 1)["label"] == "positive_transfer"
+
+
+def test_label_metric_option(scores):
+    summary = aggregate.summarise(scores, aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25))
+    assert (summary["label_metric"] == "rel_accuracy").all()
+    # rel_accuracy of a drops from 1 to 0 at stage 2
+    assert _cell(summary, "a", 2)["label"] == "degradation"
+
+
+def test_invalid_label_options():
+    with pytest.raises(ValueError, match="metric"):
+        aggregate.LabelOptions(metric="loss")
+    with pytest.raises(ValueError):
+        aggregate.LabelOptions(n_boot=10)
+    with pytest.raises(ValueError):
+        aggregate.LabelOptions(min_effect=-1.0)
+
+
+def test_pair_missing_at_one_stage_raises(scores):
+    missing = scores.drop(index=scores.index[(scores["objective"] == "a") & (scores["stage"] == 2)][:1])
+    with pytest.raises(ValueError, match="stage"):
+        aggregate.summarise(missing, OPTIONS)
+
+
+def test_stage_gap_raises(scores):
+    with pytest.raises(ValueError, match="stage"):
+        aggregate.summarise(scores[scores["stage"] != 1], OPTIONS)
+
+
+def _write_score_files(scores, directory) -> list[str]:
+    """One score file per stage, as score_stage writes them."""
+    paths = []
+    record = {"step": "score_stage", "config_hash": "x"}
+    for stage, part in scores.groupby("stage"):
+        path = directory / f"stage{stage}.parquet"
+        tables.write_table(part.reset_index(drop=True), path, tables.PAIR_SCORES, record)
+        paths.append(str(path))
+    return paths
+
+
+def test_summary_tables_writes_both_files(tmp_path, scores, summary):
+    paths = _write_score_files(scores, tmp_path)
+    pairs_out, summary_out = tmp_path / "out" / "pairs.parquet", tmp_path / "out" / "summary.parquet"
+    returned = aggregate.summary_tables(paths, str(pairs_out), str(summary_out), OPTIONS)
+    assert pairs_out.exists() and summary_out.exists()
+    assert pq.read_schema(pairs_out).names == tables.PAIR_SCORES.names
+    assert pq.read_schema(summary_out).names == tables.SUMMARY.names
+    pairs_back = pd.read_parquet(pairs_out)
+    assert len(pairs_back) == len(scores) == 2 * 3 * N_PAIRS
+    summary_back = pd.read_parquet(summary_out)
+    assert len(summary_back) == 6
+    key = ["objective", "stage"]
+    got = summary_back.sort_values(key).reset_index(drop=True)
+    want = summary.sort_values(key).reset_index(drop=True)
+    np.testing.assert_allclose(got["reward_margin_change"], want["reward_margin_change"], equal_nan=True)
+    assert got["label"].tolist() == want["label"].tolist()
+    assert got["role"].tolist() == want["role"].tolist()
+    assert len(returned) == 6
+    record = tables.read_provenance(summary_out)
+    assert record["step"] == "aggregate"
+    assert record["options"]["labels"]["min_effect"] == OPTIONS.min_effect
+    assert record["options"]["inputs"] == 3
+
+
+def test_summary_tables_raises_on_duplicated_pair_rows(tmp_path, scores):
+    paths = _write_score_files(scores, tmp_path)
+    pairs_out, summary_out = tmp_path / "pairs.parquet", tmp_path / "summary.parquet"
+    with pytest.raises(ValueError, match="twice"):
+        aggregate.summary_tables(paths + paths[1:2], str(pairs_out), str(summary_out), OPTIONS)
+    assert not pairs_out.exists() and not summary_out.exists()

@@ -1,0 +1,201 @@
+"""The whole DAG on the reduced lab, run once with `snakemake --cores 2`, then checked end to end:
+the science (labels match the lab's construction), the outputs, the report, reruns and profiles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from seqpref import tables
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"
+
+pytestmark = pytest.mark.workflow
+
+
+def _copy_workflow(target: Path, config: Path) -> Path:
+    """A fresh working copy: Snakefile, workflow/ and ``config`` as config/config.yaml."""
+    shutil.copy(REPO / "Snakefile", target / "Snakefile")
+    shutil.copytree(REPO / "workflow", target / "workflow")
+    (target / "config").mkdir()
+    shutil.copy(config, target / "config" / "config.yaml")
+    return target
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m snakemake ARGS`` in ``workdir``; on an unexpected exit, fail with its output."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory):
+    """The reduced lab run to completion; returns its working directory."""
+    workdir = _copy_workflow(tmp_path_factory.mktemp("lab"), SMALL)
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def summary(lab_run):
+    return pd.read_parquet(lab_run / "results/tables/summary.parquet")
+
+
+def _label(summary, setting, order, stage, objective):
+    row = summary[
+        (summary.setting == setting) & (summary.order == order) & (summary.stage == stage) & (summary.objective == objective)
+    ]
+    assert len(row) == 1, (setting, order, stage, objective)
+    return row.iloc[0]
+
+
+@pytest.mark.parametrize("order", ["comply-refuse", "refuse-comply"])
+def test_conflicting_first_objective_degrades_after_the_second_stage(summary, order):
+    first, second = order.split("-")
+    row = _label(summary, "conflicting", order, 2, first)
+    assert row.role == "earlier"
+    assert row.label == "degradation", row.to_dict()
+    assert row.reward_margin_change_hi < 0
+
+
+@pytest.mark.parametrize("order", ["comply-polite", "polite-comply"])
+def test_compatible_training_one_objective_raises_the_other(summary, order):
+    first, second = order.split("-")
+    row = _label(summary, "compatible", order, 1, second)  # the not-yet-trained objective at stage 1
+    assert row.role == "later"
+    assert row.label == "positive_transfer", row.to_dict()
+
+
+@pytest.mark.parametrize("order", ["comply-warm", "warm-comply"])
+def test_independent_earlier_objective_stays_stable(summary, order):
+    first, _ = order.split("-")
+    row = _label(summary, "independent", order, 2, first)
+    assert row.label == "stable", row.to_dict()
+    trained = _label(summary, "independent", order, 1, first)
+    assert trained.reward_margin > 0 and trained.reward_margin_lo > 0  # it was learned, and then kept
+
+
+def test_every_trained_stage_learns_its_objective(summary):
+    trained = summary[summary.role == "trained"]
+    assert len(trained) == 3 * 2 * 2  # settings × orders × stages
+    assert (trained.reward_margin_change_lo > 0).all(), trained[["setting", "order", "stage", "objective"]]
+
+
+def test_stage0_is_the_base(summary):
+    base = summary[summary.stage == 0]
+    assert (base.reward_margin == 0).all() and (base.role == "base").all() and base.label.isna().all()
+
+
+def test_pair_scores_have_the_design_columns_and_provenance(lab_run):
+    path = lab_run / "results/tables/pairs.parquet"
+    assert pq.read_schema(path).names == tables.PAIR_SCORES.names
+    pairs = pd.read_parquet(path)
+    # 3 settings × 2 orders × 3 stages (0, 1, 2) × 2 objectives, every eval pair each time
+    assert pairs.groupby(["setting", "order", "stage", "objective"]).ngroups == 3 * 2 * 3 * 2
+    assert pairs.reward_margin.notna().all() and (pairs.n_tokens_chosen > 0).all()
+    record = tables.read_provenance(path)
+    assert {"config_hash", "packages", "git_commit"} <= set(record)
+    score_file = next((lab_run / "results/scores").rglob("stage2.parquet"))
+    assert tables.read_provenance(score_file)["step"] == "score_stage"
+
+
+def test_figures_and_data_reports_exist(lab_run):
+    for name in ("transfer_heatmap", "pair_scatter", "training_curves"):
+        for ext in ("png", "pdf"):
+            assert (lab_run / f"results/figures/{name}.{ext}").stat().st_size > 1000
+    report = yaml.safe_load((lab_run / "results/data/conflicting/comply/report.json").read_text())
+    assert report["train_pairs"] > 0 and report["eval_pairs"] > 0
+
+
+def test_adapters_are_protected(lab_run):
+    weights = list((lab_run / "results/adapters").rglob("adapter_model.safetensors"))
+    assert len(weights) == 12
+    assert all(not (w.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) for w in weights)
+
+
+def test_report_has_every_figure_with_its_caption(lab_run):
+    snakemake(lab_run, "--report", "report.html")
+    html = (lab_run / "report.html").read_text()
+    for name in ("transfer_heatmap.png", "pair_scatter.png", "training_curves.png"):
+        assert name in html
+    assert "What to look for" in html
+
+
+def _planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the 'Job stats' table of a dry run."""
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    jobs = set()
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs.add(parts[0])
+    return jobs
+
+
+def test_nothing_reruns_when_nothing_changed(lab_run):
+    assert "Nothing to be done" in snakemake(lab_run, "-n").stdout
+
+
+def test_changing_one_figure_option_reruns_only_that_figure(lab_run, tmp_path):
+    config = yaml.safe_load((lab_run / "config/config.yaml").read_text())
+    config["figures"]["pair_scatter"]["alpha"] = 0.9
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = _planned_jobs(snakemake(lab_run, "-n", "--configfile", str(changed)))
+    assert jobs == {"plot_pair_scatter", "all"}
+
+
+def test_changing_a_training_option_stops_at_protected_adapters(lab_run, tmp_path):
+    config = yaml.safe_load((lab_run / "config/config.yaml").read_text())
+    config["train"]["learning_rate"] = 0.0005
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = snakemake(lab_run, "--cores", "1", "--configfile", str(changed), check=False)
+    assert result.returncode != 0
+    assert "protected" in (result.stdout + result.stderr).lower()
+    assert "Nothing to be done" in snakemake(lab_run, "-n").stdout  # nothing was lost or retrained
+
+
+def test_slurm_profile_dry_run_requests_gpus(tmp_path):
+    workdir = _copy_workflow(tmp_path, REPO / "config/config.yaml")
+    result = snakemake(workdir, "-n", "--workflow-profile", "workflow/profiles/slurm")
+    out = result.stdout
+    blocks = {block.split(":")[0].strip(): block for block in out.split("rule ")[1:]}
+    for rule in ("train_stage", "score_stage", "base_logps"):
+        assert "gpu=1" in blocks[rule] and "slurm_partition=gpu" in blocks[rule], rule
+    assert "gpu=1" not in blocks["prepare_data"]
+    assert "train_stage" in _planned_jobs(result)
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"train": {"batchsize": 4}}, "train.batchsize: unknown key; expected one of"),
+        ({"train": {"beta": -1}}, "train.beta = -1"),
+        ({"methods": ["dop"]}, "methods.0 = 'dop': expected one of 'dpo'"),
+    ],
+)
+def test_bad_config_fails_naming_the_key(tmp_path, patch, expected):
+    workdir = _copy_workflow(tmp_path, REPO / "config/config.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(patch))
+    result = snakemake(workdir, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr

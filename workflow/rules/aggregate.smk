@@ -1,0 +1,34 @@
+# Pair scores and training logs into the tables every figure reads (Parquet in, Parquet out).
+
+
+localrules:
+    aggregate,
+    collect_training,
+
+
+rule aggregate:
+    input:
+        score_files(),
+    output:
+        pairs=f"{RESULTS}/tables/pairs.parquet",
+        summary=f"{RESULTS}/tables/summary.parquet",
+    params:
+        options=as_json(config["labels"]),
+    log:
+        f"{RESULTS}/logs/aggregate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/aggregate.tsv"
+    shell:
+        "{PYTHON} -m seqpref.aggregate summary {output.pairs} {output.summary} {input}"
+        " --options {params.options:q} > {log} 2>&1"
+
+
+rule collect_training:
+    input:
+        train_logs(),
+    output:
+        f"{RESULTS}/tables/training.parquet",
+    log:
+        f"{RESULTS}/logs/collect_training.log",
+    shell:
+        "{PYTHON} -m seqpref.aggregate training {output} {input} > {log} 2>&1"

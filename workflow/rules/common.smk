@@ -1,0 +1,154 @@
+# Config validation, wildcard constraints, paths and input functions shared by every rule.
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+import seqpref
+from seqpref import plan
+from seqpref.config import check_config
+
+
+# readable messages first (each names the key and what was expected), then snakemake fills defaults
+check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+validate(config, "../schemas/config.schema.yaml")
+for _setting in config["settings"]:
+    plan.orders(config, _setting)  # a listed order that is not a permutation fails here, by name
+
+# the Python that runs snakemake runs the steps too (a venv need not be activated)
+PYTHON = sys.executable
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+RESULTS = "results"
+RUN = "{setting}/{method}/{order}/seed{seed}"
+FIGURES = ["transfer_heatmap", "pair_scatter", "training_curves"]
+FIGURE_CODE = Path(seqpref.__file__).parent / "figures"
+
+
+wildcard_constraints:
+    setting="[A-Za-z0-9_]+",
+    objective="[A-Za-z0-9_]+",
+    method="[a-z]+",
+    order="[A-Za-z0-9_]+(-[A-Za-z0-9_]+)+",
+    seed=r"\d+",
+    stage=r"\d+",
+    split="train|eval",
+
+
+def as_json(value):
+    """A stable JSON string of a config slice (params are compared by value for reruns)."""
+    return json.dumps(value, sort_keys=True)
+
+
+# ---- the base model -------------------------------------------------------------------------
+
+
+def base_is_lab():
+    return config["base_model"] == "lab"
+
+
+BASE_DIR = f"{RESULTS}/base_model"
+BASE_FILES = [f"{BASE_DIR}/{name}" for name in ("config.json", "model.safetensors", "tokenizer.json", "pretrain.json")]
+
+
+def base_model():
+    """What the steps load as the base: the lab model's directory, or the configured id/path."""
+    return BASE_DIR if base_is_lab() else config["base_model"]
+
+
+def base_inputs(wildcards=None):
+    """The lab model's files when the DAG builds it; nothing for a model loaded by id."""
+    return BASE_FILES if base_is_lab() else []
+
+
+def model_options():
+    """Options every step that loads a model shares (dtype, attention)."""
+    return {"dtype": config["dtype"], "attn_implementation": config["attn_implementation"]}
+
+
+# ---- data and runs --------------------------------------------------------------------------
+
+
+def data_path(setting, objective, split):
+    return f"{RESULTS}/data/{setting}/{objective}/{split}.parquet"
+
+
+def base_logps_path(setting, objective, split):
+    return f"{RESULTS}/base_logps/{setting}/{objective}/{split}.parquet"
+
+
+def adapter_files(run_dir, stage):
+    directory = f"{RESULTS}/adapters/{run_dir}/stage{stage}"
+    return {
+        "weights": f"{directory}/adapter_model.safetensors",
+        "config": f"{directory}/adapter_config.json",
+    }
+
+
+def run_of(wildcards):
+    return {"setting": wildcards.setting, "method": wildcards.method, "order": wildcards.order, "seed": int(wildcards.seed)}
+
+
+def train_inputs(wildcards):
+    """Train pairs and base log-probs of the stage's objective, and the previous stage's adapter."""
+    stage = int(wildcards.stage)
+    objective = plan.stage_objective(wildcards.order, stage)
+    inputs = {
+        "pairs": data_path(wildcards.setting, objective, "train"),
+        "base_logps": base_logps_path(wildcards.setting, objective, "train"),
+        "base": base_inputs(),
+    }
+    if stage > 1:
+        inputs["previous"] = adapter_files(RUN.format(**wildcards), stage - 1)["weights"]
+    return inputs
+
+
+def eval_objective_args(wildcards):
+    """``--objective NAME EVAL_PAIRS BASE_LOGPS`` for every objective of the setting."""
+    return " ".join(
+        f"--objective {name} {data_path(wildcards.setting, name, 'eval')} {base_logps_path(wildcards.setting, name, 'eval')}"
+        for name in plan.objectives(config, wildcards.setting)
+    )
+
+
+def eval_inputs(wildcards):
+    """Eval pairs and their base log-probs, for every objective of the setting."""
+    names = plan.objectives(config, wildcards.setting)
+    return [data_path(wildcards.setting, n, "eval") for n in names] + [
+        base_logps_path(wildcards.setting, n, "eval") for n in names
+    ]
+
+
+def all_runs():
+    return plan.runs(config)
+
+
+def score_files():
+    return [
+        f"{RESULTS}/scores/{plan.run_dir(run)}/stage{stage}.parquet"
+        for run in all_runs()
+        for stage in range(plan.n_stages(run["order"]) + 1)
+    ]
+
+
+def train_logs():
+    return [
+        f"{RESULTS}/train_logs/{plan.run_dir(run)}/stage{stage}.parquet"
+        for run in all_runs()
+        for stage in range(1, plan.n_stages(run["order"]) + 1)
+    ]
+
+
+def final_outputs():
+    """What `snakemake` builds by default: the tables, every figure and every data report."""
+    reports = [
+        f"{RESULTS}/data/{setting}/{objective}/report.json"
+        for setting in config["settings"]
+        for objective in plan.objectives(config, setting)
+    ]
+    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "training")]
+    figures = [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+    return reports + tables + figures

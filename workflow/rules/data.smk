@@ -1,0 +1,63 @@
+# The base model, the objectives' pairs, and the base model's log-probs of every split.
+
+
+rule build_base_model:
+    output:
+        BASE_FILES,
+    params:
+        out_dir=BASE_DIR,
+        options=as_json(config["lab"]["model"]),
+    log:
+        f"{RESULTS}/logs/build_base_model.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/build_base_model.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{PYTHON} -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
+
+
+rule prepare_data:
+    output:
+        train=f"{RESULTS}/data/{{setting}}/{{objective}}/train.parquet",
+        eval=f"{RESULTS}/data/{{setting}}/{{objective}}/eval.parquet",
+        report=f"{RESULTS}/data/{{setting}}/{{objective}}/report.json",
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.report),
+        spec=lambda wc: as_json(config["settings"][wc.setting]["objectives"][wc.objective]),
+        lab_seed=config["lab"]["seed"],
+    log:
+        f"{RESULTS}/logs/prepare_data/{{setting}}/{{objective}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_data/{{setting}}/{{objective}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{PYTHON} -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
+        " --setting {wildcards.setting} --objective {wildcards.objective} > {log} 2>&1"
+
+
+rule base_logps:
+    """Base-model log-probs of one split: the training reference and the evaluation reference of every run."""
+    input:
+        base=base_inputs,
+        pairs=f"{RESULTS}/data/{{setting}}/{{objective}}/{{split}}.parquet",
+    output:
+        f"{RESULTS}/base_logps/{{setting}}/{{objective}}/{{split}}.parquet",
+    params:
+        base=base_model(),
+        options=as_json(
+            {"max_length": config["train"]["max_length"], "batch_size": config["score"]["batch_size"], **model_options()}
+        ),
+    log:
+        f"{RESULTS}/logs/base_logps/{{setting}}/{{objective}}/{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/base_logps/{{setting}}/{{objective}}/{{split}}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{PYTHON} -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q} > {log} 2>&1"

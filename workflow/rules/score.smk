@@ -1,0 +1,59 @@
+# Every objective's eval pairs scored after every stage, against the base model.
+
+
+def score_options():
+    return as_json(
+        {
+            "beta": config["train"]["beta"],
+            "max_length": config["train"]["max_length"],
+            "batch_size": config["score"]["batch_size"],
+            **model_options(),
+        }
+    )
+
+
+rule score_stage:
+    input:
+        unpack(lambda wc: adapter_files(RUN.format(**wc), wc.stage)),
+        base=base_inputs,
+        eval=eval_inputs,
+    output:
+        f"{RESULTS}/scores/{RUN}/stage{{stage}}.parquet",
+    wildcard_constraints:
+        stage="[1-9][0-9]*",
+    params:
+        base=base_model(),
+        adapter=lambda wc, input: os.path.dirname(input.weights),
+        objectives=eval_objective_args,
+        options=score_options(),
+        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "trained_objective": plan.stage_objective(wc.order, int(wc.stage))}),
+    log:
+        f"{RESULTS}/logs/score_stage/{RUN}/stage{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score_stage/{RUN}/stage{{stage}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --adapter {params.adapter}"
+        " --base {params.base} --options {params.options:q} > {log} 2>&1"
+
+
+rule score_base_stage:
+    """Stage 0: the base model itself, scored from the base log-probs (no forward pass)."""
+    input:
+        eval=eval_inputs,
+    output:
+        f"{RESULTS}/scores/{RUN}/stage0.parquet",
+    params:
+        objectives=eval_objective_args,
+        options=score_options(),
+        run=lambda wc: as_json({**run_of(wc), "stage": 0, "trained_objective": None}),
+    log:
+        f"{RESULTS}/logs/score_stage/{RUN}/stage0.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"

@@ -1,0 +1,29 @@
+# One LoRA DPO stage: stage k continues stage k-1's adapter; the reference is always the base model.
+
+
+rule train_stage:
+    input:
+        unpack(train_inputs),
+    output:
+        weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
+        config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
+        train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
+    params:
+        base=base_model(),
+        out_dir=lambda wc, output: os.path.dirname(output.weights),
+        previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
+        options=as_json({**config["train"], **model_options()}),
+        run=lambda wc: as_json(
+            {**run_of(wc), "stage": int(wc.stage), "objective": plan.stage_objective(wc.order, int(wc.stage))}
+        ),
+    log:
+        f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "{PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
+        " {params.previous} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
