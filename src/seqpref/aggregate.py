@@ -1,8 +1,10 @@
-"""Pair scores → tables: every scored pair (``pairs.parquet``) and one row per run × stage × objective
-(``summary.parquet``) with means, paired-bootstrap CIs, changes from the previous stage and a label.
+"""Pair scores → tables: every scored pair (``pairs.parquet``); one row per run × stage × objective
+(``summary.parquet``) with means, paired-bootstrap CIs, changes from the previous stage and a label;
+backward / forward transfer per run and objective (``transfer.parquet``); and the quartile
+decomposition (``quartiles.parquet``).
 
-Reads Parquet only (never a model). ``python -m seqpref.aggregate summary OUT_PAIRS OUT_SUMMARY
---options JSON SCORE.parquet...`` and ``python -m seqpref.aggregate training OUT TRAIN_LOG.parquet...``.
+Reads Parquet only (never a model). ``python -m seqpref.aggregate summary --pairs P --summary S
+--transfer T --quartiles Q --options JSON SCORE.parquet...`` and ``python -m seqpref.aggregate training OUT TRAIN_LOG.parquet...``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from seqpref import plan, provenance, stats, tables
+from seqpref import plan, provenance, stats, tables, transfer
 
 log = logging.getLogger("seqpref.aggregate")
 
@@ -31,6 +33,8 @@ class LabelOptions:
 
     metric: str = "reward_margin"  # whose change is labelled
     min_effect: float = 0.25  # |change| below this is ``stable`` even when the CI excludes 0
+    pair_move: float = 0.5  # a pair "moved" when its own change exceeds this (metric units)
+    redistribution_share: float = 0.2  # stable, but ≥ this share moved up AND down: redistribution
     confidence: float = 0.95
     n_boot: int = 1000
     seed: int = 0
@@ -40,6 +44,8 @@ class LabelOptions:
             raise ValueError(f"labels.metric must be one of {LABEL_METRICS}, got {self.metric!r}")
         if self.min_effect < 0 or not 0 < self.confidence < 1 or self.n_boot < 100:
             raise ValueError("labels: need min_effect ≥ 0, 0 < confidence < 1 and n_boot ≥ 100")
+        if self.pair_move <= 0 or not 0 < self.redistribution_share <= 0.5:
+            raise ValueError("labels: need pair_move > 0 and 0 < redistribution_share ≤ 0.5")
 
 
 def _stage_matrix(group: pd.DataFrame, metric: str, stages: list[int]) -> np.ndarray:
@@ -51,73 +57,121 @@ def _stage_matrix(group: pd.DataFrame, metric: str, stages: list[int]) -> np.nda
     return wide.to_numpy()
 
 
-def summarise_objective(group: pd.DataFrame, options: LabelOptions) -> pd.DataFrame:
+def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Stages of one objective's pair scores within one run and its ``(n_pairs, n_stages)`` matrix per metric."""
+    stages = sorted(group["stage"].unique())
+    if stages != list(range(len(stages))):
+        raise ValueError(f"stages must run 0..K without gaps, got {stages}")
+    group = group.assign(rel_accuracy=(group["reward_margin"] > 0).astype(float))
+    return stages, {metric: _stage_matrix(group, metric, stages) for metric in METRICS}
+
+
+def _label(role: str, change: float, lo: float, hi: float, up: float, down: float, options: LabelOptions):
+    if role == "base":
+        return None
+    if role == "trained":
+        return "trained"
+    label = stats.label_change(change, lo, hi, options.min_effect)
+    if label == "stable" and min(up, down) >= options.redistribution_share:
+        return "redistribution"
+    return label
+
+
+def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=None, indices=None, boots=None) -> pd.DataFrame:
     """Summary rows (one per stage) of one objective within one run.
 
     ``group`` holds that objective's pair scores at every stage of the run (PAIR_SCORES columns).
     Every metric and change is bootstrapped with the same pair resamples (paired across stages).
+    ``boots`` (a dict) receives each metric's ``(n_boot, n_stages)`` resampled means for reuse.
     """
-    stages = sorted(group["stage"].unique())
-    if stages != list(range(len(stages))):
-        raise ValueError(f"stages must run 0..K without gaps, got {stages}")
+    stages, matrices = matrices or _matrices(group)
+    if indices is None:
+        indices = stats.Resampler.draw(len(matrices["reward_margin"]), options.n_boot, options.seed)
     first = group.iloc[0]
     rows = pd.DataFrame({"stage": stages})
-    group = group.assign(rel_accuracy=(group["reward_margin"] > 0).astype(float))
-    n = group.groupby("stage")["pair_id"].nunique().reindex(stages).to_numpy()
-    rows["n"] = n
+    rows["n"] = len(matrices["reward_margin"])
     for metric in METRICS:
         # the same seed for every metric: one set of resamples, so all CIs are paired
-        ci = stats.paired_stage_ci(
-            _stage_matrix(group, metric, stages), options.n_boot, options.confidence, options.seed
-        )
+        ci = stats.paired_stage_ci(matrices[metric], options.n_boot, options.confidence, options.seed, indices)
+        if boots is not None:
+            boots[metric] = ci["boot"]
         rows[metric], rows[f"{metric}_lo"], rows[f"{metric}_hi"] = ci["mean"], ci["lo"], ci["hi"]
         if metric in CHANGE_METRICS or metric == options.metric:
             rows[f"{metric}_change"] = ci["change"]
             rows[f"{metric}_change_lo"] = ci["change_lo"]
             rows[f"{metric}_change_hi"] = ci["change_hi"]
+    steps = np.diff(matrices[options.metric], axis=1)  # (n_pairs, n_stages - 1): each pair's change
+    nan = [np.nan]
+    rows["share_up"] = nan + list((steps > options.pair_move).mean(axis=0))
+    rows["share_down"] = nan + list((steps < -options.pair_move).mean(axis=0))
     for key in RUN_KEYS + ["objective"]:
         rows[key] = first[key]
     order = first["order"]
     rows["trained_objective"] = [None if s == 0 else plan.stage_objective(order, s) for s in stages]
     rows["role"] = [plan.role(first["objective"], order, s) for s in stages]
     rows["label_metric"] = options.metric
-    change = rows[f"{options.metric}_change"]
-    lo, hi = rows[f"{options.metric}_change_lo"], rows[f"{options.metric}_change_hi"]
     rows["label"] = [
-        None
-        if s == 0
-        else "trained"
-        if r == "trained"
-        else stats.label_change(c, a, b, options.min_effect)
-        for s, r, c, a, b in zip(stages, rows["role"], change, lo, hi)
+        _label(*values, options)
+        for values in zip(
+            rows["role"],
+            rows[f"{options.metric}_change"],
+            rows[f"{options.metric}_change_lo"],
+            rows[f"{options.metric}_change_hi"],
+            rows["share_up"],
+            rows["share_down"],
+        )
     ]
     return rows
 
 
-def summarise(pairs: pd.DataFrame, options: LabelOptions) -> pd.DataFrame:
-    """SUMMARY rows for every run × objective × stage in ``pairs`` (PAIR_SCORES columns)."""
-    parts = [
-        summarise_objective(group, options)
-        for _, group in pairs.groupby(RUN_KEYS + ["objective"], sort=True, observed=True)
-    ]
-    summary = pd.concat(parts, ignore_index=True)
-    return summary[[c for c in tables.SUMMARY.names if c in summary.columns]]
+def _run_columns(first, objective_rows: list[dict], metric: str) -> list[dict]:
+    keys = {key: first[key] for key in RUN_KEYS + ["objective"]}
+    return [{**keys, "metric": metric, **row} for row in objective_rows]
 
 
-def summary_tables(score_paths: list[str], pairs_out: str, summary_out: str, options: LabelOptions) -> pd.DataFrame:
-    """Concatenate score files into ``pairs_out`` and write the summary to ``summary_out``; returns it."""
+def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFrame]:
+    """The ``summary``, ``transfer`` and ``quartiles`` tables of every run × objective in ``pairs``.
+
+    Each objective's pairs are pivoted to stage matrices once and every table is computed from them.
+    """
+    summary, transfer_rows, quartile_rows = [], [], []
+    for _, group in pairs.groupby(RUN_KEYS + ["objective"], sort=True, observed=True):
+        stages, matrices = _matrices(group)
+        # one set of pair resamples per objective and run, shared by every table (all CIs paired)
+        indices = stats.Resampler.draw(len(matrices["reward_margin"]), options.n_boot, options.seed)
+        boots: dict[str, np.ndarray] = {}
+        summary.append(summarise_objective(group, options, (stages, matrices), indices, boots))
+        first = group.iloc[0]
+        own_stage = plan.stage_objectives(first["order"]).index(first["objective"]) + 1
+        for metric in CHANGE_METRICS:
+            row = transfer.backward_forward(matrices[metric], own_stage, confidence=options.confidence, boot=boots[metric])
+            transfer_rows += _run_columns(first, [row], metric)
+        rows = transfer.quartile_rows(matrices[options.metric], own_stage, confidence=options.confidence, indices=indices)
+        quartile_rows += _run_columns(first, rows, options.metric)
+    frame = pd.concat(summary, ignore_index=True)
+    for column in tables.SUMMARY.names:  # change columns of metrics that are not tracked stay NaN
+        if column not in frame.columns:
+            frame[column] = np.nan
+    return {
+        "summary": frame[tables.SUMMARY.names],
+        "transfer": pd.DataFrame(transfer_rows, columns=tables.TRANSFER.names),
+        "quartiles": pd.DataFrame(quartile_rows, columns=tables.QUARTILES.names),
+    }
+
+
+def summary_tables(score_paths: list[str], outputs: dict[str, str], options: LabelOptions) -> dict[str, pd.DataFrame]:
+    """Concatenate score files into ``outputs["pairs"]`` and write the ``summary``, ``transfer`` and
+    ``quartiles`` tables to their paths in ``outputs``; returns the three frames."""
     pairs = tables.read_tables(score_paths)
     duplicated = pairs.duplicated(RUN_KEYS + ["stage", "objective", "pair_id"])
     if duplicated.any():
         raise ValueError(f"{int(duplicated.sum())} pair scores appear twice in the score files")
     record = provenance.provenance("aggregate", {"labels": asdict(options), "inputs": len(score_paths)})
-    tables.write_table(pairs, pairs_out, tables.PAIR_SCORES, record)
-    summary = summarise(pairs, options)
-    for column in tables.SUMMARY.names:  # change columns of metrics that are not tracked stay NaN
-        if column not in summary.columns:
-            summary[column] = np.nan
-    tables.write_table(summary, summary_out, tables.SUMMARY, record)
-    return summary
+    frames = summarise(pairs, options)
+    tables.write_table(pairs, outputs["pairs"], tables.PAIR_SCORES, record)
+    for name, schema in (("summary", tables.SUMMARY), ("transfer", tables.TRANSFER), ("quartiles", tables.QUARTILES)):
+        tables.write_table(frames[name], outputs[name], schema, record)
+    return frames
 
 
 def training_table(log_paths: list[str], out: str) -> pd.DataFrame:
@@ -132,8 +186,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     summary = commands.add_parser("summary")
-    summary.add_argument("pairs_out")
-    summary.add_argument("summary_out")
+    for name in ("pairs", "summary", "transfer", "quartiles"):
+        summary.add_argument(f"--{name}", required=True, help=f"{name} table to write")
     summary.add_argument("scores", nargs="+")
     summary.add_argument("--options", default="{}", help="JSON of LabelOptions")
     training = commands.add_parser("training")
@@ -142,7 +196,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "summary":
-        frame = summary_tables(args.scores, args.pairs_out, args.summary_out, LabelOptions(**json.loads(args.options)))
+        outputs = {name: getattr(args, name) for name in ("pairs", "summary", "transfer", "quartiles")}
+        frames = summary_tables(args.scores, outputs, LabelOptions(**json.loads(args.options)))
+        frame = frames["summary"]
         labels = frame["label"].value_counts().to_dict()
         log.info("%d score files -> %d summary rows; labels %s", len(args.scores), len(frame), labels)
     else:

@@ -15,19 +15,65 @@ def bootstrap_indices(n_pairs: int, n_boot: int, seed: int) -> np.ndarray:
     """Resampled pair indices, shape ``(n_boot, n_pairs)``, drawn with replacement from ``seed``."""
     if n_pairs < 1:
         raise ValueError("cannot bootstrap zero pairs")
-    return np.random.default_rng(seed).integers(0, n_pairs, size=(n_boot, n_pairs))
+    return np.random.default_rng(seed).integers(0, n_pairs, size=(n_boot, n_pairs), dtype=np.int32)
 
 
-def _resampled_means(values: np.ndarray, indices: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Means of ``values[(n_pairs, n_cols)]`` over each resample: shape ``(n_boot, n_cols)``."""
-    out = np.empty((indices.shape[0], values.shape[1]))
-    for start in range(0, indices.shape[0], chunk):  # bound memory at chunk × n_pairs × n_cols
-        out[start : start + chunk] = values[indices[start : start + chunk]].mean(axis=1)
-    return out
+class Resampler:
+    """One set of bootstrap resamples of ``n_pairs`` pairs, stored as per-pair counts.
+
+    Each resample becomes a row of counts (how often each pair was drawn), so the means of any
+    ``(n_pairs, n_cols)`` matrix over all resamples are one matrix product ``counts @ values / n``
+    (BLAS) instead of gathering ``n_boot × n_pairs × n_cols`` values; and the counts are built once
+    and reused for every metric and table of an objective. Counts are stored as uint16 (a pair drawn
+    more than 65535 times in one resample does not happen at these sizes; it is checked).
+    """
+
+    def __init__(self, indices: np.ndarray, chunk: int = 128):
+        n_boot, self.n_pairs = indices.shape
+        self.chunk = chunk
+        self.counts = np.empty((n_boot, self.n_pairs), dtype=np.uint16)
+        for start in range(0, n_boot, chunk):
+            block = indices[start : start + chunk]
+            offsets = np.arange(block.shape[0])[:, None] * self.n_pairs
+            counts = np.bincount((block + offsets).ravel(), minlength=block.shape[0] * self.n_pairs)
+            if counts.max(initial=0) > np.iinfo(np.uint16).max:
+                raise OverflowError("a pair was drawn more than 65535 times in one resample")
+            self.counts[start : start + chunk] = counts.reshape(block.shape[0], self.n_pairs)
+
+    @classmethod
+    def draw(cls, n_pairs: int, n_boot: int, seed: int) -> "Resampler":
+        """Resamples drawn with :func:`bootstrap_indices`."""
+        return cls(bootstrap_indices(n_pairs, n_boot, seed))
+
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """Means of ``values`` ``(n_pairs, n_cols)`` over each resample: ``(n_boot, n_cols)``."""
+        values = np.asarray(values, dtype=float)
+        if values.shape[0] != self.n_pairs:
+            raise ValueError(f"values have {values.shape[0]} pairs, the resamples {self.n_pairs}")
+        out = np.empty((self.counts.shape[0], values.shape[1]))
+        for start in range(0, self.counts.shape[0], self.chunk):
+            out[start : start + self.chunk] = self.counts[start : start + self.chunk].astype(float) @ values
+        return out / self.n_pairs
+
+
+def _resampled_means(values: np.ndarray, indices) -> np.ndarray:
+    """Means of ``values[(n_pairs, n_cols)]`` over each resample: shape ``(n_boot, n_cols)``.
+
+    ``indices`` is a ``(n_boot, n_pairs)`` index matrix or a :class:`Resampler` built from one.
+    """
+    resampler = indices if isinstance(indices, Resampler) else Resampler(indices)
+    return resampler.means(values)
+
+
+def percentile_ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided percentile interval of bootstrap replicates ``boot`` ``(n_boot, ...)``: ``(lo, hi)``."""
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+    return lo, hi
 
 
 def paired_stage_ci(
-    values: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+    values: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, indices=None
 ) -> dict[str, np.ndarray]:
     """Means and paired-bootstrap CIs of every stage and of every stage-to-stage change.
 
@@ -37,7 +83,10 @@ def paired_stage_ci(
     Returns:
         ``mean``, ``lo``, ``hi`` of shape ``(n_stages,)`` and ``change``, ``change_lo``,
         ``change_hi`` of shape ``(n_stages,)`` (change at stage 0 is NaN; change at stage k is
-        stage k minus stage k−1, its CI from the same resamples).
+        stage k minus stage k−1, its CI from the same resamples), and ``boot``, the
+        ``(n_boot, n_stages)`` resampled means, for further contrasts.
+        ``indices`` (from :func:`bootstrap_indices`, or a :class:`Resampler`) may be passed to
+        share resamples between calls.
     """
     values = np.asarray(values, dtype=float)
     if values.ndim != 2:
@@ -46,7 +95,9 @@ def paired_stage_ci(
         raise ValueError("values contain NaN: every pair must be scored at every stage")
     alpha = (1.0 - confidence) / 2.0
     means = values.mean(axis=0)
-    boot = _resampled_means(values, bootstrap_indices(values.shape[0], n_boot, seed))
+    if indices is None:
+        indices = bootstrap_indices(values.shape[0], n_boot, seed)
+    boot = _resampled_means(values, indices)
     lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
     nan = np.full(1, np.nan)
     boot_change = np.diff(boot, axis=1)
@@ -61,6 +112,7 @@ def paired_stage_ci(
         "change": np.concatenate([nan, np.diff(means)]),
         "change_lo": np.concatenate([nan, change_lo]),
         "change_hi": np.concatenate([nan, change_hi]),
+        "boot": boot,
     }
 
 
@@ -71,3 +123,18 @@ def label_change(change: float, lo: float, hi: float, min_effect: float) -> str:
     if lo > 0 and change >= min_effect:
         return "positive_transfer"
     return "stable"
+
+
+def mean_ci(x: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of the 1-D ``x`` and its percentile-bootstrap CI: ``(mean, lo, hi)``.
+
+    With the same ``seed`` and length, the resamples are those of :func:`paired_stage_ci`, so a
+    contrast of two stages (``x = values[:, j] - values[:, i]``) is paired with the stage CIs.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or np.isnan(x).any():
+        raise ValueError("x must be 1-D without NaN")
+    alpha = (1.0 - confidence) / 2.0
+    boot = _resampled_means(x[:, None], bootstrap_indices(len(x), n_boot, seed))[:, 0]
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(x.mean()), float(lo), float(hi)

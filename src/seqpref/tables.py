@@ -91,8 +91,46 @@ SUMMARY = pa.schema(
     + _ci_columns("rel_accuracy_change")
     + _ci_columns("ln_margin_change")
     + [
+        ("share_up", pa.float64()),  # pairs whose label metric rose by more than labels.pair_move
+        ("share_down", pa.float64()),  # ... fell by more than labels.pair_move (since stage k-1)
         ("label_metric", pa.string()),
-        ("label", pa.string()),  # degradation | positive_transfer | stable; null at stage 0
+        # trained | degradation | positive_transfer | stable | redistribution; null at stage 0
+        ("label", pa.string()),
+    ]
+)
+
+_RUN_ONLY = [("setting", pa.string()), ("method", pa.string()), ("order", pa.string()), ("seed", pa.int64())]
+
+#: backward / forward transfer of one objective in one run, per metric (aggregate)
+TRANSFER = pa.schema(
+    _RUN_ONLY
+    + [
+        ("objective", pa.string()),
+        ("metric", pa.string()),
+        ("own_stage", pa.int64()),  # the stage that trained the objective
+        ("last_stage", pa.int64()),
+    ]
+    + _ci_columns("bwt")  # metric(last) - metric(own stage)
+    + _ci_columns("fwt")  # metric(own stage - 1) - metric(0)
+)
+
+#: the quartile decomposition: pairs split by their margin after their own stage (aggregate)
+QUARTILES = pa.schema(
+    _RUN_ONLY
+    + [
+        ("objective", pa.string()),
+        ("metric", pa.string()),
+        ("own_stage", pa.int64()),
+        ("stage", pa.int64()),  # a later stage
+        ("quartile", pa.int64()),  # 1 = lowest own-stage margin ... 4 = highest
+        ("n", pa.int64()),
+        ("own_margin_min", pa.float64()),
+        ("own_margin_max", pa.float64()),
+    ]
+    + _ci_columns("mean_change")  # metric(stage) - metric(own stage), mean over the quartile
+    + [
+        ("share_fell", pa.float64()),
+        ("share_flipped", pa.float64()),  # sign of the margin differs from the own stage's
     ]
 )
 

@@ -146,3 +146,18 @@ def test_check_saved_adapter_rejects_a_sub_adapter(two_stages, tmp_path):
     expected = load_file(str(copy / "adapter_model.safetensors"))
     with pytest.raises(RuntimeError, match="sub-adapters"):
         train.check_saved_adapter(copy, expected)
+
+
+def test_lab_base_model_same_seed_same_bytes(tmp_path):
+    """The build_base_model rule is reproducible: the same options give byte-identical files."""
+    options = base_model.LabModelOptions(
+        vocab_size=200, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, corpus_size=100, steps=5, batch_size=8,
+    )
+    for name in ("a", "b"):
+        base_model.build_lab_base(tmp_path / name, options)
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    other = base_model.LabModelOptions(**{**options.__dict__, "seed": 1})
+    base_model.build_lab_base(tmp_path / "c", other)
+    assert (tmp_path / "c/model.safetensors").read_bytes() != (tmp_path / "a/model.safetensors").read_bytes()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -89,7 +91,7 @@ def scores() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def summary(scores) -> pd.DataFrame:
-    return aggregate.summarise(scores, OPTIONS)
+    return aggregate.summarise(scores, OPTIONS)["summary"]
 
 
 def test_one_row_per_objective_and_stage(summary):
@@ -175,7 +177,7 @@ def test_cis_are_the_paired_bootstrap(scores, summary):
 
 def test_row_order_of_input_does_not_matter(scores, summary):
     shuffled = scores.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    again = aggregate.summarise(shuffled, OPTIONS)
+    again = aggregate.summarise(shuffled, OPTIONS)["summary"]
     key = ["objective", "stage"]
     pd.testing.assert_frame_equal(
         again.sort_values(key).reset_index(drop=True), summary.sort_values(key).reset_index(drop=True)
@@ -185,7 +187,7 @@ def test_row_order_of_input_does_not_matter(scores, summary):
 def test_positive_transfer_and_several_runs():
     first = _scores(margins={"a": [0.0, 2.0, 3.0], "b": [0.0, 1.0, 2.0]}, run_seed=0, rng_seed=1)
     second = _scores(margins={"b": [0.0, 2.0, 2.0], "a": [0.0, -1.0, 2.0]}, run_seed=0, order="b-a", rng_seed=2)
-    summary = aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)
+    summary = aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)["summary"]
     assert len(summary) == 12
     assert _cell(summary, "a", 2, order="a-b")["label"] == "positive_transfer"  # +1 while b trains
     assert _cell(summary, "b", 1, order="a-b")["label"] == "positive_transfer"
@@ -200,17 +202,17 @@ def test_positive_transfer_and_several_runs():
 def test_small_change_is_stable_even_when_ci_excludes_zero():
     # +0.15 is estimated precisely (CI excludes 0) but is below min_effect 0.25
     scores = _scores(margins={"a": [0.0, 2.0, 2.0], "b": [0.0, 0.15, 2.0]})
-    summary = aggregate.summarise(scores, OPTIONS)
+    summary = aggregate.summarise(scores, OPTIONS)["summary"]
     cell = _cell(summary, "b", 1)
     assert cell["reward_margin_change_lo"] > 0
     assert cell["label"] == "stable"
     # with a smaller min_effect the same change is positive transfer
-    loose = aggregate.summarise(scores, aggregate.LabelOptions(n_boot=300, min_effect=0.1))
+    loose = aggregate.summarise(scores, aggregate.LabelOptions(n_boot=300, min_effect=0.1))["summary"]
     assert _cell(loose, "b", 1)["label"] == "positive_transfer"
 
 
 def test_label_metric_option(scores):
-    summary = aggregate.summarise(scores, aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25))
+    summary = aggregate.summarise(scores, aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25))["summary"]
     assert (summary["label_metric"] == "rel_accuracy").all()
     # rel_accuracy of a drops from 1 to 0 at stage 2
     assert _cell(summary, "a", 2)["label"] == "degradation"
@@ -228,12 +230,12 @@ def test_invalid_label_options():
 def test_pair_missing_at_one_stage_raises(scores):
     missing = scores.drop(index=scores.index[(scores["objective"] == "a") & (scores["stage"] == 2)][:1])
     with pytest.raises(ValueError, match="stage"):
-        aggregate.summarise(missing, OPTIONS)
+        aggregate.summarise(missing, OPTIONS)["summary"]
 
 
 def test_stage_gap_raises(scores):
     with pytest.raises(ValueError, match="stage"):
-        aggregate.summarise(scores[scores["stage"] != 1], OPTIONS)
+        aggregate.summarise(scores[scores["stage"] != 1], OPTIONS)["summary"]
 
 
 def _write_score_files(scores, directory) -> list[str]:
@@ -247,11 +249,18 @@ def _write_score_files(scores, directory) -> list[str]:
     return paths
 
 
-def test_summary_tables_writes_both_files(tmp_path, scores, summary):
+def _outputs(directory):
+    return {name: str(directory / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles")}
+
+
+def test_summary_tables_writes_every_table(tmp_path, scores, summary):
     paths = _write_score_files(scores, tmp_path)
-    pairs_out, summary_out = tmp_path / "out" / "pairs.parquet", tmp_path / "out" / "summary.parquet"
-    returned = aggregate.summary_tables(paths, str(pairs_out), str(summary_out), OPTIONS)
-    assert pairs_out.exists() and summary_out.exists()
+    outputs = _outputs(tmp_path / "out")
+    pairs_out, summary_out = Path(outputs["pairs"]), Path(outputs["summary"])
+    returned = aggregate.summary_tables(paths, outputs, OPTIONS)["summary"]
+    assert all(Path(p).exists() for p in outputs.values())
+    assert pq.read_schema(outputs["transfer"]).names == tables.TRANSFER.names
+    assert pq.read_schema(outputs["quartiles"]).names == tables.QUARTILES.names
     assert pq.read_schema(pairs_out).names == tables.PAIR_SCORES.names
     assert pq.read_schema(summary_out).names == tables.SUMMARY.names
     pairs_back = pd.read_parquet(pairs_out)
@@ -273,7 +282,7 @@ def test_summary_tables_writes_both_files(tmp_path, scores, summary):
 
 def test_summary_tables_raises_on_duplicated_pair_rows(tmp_path, scores):
     paths = _write_score_files(scores, tmp_path)
-    pairs_out, summary_out = tmp_path / "pairs.parquet", tmp_path / "summary.parquet"
+    outputs = _outputs(tmp_path / "out")
     with pytest.raises(ValueError, match="twice"):
-        aggregate.summary_tables(paths + paths[1:2], str(pairs_out), str(summary_out), OPTIONS)
-    assert not pairs_out.exists() and not summary_out.exists()
+        aggregate.summary_tables(paths + paths[1:2], outputs, OPTIONS)
+    assert not any(Path(p).exists() for p in outputs.values())

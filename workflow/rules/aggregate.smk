@@ -12,6 +12,8 @@ rule aggregate:
     output:
         pairs=f"{RESULTS}/tables/pairs.parquet",
         summary=f"{RESULTS}/tables/summary.parquet",
+        transfer=f"{RESULTS}/tables/transfer.parquet",
+        quartiles=f"{RESULTS}/tables/quartiles.parquet",
     params:
         options=as_json(config["labels"]),
     log:
@@ -19,7 +21,8 @@ rule aggregate:
     benchmark:
         f"{RESULTS}/benchmarks/aggregate.tsv"
     shell:
-        "{PYTHON} -m seqpref.aggregate summary {output.pairs} {output.summary} {input}"
+        "{PYTHON} -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
+        " --transfer {output.transfer} --quartiles {output.quartiles} {input}"
         " --options {params.options:q} > {log} 2>&1"
 
 

@@ -149,6 +149,6 @@ def final_outputs():
         for setting in config["settings"]
         for objective in plan.objectives(config, setting)
     ]
-    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "training")]
+    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "transfer", "quartiles", "training")]
     figures = [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
     return reports + tables + figures

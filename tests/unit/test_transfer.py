@@ -1,0 +1,114 @@
+"""Backward / forward transfer, the quartile decomposition, flips and the redistribution label on
+hand-built matrices whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seqpref import aggregate, tables, transfer
+
+
+def test_backward_forward_on_a_hand_built_stage_matrix():
+    # 4 pairs × stages 0..3; the objective is trained at stage 2
+    values = np.array(
+        [
+            [0.0, 0.5, 2.0, 1.0],
+            [0.0, 0.1, 1.0, 0.0],
+            [0.0, -0.2, 3.0, 2.5],
+            [0.0, 0.4, 2.0, 0.5],
+        ]
+    )
+    row = transfer.backward_forward(values, own_stage=2, n_boot=200, confidence=0.95, seed=0)
+    # bwt = mean(stage 3 - stage 2) = mean(-1, -1, -0.5, -1.5) = -1.0
+    assert row["bwt"] == pytest.approx(-1.0)
+    # fwt = mean(stage 1 - stage 0) = mean(0.5, 0.1, -0.2, 0.4) = 0.2
+    assert row["fwt"] == pytest.approx(0.2)
+    assert row["bwt_lo"] <= row["bwt"] <= row["bwt_hi"] and row["fwt_lo"] <= row["fwt"] <= row["fwt_hi"]
+    assert (row["own_stage"], row["last_stage"]) == (2, 3)
+
+
+def test_first_and_last_objectives_have_zero_forward_and_backward_transfer():
+    values = np.random.default_rng(0).normal(size=(20, 3))
+    first = transfer.backward_forward(values, 1, 200, 0.95, 0)
+    assert first["fwt"] == 0.0 and first["fwt_lo"] == 0.0
+    last = transfer.backward_forward(values, 2, 200, 0.95, 0)
+    assert last["bwt"] == 0.0
+    with pytest.raises(ValueError):
+        transfer.backward_forward(values, 3, 200, 0.95, 0)
+
+
+def test_quartile_assignment_splits_by_own_stage_margin():
+    own = np.array([5.0, -1.0, 3.0, 0.0, 2.0, 4.0, 1.0, -2.0])
+    # sorted: -2, -1, 0, 1 | ... two pairs per quartile
+    assert transfer.quartile_of(own).tolist() == [4, 1, 3, 2, 3, 4, 2, 1]
+    tied = transfer.quartile_of(np.zeros(8))
+    assert sorted(np.bincount(tied)[1:].tolist()) == [2, 2, 2, 2]
+    with pytest.raises(ValueError):
+        transfer.quartile_of(np.ones(3))
+
+
+def test_quartile_rows_count_falls_and_flips():
+    # own stage 1, then stage 2; 8 pairs, two per quartile
+    own = np.array([-2.0, -1.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0])
+    after = np.array([-3.0, 1.0, -0.5, 2.0, 1.0, 4.0, -1.0, 4.0])
+    values = np.column_stack([np.zeros(8), own, after])
+    rows = {r["quartile"]: r for r in transfer.quartile_rows(values, 1, 200, 0.95, 0)}
+    assert [rows[q]["n"] for q in range(1, 5)] == [2, 2, 2, 2]
+    # Q1: -2→-3 (fell, no flip), -1→1 (rose, flip)
+    assert rows[1]["share_fell"] == 0.5 and rows[1]["share_flipped"] == 0.5
+    assert rows[1]["mean_change"] == pytest.approx((-1.0 + 2.0) / 2)
+    # Q2: 0.5→-0.5 (fell, flip), 1→2 (rose)
+    assert rows[2]["share_fell"] == 0.5 and rows[2]["share_flipped"] == 0.5
+    # Q3: 2→1 (fell), 3→4 (rose); no flips
+    assert rows[3]["share_fell"] == 0.5 and rows[3]["share_flipped"] == 0.0
+    # Q4: 4→-1 (fell, flip), 5→4 (fell)
+    assert rows[4]["share_fell"] == 1.0 and rows[4]["share_flipped"] == 0.5
+    assert rows[4]["own_margin_min"] == 4.0 and rows[4]["own_margin_max"] == 5.0
+
+
+def _scores(a_stage2: np.ndarray) -> pd.DataFrame:
+    """PAIR_SCORES rows of one run (order a-b): objective a is trained at stage 1 (margin 2 each pair)
+    and has ``a_stage2`` after stage 2; b is trained at stage 2."""
+    n = len(a_stage2)
+    rows = []
+    for objective, per_stage in (("a", [np.zeros(n), np.full(n, 2.0), a_stage2]), ("b", [np.zeros(n), np.zeros(n), np.full(n, 2.0)])):
+        for stage, margin in enumerate(per_stage):
+            rows.append(pd.DataFrame({
+                "setting": "s", "method": "dpo", "order": "a-b", "seed": 0, "stage": stage,
+                "trained_objective": None if stage == 0 else "ab"[stage - 1], "objective": objective,
+                "pair_id": [f"{objective}{i}" for i in range(n)], "logp_chosen": -10.0, "logp_rejected": -11.0,
+                "ref_logp_chosen": -10.0, "ref_logp_rejected": -11.0, "n_tokens_chosen": 5, "n_tokens_rejected": 5,
+                "truncated": False, "beta": 0.1, "reward_margin": margin, "dpo_margin": 0.1 * margin, "ln_margin": 0.2,
+            }))
+    return pd.concat(rows, ignore_index=True)[tables.PAIR_SCORES.names]
+
+
+def test_redistribution_when_the_mean_holds_but_pairs_move_both_ways():
+    n = 400
+    swings = np.where(np.arange(n) % 2 == 0, 1.5, -1.5)  # half rise by 1.5, half fall by 1.5
+    options = aggregate.LabelOptions(n_boot=300, min_effect=0.25, pair_move=0.5, redistribution_share=0.2)
+    frames = aggregate.summarise(_scores(2.0 + swings), options)
+    summary = frames["summary"].set_index(["objective", "stage"])
+    row = summary.loc[("a", 2)]
+    assert row["reward_margin_change"] == pytest.approx(0.0, abs=1e-12)
+    assert row["share_up"] == 0.5 and row["share_down"] == 0.5
+    assert row["label"] == "redistribution"
+    # the same mean with every pair unchanged is plain "stable"
+    steady = aggregate.summarise(_scores(np.full(n, 2.0)), options)["summary"].set_index(["objective", "stage"])
+    assert steady.loc[("a", 2), "label"] == "stable"
+
+
+def test_summarise_writes_transfer_and_quartiles_for_every_objective():
+    n = 40
+    frames = aggregate.summarise(_scores(np.full(n, 0.5)), aggregate.LabelOptions(n_boot=200))
+    transfer_table = frames["transfer"].set_index(["objective", "metric"])
+    assert transfer_table.loc[("a", "reward_margin"), "bwt"] == pytest.approx(0.5 - 2.0)
+    assert transfer_table.loc[("b", "reward_margin"), "fwt"] == pytest.approx(0.0)
+    assert transfer_table.loc[("a", "reward_margin"), "own_stage"] == 1
+    quartiles = frames["quartiles"]
+    assert set(quartiles["objective"]) == {"a"}  # b is trained last: no later stage
+    assert quartiles["n"].sum() == n and (quartiles["share_fell"] == 1.0).all()
+    assert list(frames["transfer"].columns) == tables.TRANSFER.names
+    assert list(quartiles.columns) == tables.QUARTILES.names
