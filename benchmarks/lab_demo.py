@@ -47,8 +47,9 @@ def main() -> None:
     shutil.copy(args.config, workdir / "config/config.yaml")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "all"],
-                   cwd=workdir, env=env, check=True)
+    with open(workdir / "snakemake.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores)],
+                       cwd=workdir, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     jobs = job_table(workdir / "results")
     per_rule = jobs.groupby("rule").agg(jobs=("seconds", "size"), mean_s=("seconds", "mean"),

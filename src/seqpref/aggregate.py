@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from seqpref import plan, provenance, stats, tables, transfer
 
@@ -174,11 +176,22 @@ def summary_tables(score_paths: list[str], outputs: dict[str, str], options: Lab
     return frames
 
 
+COLLECTED = {"training": tables.TRAINING, "diagnostics": tables.DIAGNOSTICS, "movement": tables.MOVEMENT}
+
+
+def collect_table(name: str, paths: list[str], out: str) -> pd.DataFrame:
+    """Concatenate per-job tables of kind ``name`` (training, diagnostics, movement) into ``out``; returns it."""
+    schema = COLLECTED[name]
+    frame = pa.concat_tables([pq.read_table(p, schema=schema) for p in paths]).to_pandas() if paths else None
+    if frame is None:
+        raise ValueError(f"no {name} tables to collect")
+    tables.write_table(frame, out, schema, provenance.provenance(f"collect_{name}", {"inputs": len(paths)}))
+    return frame
+
+
 def training_table(log_paths: list[str], out: str) -> pd.DataFrame:
     """Concatenate per-stage training logs into one TRAINING table at ``out``; returns it."""
-    frame = tables.read_tables(log_paths)
-    tables.write_table(frame, out, tables.TRAINING, provenance.provenance("collect_training", {"inputs": len(log_paths)}))
-    return frame
+    return collect_table("training", log_paths, out)
 
 
 def main(argv=None) -> None:
@@ -193,6 +206,10 @@ def main(argv=None) -> None:
     training = commands.add_parser("training")
     training.add_argument("out")
     training.add_argument("logs", nargs="+")
+    collect = commands.add_parser("collect")
+    collect.add_argument("kind", choices=sorted(COLLECTED))
+    collect.add_argument("out")
+    collect.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "summary":
@@ -201,9 +218,12 @@ def main(argv=None) -> None:
         frame = frames["summary"]
         labels = frame["label"].value_counts().to_dict()
         log.info("%d score files -> %d summary rows; labels %s", len(args.scores), len(frame), labels)
-    else:
+    elif args.command == "training":
         frame = training_table(args.logs, args.out)
         log.info("%d training logs -> %d rows", len(args.logs), len(frame))
+    else:
+        frame = collect_table(args.kind, args.paths, args.out)
+        log.info("%d %s tables -> %d rows", len(args.paths), args.kind, len(frame))
 
 
 if __name__ == "__main__":

@@ -184,3 +184,32 @@ def read_tables(paths, columns: list[str] | None = None) -> pd.DataFrame:
     if not tables:
         raise ValueError("no tables to read")
     return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
+#: gradient diagnostics of one stage ≥ 2: the current objective's LoRA gradient against each
+#: earlier objective's, every ``diagnostics.every`` optimiser steps (train_stage → aggregate)
+DIAGNOSTICS = pa.schema(
+    _RUN_KEYS[:5]
+    + [
+        ("objective", pa.string()),  # trained at this stage
+        ("step", pa.int64()),  # optimiser step within the stage
+        ("other_objective", pa.string()),  # an objective trained at an earlier stage
+        ("other_stage", pa.int64()),
+        ("cosine", pa.float64()),  # cos(∇L_objective, ∇L_other) over all LoRA parameters
+        ("norm_current", pa.float64()),  # ‖∇L_objective‖₂ (before clipping)
+        ("norm_other", pa.float64()),  # ‖∇L_other‖₂ on a fixed probe batch of its train pairs
+        ("seconds", pa.float64()),  # time spent on this diagnostic
+    ]
+)
+
+#: adapter movement: the effective update ΔW = (α/r)·B·A of each LoRA module after each stage
+MOVEMENT = pa.schema(
+    _RUN_KEYS[:5]
+    + [
+        ("objective", pa.string()),  # trained at this stage
+        ("module", pa.string()),  # e.g. model.layers.0.self_attn.q_proj, or "all" (every module)
+        ("update_norm", pa.float64()),  # ‖ΔW_k − ΔW_{k−1}‖_F: what this stage changed
+        ("total_norm", pa.float64()),  # ‖ΔW_k‖_F: the adapter after this stage
+        ("cosine_previous", pa.float64()),  # cos(update of stage k, update of stage k−1); NaN at stage 1
+    ]
+)

@@ -109,8 +109,9 @@ def _trainer_class():
         to TRL's own reference forward is an error: nothing but the base log-probs may be used.
         """
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, gradient_probe=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.gradient_probe = gradient_probe
             columns = set(self.train_dataset.column_names)
             if not {"ref_chosen_logps", "ref_rejected_logps"} <= columns:
                 raise ValueError(f"the train dataset lacks precomputed base log-probs (columns: {sorted(columns)})")
@@ -120,6 +121,14 @@ def _trainer_class():
 
         def compute_ref_log_probs(self, model, inputs):
             raise RuntimeError("the reference is the precomputed base model; TRL must not compute its own")
+
+        def training_step(self, model, inputs, *args, **kwargs):
+            loss = super().training_step(model, inputs, *args, **kwargs)
+            # after the last micro-batch's backward, .grad holds the gradient of this optimiser step
+            step = self.state.global_step + 1
+            if self.gradient_probe is not None and self.accelerator.sync_gradients and self.gradient_probe.due(step):
+                self.gradient_probe.record(self, model, step)
+            return loss
 
     return BaseReferenceDPOTrainer
 
@@ -202,8 +211,15 @@ def train_stage(
     options: TrainOptions,
     run: dict,
     previous: str | None = None,
+    earlier: list[tuple[str, int, str, str]] | None = None,
+    diagnostics: "DiagnosticsOptions | None" = None,
+    diagnostics_path: str | None = None,
 ) -> dict:
     """Train one stage and save its adapter to ``out_dir`` and its log to ``train_log_path``.
+
+    ``earlier`` lists ``(objective, stage, train_pairs_path, base_logps_path)`` of the objectives
+    trained before this stage; with ``diagnostics`` enabled, the gradient cosines against them are
+    written to ``diagnostics_path`` (a DIAGNOSTICS table, empty at stage 1 or when disabled).
 
     ``run`` holds setting, method, order, seed, stage and objective (they label the log rows).
     Returns a summary: steps, pairs, seconds, trainable parameters, and the adapter's change norm.
@@ -246,7 +262,16 @@ def train_stage(
         use_cpu=device.type != "cuda",
         disable_tqdm=True,
     )
+    probe = None
+    if diagnostics is not None and diagnostics.enabled and earlier:
+        from seqpref.diagnostics import GradientProbe
+
+        probe = GradientProbe(
+            [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b))) for name, stage, p, b in earlier],
+            diagnostics,
+        )
     trainer = _trainer_class()(
+        gradient_probe=probe,
         model=model,
         args=config,
         train_dataset=dataset,
@@ -288,7 +313,12 @@ def train_stage(
     frame = pd.DataFrame(rows, columns=tables.TRAINING.names)
     record = provenance.provenance("train_stage", {"options": asdict(options), "run": run, "previous": previous})
     tables.write_table(frame, train_log_path, tables.TRAINING, record)
+    if diagnostics_path:
+        keys = {k: run[k] for k in ("setting", "method", "order", "seed", "stage", "objective")}
+        rows = [{**keys, **row} for row in (probe.rows if probe else [])]
+        tables.write_table(pd.DataFrame(rows, columns=tables.DIAGNOSTICS.names), diagnostics_path, tables.DIAGNOSTICS, record)
     summary = {
+        "diagnostics_seconds": round(probe.seconds, 3) if probe else 0.0,
         "pairs": len(dataset),
         "steps": trainer.state.global_step,
         "trainable_parameters": n_trainable,
@@ -312,14 +342,24 @@ def main(argv=None) -> None:
     parser.add_argument("--previous", default=None, help="adapter directory of the previous stage")
     parser.add_argument("--options", default="{}", help="JSON of TrainOptions")
     parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
+    parser.add_argument(
+        "--earlier", nargs=4, action="append", default=[], metavar=("NAME", "STAGE", "TRAIN_PAIRS", "BASE_LOGPS"),
+        help="an objective trained at an earlier stage (for the gradient diagnostics)",
+    )
+    parser.add_argument("--diagnostics", default='{"enabled": false}', help="JSON of DiagnosticsOptions")
+    parser.add_argument("--diagnostics-out", default=None, help="diagnostics Parquet to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
     options = TrainOptions(**json.loads(args.options))
     run = json.loads(args.run)
     log.info("options %s run %s previous %s", json.dumps(asdict(options)), json.dumps(run), args.previous)
+    from seqpref.diagnostics import DiagnosticsOptions
+
+    earlier = [(name, int(stage), pairs, logps) for name, stage, pairs, logps in args.earlier]
     summary = train_stage(
-        args.base, args.pairs, args.base_logps, args.out_dir, args.train_log, options, run, args.previous
+        args.base, args.pairs, args.base_logps, args.out_dir, args.train_log, options, run, args.previous,
+        earlier, DiagnosticsOptions(**json.loads(args.diagnostics)), args.diagnostics_out,
     )
     log.info("trained %s", json.dumps(summary))
 

@@ -37,3 +37,22 @@ def pair_files(tiny_base, lab_pairs, tmp_path_factory):
     frame = logps.pair_logps(model, tokenizer, lab_pairs, max_length=64, batch_size=16)
     tables.write_table(frame, out / "base_logps.parquet", tables.LOGPS, {"test": True})
     return {"pairs": str(out / "pairs.parquet"), "base_logps": str(out / "base_logps.parquet")}
+
+
+@pytest.fixture(scope="session")
+def two_stages_for_movement(tiny_base, pair_files, tmp_path_factory):
+    """Two trained stages (adapters in stage1/, stage2/) on the lab pairs."""
+    from seqpref import train
+
+    out = tmp_path_factory.mktemp("movement")
+    previous = None
+    for stage in (1, 2):
+        train.train_stage(
+            tiny_base, pair_files["pairs"], pair_files["base_logps"], str(out / f"stage{stage}"),
+            str(out / f"log{stage}.parquet"),
+            train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8}),
+            {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage": stage, "objective": "comply"},
+            previous,
+        )
+        previous = str(out / f"stage{stage}")
+    return out

@@ -203,3 +203,33 @@ def test_bad_config_fails_naming_the_key(tmp_path, patch, expected):
     result = snakemake(workdir, "-n", "--configfile", str(bad), check=False)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
+
+
+def test_gradient_cosines_follow_the_construction(lab_run):
+    """Stage 2's gradient against the earlier objective: opposed when they conflict, aligned when
+    compatible, near-orthogonal when independent."""
+    diagnostics = pd.read_parquet(lab_run / "results/tables/diagnostics.parquet")
+    assert set(diagnostics["stage"]) == {2}
+    cosine = diagnostics.groupby("setting")["cosine"].mean()
+    assert cosine["conflicting"] < -0.5
+    assert cosine["compatible"] > 0.5
+    assert abs(cosine["independent"]) < 0.4
+    assert (diagnostics.groupby(["setting", "order"])["step"].min() == 1).all()
+
+
+def test_adapter_movement_follows_the_construction(lab_run):
+    movement = pd.read_parquet(lab_run / "results/tables/movement.parquet")
+    stage2 = movement[(movement.module == "all") & (movement.stage == 2)].groupby("setting")["cosine_previous"].mean()
+    assert stage2["conflicting"] < -0.5  # the second stage undoes the first
+    assert stage2["compatible"] > 0.3
+    assert movement[movement.module != "all"]["module"].str.contains("layers.0.self_attn.q_proj").any()
+
+
+def test_transfer_and_quartile_tables(lab_run):
+    transfer = pd.read_parquet(lab_run / "results/tables/transfer.parquet")
+    rows = transfer[(transfer.setting == "conflicting") & (transfer.metric == "reward_margin")]
+    first = rows[rows.apply(lambda r: r.order.split("-")[0] == r.objective, axis=1)]
+    assert len(first) == 2 and (first["bwt_hi"] < 0).all()
+    quartiles = pd.read_parquet(lab_run / "results/tables/quartiles.parquet")
+    assert set(quartiles["quartile"]) == {1, 2, 3, 4}
+    assert quartiles.groupby(["setting", "order", "objective"])["n"].sum().gt(100).all()

@@ -4,6 +4,8 @@
 localrules:
     aggregate,
     collect_training,
+    collect_diagnostics,
+    collect_movement,
 
 
 rule aggregate:
@@ -35,3 +37,25 @@ rule collect_training:
         f"{RESULTS}/logs/collect_training.log",
     shell:
         "{PYTHON} -m seqpref.aggregate training {output} {input} > {log} 2>&1"
+
+
+rule collect_diagnostics:
+    input:
+        diagnostics_files(),
+    output:
+        f"{RESULTS}/tables/diagnostics.parquet",
+    log:
+        f"{RESULTS}/logs/collect_diagnostics.log",
+    shell:
+        "{PYTHON} -m seqpref.aggregate collect diagnostics {output} {input} > {log} 2>&1"
+
+
+rule collect_movement:
+    input:
+        movement_files(),
+    output:
+        f"{RESULTS}/tables/movement.parquet",
+    log:
+        f"{RESULTS}/logs/collect_movement.log",
+    shell:
+        "{PYTHON} -m seqpref.aggregate collect movement {output} {input} > {log} 2>&1"

@@ -24,7 +24,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 RESULTS = "results"
 RUN = "{setting}/{method}/{order}/seed{seed}"
-FIGURES = ["transfer_heatmap", "pair_scatter", "training_curves"]
+FIGURES = [
+    "transfer_heatmap",
+    "pair_scatter",
+    "training_curves",
+    "quartile_bars",
+    "flip_plot",
+    "gradient_cosine",
+    "adapter_movement",
+]
 FIGURE_CODE = Path(seqpref.__file__).parent / "figures"
 
 
@@ -103,7 +111,22 @@ def train_inputs(wildcards):
     }
     if stage > 1:
         inputs["previous"] = adapter_files(RUN.format(**wildcards), stage - 1)["weights"]
+    if config["diagnostics"]["enabled"]:
+        for name in plan.stage_objectives(wildcards.order)[: stage - 1]:
+            inputs[f"earlier_pairs_{name}"] = data_path(wildcards.setting, name, "train")
+            inputs[f"earlier_logps_{name}"] = base_logps_path(wildcards.setting, name, "train")
     return inputs
+
+
+def earlier_objective_args(wildcards):
+    """``--earlier NAME STAGE TRAIN_PAIRS BASE_LOGPS`` for each objective trained before this stage."""
+    if not config["diagnostics"]["enabled"]:
+        return ""
+    names = plan.stage_objectives(wildcards.order)[: int(wildcards.stage) - 1]
+    return " ".join(
+        f"--earlier {name} {k} {data_path(wildcards.setting, name, 'train')} {base_logps_path(wildcards.setting, name, 'train')}"
+        for k, name in enumerate(names, start=1)
+    )
 
 
 def eval_objective_args(wildcards):
@@ -142,6 +165,18 @@ def train_logs():
     ]
 
 
+def diagnostics_files():
+    return [
+        f"{RESULTS}/diagnostics/{plan.run_dir(run)}/stage{stage}.parquet"
+        for run in all_runs()
+        for stage in range(1, plan.n_stages(run["order"]) + 1)
+    ]
+
+
+def movement_files():
+    return [f"{RESULTS}/movement/{plan.run_dir(run)}.parquet" for run in all_runs()]
+
+
 def final_outputs():
     """What `snakemake` builds by default: the tables, every figure and every data report."""
     reports = [
@@ -149,6 +184,6 @@ def final_outputs():
         for setting in config["settings"]
         for objective in plan.objectives(config, setting)
     ]
-    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "transfer", "quartiles", "training")]
+    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "transfer", "quartiles", "training", "diagnostics", "movement")]
     figures = [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
     return reports + tables + figures

@@ -8,11 +8,14 @@ rule train_stage:
         weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
         config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
         train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
+        diagnostics=f"{RESULTS}/diagnostics/{RUN}/stage{{stage}}.parquet",
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
         options=as_json({**config["train"], **model_options()}),
+        earlier=earlier_objective_args,
+        diagnostics=as_json(config["diagnostics"]),
         run=lambda wc: as_json(
             {**run_of(wc), "stage": int(wc.stage), "objective": plan.stage_objective(wc.order, int(wc.stage))}
         ),
@@ -26,4 +29,23 @@ rule train_stage:
         runtime=120,
     shell:
         "{PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
-        " {params.previous} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
+        " {params.previous} --options {params.options:q} --run {params.run:q} {params.earlier}"
+        " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics} > {log} 2>&1"
+
+
+rule adapter_movement:
+    """How far each stage moved the effective LoRA update ΔW = (α/r)·B·A, per module (adapters only)."""
+    input:
+        lambda wc: [adapter_files(RUN.format(**wc), k)["weights"] for k in range(1, plan.n_stages(wc.order) + 1)],
+    output:
+        f"{RESULTS}/movement/{RUN}.parquet",
+    params:
+        adapters=lambda wc, input: " ".join(os.path.dirname(f) for f in input),
+        run=lambda wc: as_json(run_of(wc)),
+    log:
+        f"{RESULTS}/logs/adapter_movement/{RUN}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{PYTHON} -m seqpref.movement {output} {params.adapters} --run {params.run:q} > {log} 2>&1"
