@@ -184,3 +184,10 @@ def objective_colours(objectives) -> dict[str, str]:
     """A stable colour per objective name (sorted names take the style's colour cycle in turn)."""
     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     return {name: cycle[i % len(cycle)] for i, name in enumerate(sorted(set(objectives)))}
+
+
+def check_pair_metric(pairs: pd.DataFrame, metric: str) -> None:
+    """Raise ``ValueError`` unless ``metric`` is a numeric column of the pair-score table."""
+    if metric not in pairs.columns or not pd.api.types.is_numeric_dtype(pairs[metric]):
+        raise ValueError(f"metric {metric!r} is not a numeric pair-score column (e.g. reward_margin, "
+                         "dpo_margin, ln_margin)")

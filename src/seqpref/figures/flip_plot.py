@@ -111,9 +111,7 @@ def draw(pairs: pd.DataFrame, method: str = "dpo", metric: str = "reward_margin"
     ``numpy.random.default_rng(0)``); the title's count of pairs whose sign after the last stage differs
     from after stage 1 uses every pair.
     """
-    if metric not in pairs.columns or not pd.api.types.is_numeric_dtype(pairs[metric]):
-        raise ValueError(f"metric {metric!r} is not a numeric pair-score column (e.g. reward_margin, "
-                         "dpo_margin, ln_margin)")
+    common.check_pair_metric(pairs, metric)
     if int(max_pairs) < 1:
         raise ValueError(f"max_pairs must be ≥ 1, got {max_pairs}")
     pairs = common.select_method(pairs, method, "pairs")

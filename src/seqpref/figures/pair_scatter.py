@@ -113,9 +113,7 @@ def draw(
     objective; at most ``max_points`` points per panel are drawn (deterministic subsample), while the
     counts and flip shares use every pair.
     """
-    if metric not in pairs.columns or not pd.api.types.is_numeric_dtype(pairs[metric]):
-        raise ValueError(f"metric {metric!r} is not a numeric pair-score column (e.g. reward_margin, "
-                         "dpo_margin, ln_margin)")
+    common.check_pair_metric(pairs, metric)
     if int(max_points) < 1:
         raise ValueError(f"max_points must be ≥ 1, got {max_points}")
     pairs = common.select_method(pairs, method, "pairs")
