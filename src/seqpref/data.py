@@ -143,8 +143,22 @@ def split_by_prompt(frame: pd.DataFrame, eval_size: int, seed: int) -> tuple[pd.
     return frame[~is_eval].reset_index(drop=True), frame[is_eval].reset_index(drop=True)
 
 
+OBJECTIVE_DEFAULTS = {
+    "lab": {"differ": {}, "label_noise": 0.0, "train_size": 256, "eval_size": 128},
+    "file": {"train_size": None, "eval_size": 500},
+}
+
+
+def with_defaults(spec: dict) -> dict:
+    """An objective's config with the defaults of its ``source`` filled in (a new dict)."""
+    if spec.get("source") not in OBJECTIVE_DEFAULTS:
+        raise DataError(f"unknown objective source {spec.get('source')!r}; expected one of {sorted(OBJECTIVE_DEFAULTS)}")
+    return {**OBJECTIVE_DEFAULTS[spec["source"]], **spec}
+
+
 def load_objective(spec: dict, lab_seed: int, setting: str, objective: str) -> pd.DataFrame:
     """All pairs of one objective from its config ``spec`` (before validation and splitting)."""
+    spec = with_defaults(spec)
     kind = spec["source"]
     if kind == "lab":
         objective_spec = lab.LabObjective(
@@ -160,6 +174,7 @@ def load_objective(spec: dict, lab_seed: int, setting: str, objective: str) -> p
 def prepare(spec: dict, out_dir: str | Path, lab_seed: int, setting: str, objective: str) -> dict:
     """Load, validate and split one objective into ``out_dir``; returns the data report."""
     out_dir = Path(out_dir)
+    spec = with_defaults(spec)
     frame = load_objective(spec, lab_seed, setting, objective)
     kept, report = validate_pairs(frame)
     if kept.empty:

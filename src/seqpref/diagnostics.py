@@ -93,6 +93,7 @@ class GradientProbe:
         params = [p for p in model.parameters() if p.requires_grad]
         # the probe's own loss must not leak into the trainer's logged metrics
         metrics, tokens = copy.deepcopy(trainer._metrics), trainer._total_train_tokens
+        spo, trainer.spo = getattr(trainer, "spo", None), None  # probe the earlier objectives' DPO loss
         for objective, stage, batch in self.batches:
             inputs = trainer._prepare_inputs(batch)
             with trainer.compute_loss_context_manager():
@@ -101,7 +102,7 @@ class GradientProbe:
             row = gradient_cosine(params, other)
             del other
             self.rows.append({"step": step, "other_objective": objective, "other_stage": stage, **row})
-        trainer._metrics, trainer._total_train_tokens = metrics, tokens
+        trainer._metrics, trainer._total_train_tokens, trainer.spo = metrics, tokens, spo
         elapsed = time.perf_counter() - start
         self.seconds += elapsed
         for row in self.rows[-len(self.batches):]:

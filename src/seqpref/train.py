@@ -86,12 +86,16 @@ class TrainOptions:
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
     dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU."})
     lora: LoraOptions = field(default_factory=LoraOptions)
+    method: str = field(default="dpo", metadata={"help": "dpo, or spo (DPO + the SPO penalty, seqpref.spo)."})
+    spo: dict = field(default_factory=dict, metadata={"help": "SPOOptions when method is spo."})
 
     def __post_init__(self):
         if isinstance(self.lora, dict):
             self.lora = LoraOptions(**self.lora)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.method not in ("dpo", "spo"):
+            raise ValueError(f"a sequential stage trains method dpo or spo, not {self.method!r}")
         if self.train_reference != "base":
             raise ValueError(f"train_reference must be 'base', got {self.train_reference!r}")
 
@@ -109,9 +113,10 @@ def _trainer_class():
         to TRL's own reference forward is an error: nothing but the base log-probs may be used.
         """
 
-        def __init__(self, *args, gradient_probe=None, **kwargs):
+        def __init__(self, *args, gradient_probe=None, spo=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.gradient_probe = gradient_probe
+            self.spo = spo  # SPOOptions with lookahead_lr set, or None for plain DPO
             columns = set(self.train_dataset.column_names)
             if not {"ref_chosen_logps", "ref_rejected_logps"} <= columns:
                 raise ValueError(f"the train dataset lacks precomputed base log-probs (columns: {sorted(columns)})")
@@ -121,6 +126,20 @@ def _trainer_class():
 
         def compute_ref_log_probs(self, model, inputs):
             raise RuntimeError("the reference is the precomputed base model; TRL must not compute its own")
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.spo is None or not model.training:
+                return result
+            from seqpref import spo
+
+            ids, mask, completion = spo.chosen_half(inputs)
+            ahead = spo.lookahead_logps(model, ids, mask, completion, self.spo.lookahead_lr)
+            penalty = spo.spo_penalty(spo.completion_logps(model, ids, mask, completion), ahead, self.spo.penalty)
+            self._metrics["train"]["spo/penalty"].append(penalty.item())
+            if return_outputs:
+                return result[0] + penalty, result[1]
+            return result + penalty
 
         def training_step(self, model, inputs, *args, **kwargs):
             loss = super().training_step(model, inputs, *args, **kwargs)
@@ -270,8 +289,16 @@ def train_stage(
             [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b))) for name, stage, p, b in earlier],
             diagnostics,
         )
+    spo_options = None
+    if options.method == "spo":
+        from seqpref.spo import SPOOptions
+
+        spo_options = SPOOptions(**options.spo)
+        if spo_options.lookahead_lr is None:
+            spo_options.lookahead_lr = options.learning_rate
     trainer = _trainer_class()(
         gradient_probe=probe,
+        spo=spo_options,
         model=model,
         args=config,
         train_dataset=dataset,

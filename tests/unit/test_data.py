@@ -220,5 +220,30 @@ def test_prepare_file_spec_reports_dropped_rows(tmp_path):
 
 
 def test_prepare_unknown_source_raises(tmp_path):
-    with pytest.raises(data.DataError, match="unknown source"):
+    with pytest.raises(data.DataError, match="unknown objective source"):
         data.prepare({"source": "web", "eval_size": 1}, tmp_path, lab_seed=0, setting="s", objective="o")
+
+
+def test_objective_defaults_depend_on_the_source():
+    lab_spec = data.with_defaults({"source": "lab", "prefer": {"opener": "comply"}})
+    assert lab_spec["train_size"] == 256 and lab_spec["eval_size"] == 128 and lab_spec["label_noise"] == 0.0
+    file_spec = data.with_defaults({"source": "file", "path": "x.jsonl", "eval_size": 10})
+    assert file_spec == {"source": "file", "path": "x.jsonl", "eval_size": 10, "train_size": None}
+    with pytest.raises(data.DataError, match="unknown objective source"):
+        data.with_defaults({"source": "hub"})
+
+
+def test_config_schema_accepts_a_file_objective_beside_lab_ones(tmp_path):
+    """Snakemake's validate fills schema defaults; defaults inside the objectives' oneOf branches
+    used to leak lab keys into file objectives and reject them."""
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    repo = Path(__file__).resolve().parents[2]
+    config = yaml.safe_load((repo / "config/config.yaml").read_text())
+    config["settings"]["mine"] = {"objectives": {
+        "a": {"source": "file", "path": "a.jsonl"}, "b": {"source": "lab", "prefer": {"closer": "warm"}}}}
+    validate(config, str(repo / "workflow/schemas/config.schema.yaml"))
+    assert config["settings"]["mine"]["objectives"]["a"] == {"source": "file", "path": "a.jsonl"}

@@ -233,3 +233,27 @@ def test_transfer_and_quartile_tables(lab_run):
     quartiles = pd.read_parquet(lab_run / "results/tables/quartiles.parquet")
     assert set(quartiles["quartile"]) == {1, 2, 3, 4}
     assert quartiles.groupby(["setting", "order", "objective"])["n"].sum().gt(100).all()
+
+
+def test_a_bad_dataset_fails_by_name_and_loses_nothing(lab_run, tmp_path):
+    """A setting whose file lacks a column fails in prepare_data, naming file and column; with
+    --keep-going the rest of the DAG is untouched, and dropping the setting leaves nothing to redo."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a"}\n')
+    config = yaml.safe_load((lab_run / "config/config.yaml").read_text())
+    config["settings"]["broken"] = {
+        "objectives": {
+            "x": {"source": "file", "path": str(bad), "eval_size": 1},
+            "y": {"source": "file", "path": str(bad), "eval_size": 1},
+        }
+    }
+    changed = tmp_path / "broken.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    summary = lab_run / "results/tables/summary.parquet"
+    before = summary.stat().st_mtime_ns
+    result = snakemake(lab_run, "--cores", "2", "--keep-going", "--configfile", str(changed), check=False)
+    assert result.returncode != 0
+    log = (lab_run / "results/logs/prepare_data/broken/x.log").read_text()
+    assert str(bad) in log and "'rejected'" in log and "missing column" in log
+    assert summary.stat().st_mtime_ns == before
+    assert "Nothing to be done" in snakemake(lab_run, "-n").stdout

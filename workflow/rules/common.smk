@@ -77,6 +77,15 @@ def model_options():
     return {"dtype": config["dtype"], "attn_implementation": config["attn_implementation"]}
 
 
+def train_options(method):
+    """TrainOptions of a stage of ``method``: the shared ``train`` block plus that method's options
+    only (so changing SPO's options retrains SPO runs, not DPO runs)."""
+    options = {**config["train"], **model_options(), "method": method}
+    if method == "spo":
+        options["spo"] = config["method_options"]["spo"]
+    return options
+
+
 # ---- data and runs --------------------------------------------------------------------------
 
 

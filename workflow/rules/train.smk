@@ -13,7 +13,7 @@ rule train_stage:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
-        options=as_json({**config["train"], **model_options()}),
+        options=lambda wc: as_json(train_options(wc.method)),
         earlier=earlier_objective_args,
         diagnostics=as_json(config["diagnostics"]),
         run=lambda wc: as_json(

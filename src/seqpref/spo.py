@@ -1,0 +1,75 @@
+"""SPO (Stable Preference Optimization, arXiv 2507.07723; seed 002): DPO plus a penalty that keeps the
+preferred responses at least as likely as one SFT step would make them.
+
+This is our reconstruction (papers.md §3.2; the exact loss is not verified against the paper):
+
+    L_SPO(θ) = L_DPO(θ) + λ · mean_pairs [ log π_θ̃(y_w|x) − log π_θ(y_w|x) ]₊,
+    θ̃ = stopgrad( θ − η ∇_θ L_SFT(θ) ),   L_SFT(θ) = −mean_pairs log π_θ(y_w|x),
+
+with θ the trainable (LoRA) parameters. The penalty is zero when the policy already gives y_w at
+least the likelihood one SFT step of size η would give it, and positive otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call
+
+
+@dataclass
+class SPOOptions:
+    """``method_options.spo`` in the config."""
+
+    penalty: float = 1.0  # λ
+    lookahead_lr: float | None = None  # η of the one-step look-ahead; None = the training learning rate
+
+    def __post_init__(self):
+        if self.penalty < 0 or (self.lookahead_lr is not None and self.lookahead_lr <= 0):
+            raise ValueError("spo: need penalty >= 0 and lookahead_lr > 0 (or null)")
+
+
+def completion_logps(model, input_ids, attention_mask, completion_mask, params: dict | None = None) -> torch.Tensor:
+    """Sum of completion-token log-probs per sequence, shape ``(B,)`` in nats.
+
+    ``completion_mask`` (B, T) marks response tokens, as TRL's DPO collator builds it; with
+    ``params`` (name → tensor) those parameters replace the model's own for this forward.
+    """
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    if params is None:
+        logits = model(**kwargs).logits
+    else:
+        logits = functional_call(model, params, args=(), kwargs=kwargs, strict=False).logits
+    logits = logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):  # log_softmax in at least float32
+        logits = logits.float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    token = logprobs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (token * completion_mask[:, 1:]).sum(dim=1)
+
+
+def lookahead_logps(model, input_ids, attention_mask, completion_mask, lookahead_lr: float) -> torch.Tensor:
+    """log π_θ̃(y|x) per sequence ``(B,)`` after one SFT step of size ``lookahead_lr`` on these
+    sequences (trainable parameters only); detached from the graph (θ̃ is a stop-gradient)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
+    sft_loss = -completion_logps(model, input_ids, attention_mask, completion_mask).mean()
+    grads = torch.autograd.grad(sft_loss, params, allow_unused=True)
+    ahead = {
+        name: (p.detach() - lookahead_lr * g) if g is not None else p.detach()
+        for name, p, g in zip(names, params, grads)
+    }
+    with torch.no_grad():
+        return completion_logps(model, input_ids, attention_mask, completion_mask, ahead)
+
+
+def spo_penalty(policy_logps: torch.Tensor, ahead_logps: torch.Tensor, penalty: float) -> torch.Tensor:
+    """λ · mean([log π_θ̃(y_w) − log π_θ(y_w)]₊): scalar; ``policy_logps`` carries the gradient."""
+    return penalty * torch.relu(ahead_logps.detach() - policy_logps).mean()
+
+
+def chosen_half(inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The chosen sequences of a TRL DPO batch (rows ``[:B]`` of ``[chosen; rejected]``)."""
+    half = inputs["input_ids"].shape[0] // 2
+    return inputs["input_ids"][:half], inputs["attention_mask"][:half], inputs["completion_mask"][:half]
