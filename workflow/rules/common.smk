@@ -86,6 +86,18 @@ def train_options(method):
     return options
 
 
+def score_options():
+    """Scoring options: β and max_length of training (the same tokenization), the score batch size."""
+    return as_json(
+        {
+            "beta": config["train"]["beta"],
+            "max_length": config["train"]["max_length"],
+            "batch_size": config["score"]["batch_size"],
+            **model_options(),
+        }
+    )
+
+
 # ---- data and runs --------------------------------------------------------------------------
 
 

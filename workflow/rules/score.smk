@@ -1,17 +1,6 @@
 # Every objective's eval pairs scored after every stage, against the base model.
 
 
-def score_options():
-    return as_json(
-        {
-            "beta": config["train"]["beta"],
-            "max_length": config["train"]["max_length"],
-            "batch_size": config["score"]["batch_size"],
-            **model_options(),
-        }
-    )
-
-
 rule score_stage:
     input:
         unpack(lambda wc: adapter_files(RUN.format(**wc), wc.stage)),
