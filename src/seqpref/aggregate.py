@@ -4,7 +4,7 @@ backward / forward transfer per run and objective (``transfer.parquet``); and th
 decomposition (``quartiles.parquet``).
 
 Reads Parquet only (never a model). ``python -m seqpref.aggregate summary --pairs P --summary S
---transfer T --quartiles Q --options JSON SCORE.parquet...`` and ``python -m seqpref.aggregate training OUT TRAIN_LOG.parquet...``.
+--transfer T --quartiles Q --options JSON SCORE.parquet...`` and ``python -m seqpref.aggregate collect {training,diagnostics,movement} OUT PART.parquet...``.
 """
 
 from __future__ import annotations
@@ -50,22 +50,18 @@ class LabelOptions:
             raise ValueError("labels: need pair_move > 0 and 0 < redistribution_share ≤ 0.5")
 
 
-def _stage_matrix(group: pd.DataFrame, metric: str, stages: list[int]) -> np.ndarray:
-    """``(n_pairs, n_stages)`` of ``metric``; raises if a pair is missing at some stage."""
-    wide = group.pivot(index="pair_id", columns="stage", values=metric).reindex(columns=stages)
-    if wide.isna().any().any():
-        missing = wide.columns[wide.isna().any()].tolist()
-        raise ValueError(f"{metric}: some pairs are not scored at stages {missing}")
-    return wide.to_numpy()
-
-
 def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
-    """Stages of one objective's pair scores within one run and its ``(n_pairs, n_stages)`` matrix per metric."""
+    """Stages of one objective's pair scores within one run and its ``(n_pairs, n_stages)`` matrix
+    per metric, from one pivot; raises if a pair is missing at some stage."""
     stages = sorted(group["stage"].unique())
     if stages != list(range(len(stages))):
         raise ValueError(f"stages must run 0..K without gaps, got {stages}")
     group = group.assign(rel_accuracy=(group["reward_margin"] > 0).astype(float))
-    return stages, {metric: _stage_matrix(group, metric, stages) for metric in METRICS}
+    wide = group.pivot(index="pair_id", columns="stage", values=METRICS)
+    if wide.isna().any().any():
+        missing = sorted({stage for _, stage in wide.columns[wide.isna().any()]})
+        raise ValueError(f"some pairs are not scored at stages {missing}")
+    return stages, {metric: wide[metric].reindex(columns=stages).to_numpy() for metric in METRICS}
 
 
 def _label(role: str, change: float, lo: float, hi: float, up: float, down: float, options: LabelOptions):
@@ -189,13 +185,8 @@ def collect_table(name: str, paths: list[str], out: str) -> pd.DataFrame:
     return frame
 
 
-def training_table(log_paths: list[str], out: str) -> pd.DataFrame:
-    """Concatenate per-stage training logs into one TRAINING table at ``out``; returns it."""
-    return collect_table("training", log_paths, out)
-
-
 def main(argv=None) -> None:
-    """CLI: ``summary`` (aggregate rule) or ``training`` (collect_training rule)."""
+    """CLI: ``summary`` (aggregate rule) or ``collect`` (the collect_* rules)."""
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     summary = commands.add_parser("summary")
@@ -203,9 +194,6 @@ def main(argv=None) -> None:
         summary.add_argument(f"--{name}", required=True, help=f"{name} table to write")
     summary.add_argument("scores", nargs="+")
     summary.add_argument("--options", default="{}", help="JSON of LabelOptions")
-    training = commands.add_parser("training")
-    training.add_argument("out")
-    training.add_argument("logs", nargs="+")
     collect = commands.add_parser("collect")
     collect.add_argument("kind", choices=sorted(COLLECTED))
     collect.add_argument("out")
@@ -218,9 +206,6 @@ def main(argv=None) -> None:
         frame = frames["summary"]
         labels = frame["label"].value_counts().to_dict()
         log.info("%d score files -> %d summary rows; labels %s", len(args.scores), len(frame), labels)
-    elif args.command == "training":
-        frame = training_table(args.logs, args.out)
-        log.info("%d training logs -> %d rows", len(args.logs), len(frame))
     else:
         frame = collect_table(args.kind, args.paths, args.out)
         log.info("%d %s tables -> %d rows", len(args.paths), args.kind, len(frame))

@@ -93,16 +93,15 @@ def paired_stage_ci(
         raise ValueError(f"values must be (n_pairs, n_stages), got shape {values.shape}")
     if np.isnan(values).any():
         raise ValueError("values contain NaN: every pair must be scored at every stage")
-    alpha = (1.0 - confidence) / 2.0
     means = values.mean(axis=0)
     if indices is None:
         indices = bootstrap_indices(values.shape[0], n_boot, seed)
     boot = _resampled_means(values, indices)
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+    lo, hi = percentile_ci(boot, confidence)
     nan = np.full(1, np.nan)
     boot_change = np.diff(boot, axis=1)
     if boot_change.shape[1]:
-        change_lo, change_hi = np.quantile(boot_change, [alpha, 1.0 - alpha], axis=0)
+        change_lo, change_hi = percentile_ci(boot_change, confidence)
     else:
         change_lo = change_hi = np.empty(0)
     return {
@@ -124,17 +123,3 @@ def label_change(change: float, lo: float, hi: float, min_effect: float) -> str:
         return "positive_transfer"
     return "stable"
 
-
-def mean_ci(x: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of the 1-D ``x`` and its percentile-bootstrap CI: ``(mean, lo, hi)``.
-
-    With the same ``seed`` and length, the resamples are those of :func:`paired_stage_ci`, so a
-    contrast of two stages (``x = values[:, j] - values[:, i]``) is paired with the stage CIs.
-    """
-    x = np.asarray(x, dtype=float)
-    if x.ndim != 1 or np.isnan(x).any():
-        raise ValueError("x must be 1-D without NaN")
-    alpha = (1.0 - confidence) / 2.0
-    boot = _resampled_means(x[:, None], bootstrap_indices(len(x), n_boot, seed))[:, 0]
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
-    return float(x.mean()), float(lo), float(hi)

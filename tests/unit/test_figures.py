@@ -17,24 +17,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from seqpref.figures import common, pair_scatter, training_curves, transfer_heatmap  # noqa: E402
 
-SETTINGS = {"conflicting": ["comply", "refuse"], "compatible": ["comply", "polite"]}
-SEEDS = [0, 1]
-N_STAGES = 2
+from figure_runs import N_STAGES, SEEDS, SETTINGS, orders, runs  # noqa: E402
+
 SUMMARY_METRICS = ["reward_margin", "dpo_margin", "rel_accuracy", "ln_margin"]
 CHANGE_METRICS = ["reward_margin", "rel_accuracy", "ln_margin"]
-
-
-def orders(objectives: list[str]) -> list[str]:
-    """Both orders of two objectives, as order strings."""
-    return ["-".join(objectives), "-".join(reversed(objectives))]
-
-
-def runs():
-    """(setting, order, seed) of every synthetic run."""
-    for setting, objectives in SETTINGS.items():
-        for order in orders(objectives):
-            for seed in SEEDS:
-                yield setting, order, seed
 
 
 def role(objective: str, order: str, stage: int) -> str:

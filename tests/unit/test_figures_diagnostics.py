@@ -20,23 +20,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from seqpref import tables  # noqa: E402
 from seqpref.figures import adapter_movement, common, flip_plot, gradient_cosine, quartile_bars  # noqa: E402
 
-SETTINGS = {"conflicting": ["comply", "refuse"], "compatible": ["comply", "polite"]}
-SEEDS = [0, 1]
-N_STAGES = 2
+from figure_runs import N_STAGES, SEEDS, SETTINGS, orders, runs  # noqa: E402
+
 N_PAIRS = 6
-
-
-def orders(objectives: list[str]) -> list[str]:
-    """Both orders of two objectives, as order strings."""
-    return ["-".join(objectives), "-".join(reversed(objectives))]
-
-
-def runs():
-    """(setting, order, seed) of every synthetic run."""
-    for setting, objectives in SETTINGS.items():
-        for order in orders(objectives):
-            for seed in SEEDS:
-                yield setting, order, seed
 
 
 def sign_of_setting(setting: str) -> float:

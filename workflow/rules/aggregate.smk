@@ -36,7 +36,7 @@ rule collect_training:
     log:
         f"{RESULTS}/logs/collect_training.log",
     shell:
-        "{PYTHON} -m seqpref.aggregate training {output} {input} > {log} 2>&1"
+        "{PYTHON} -m seqpref.aggregate collect training {output} {input} > {log} 2>&1"
 
 
 rule collect_diagnostics:
