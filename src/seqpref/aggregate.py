@@ -1,5 +1,5 @@
-"""Pair scores → tables: every scored pair (``pairs.parquet``); one row per run × stage × objective
-(``summary.parquet``) with means, paired-bootstrap CIs, changes from the previous stage and a label;
+"""Pair scores → tables: every scored pair (``pairs.parquet``); one row per run × stage × objective,
+seeds pooled (``summary.parquet``) with means, paired-bootstrap CIs, changes from the previous stage and a label;
 backward / forward transfer per run and objective (``transfer.parquet``); and the quartile
 decomposition (``quartiles.parquet``).
 
@@ -24,6 +24,7 @@ from seqpref import plan, provenance, stats, tables, transfer
 log = logging.getLogger("seqpref.aggregate")
 
 RUN_KEYS = ["setting", "method", "order", "seed"]
+GROUP_KEYS = ["setting", "method", "order", "objective"]  # what a summary row pools over seeds
 METRICS = ["reward_margin", "dpo_margin", "rel_accuracy", "ln_margin"]
 CHANGE_METRICS = ["reward_margin", "rel_accuracy", "ln_margin"]
 LABEL_METRICS = ["reward_margin", "dpo_margin", "ln_margin", "rel_accuracy"]
@@ -51,17 +52,21 @@ class LabelOptions:
 
 
 def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
-    """Stages of one objective's pair scores within one run and its ``(n_pairs, n_stages)`` matrix
-    per metric, from one pivot; raises if a pair is missing at some stage."""
+    """Stages of one objective's pair scores within one run (every seed) and its
+    ``(n_seeds, n_pairs, n_stages)`` array per metric, from one pivot; raises if a pair is missing
+    at some (seed, stage)."""
     stages = sorted(group["stage"].unique())
+    seeds = sorted(group["seed"].unique())
     if stages != list(range(len(stages))):
         raise ValueError(f"stages must run 0..K without gaps, got {stages}")
     group = group.assign(rel_accuracy=(group["reward_margin"] > 0).astype(float))
-    wide = group.pivot(index="pair_id", columns="stage", values=METRICS)
+    wide = group.pivot(index="pair_id", columns=["seed", "stage"], values=METRICS)
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([METRICS, seeds, stages]))
     if wide.isna().any().any():
-        missing = sorted({stage for _, stage in wide.columns[wide.isna().any()]})
-        raise ValueError(f"some pairs are not scored at stages {missing}")
-    return stages, {metric: wide[metric].reindex(columns=stages).to_numpy() for metric in METRICS}
+        missing = sorted({(int(seed), int(stage)) for _, seed, stage in wide.columns[wide.isna().any()]})
+        raise ValueError(f"some pairs are not scored at (seed, stage) {missing}")
+    shape = (len(wide), len(seeds), len(stages))
+    return stages, {m: wide[m].to_numpy().reshape(shape).transpose(1, 0, 2) for m in METRICS}
 
 
 def _label(role: str, change: float, lo: float, hi: float, up: float, down: float, options: LabelOptions):
@@ -76,18 +81,23 @@ def _label(role: str, change: float, lo: float, hi: float, up: float, down: floa
 
 
 def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=None, indices=None, boots=None) -> pd.DataFrame:
-    """Summary rows (one per stage) of one objective within one run.
+    """Summary rows (one per stage) of one objective within one run, its seeds pooled.
 
-    ``group`` holds that objective's pair scores at every stage of the run (PAIR_SCORES columns).
-    Every metric and change is bootstrapped with the same pair resamples (paired across stages).
-    ``boots`` (a dict) receives each metric's ``(n_boot, n_stages)`` resampled means for reuse.
+    ``group`` holds that objective's pair scores at every stage of the run, for every seed
+    (PAIR_SCORES columns). Every metric and change is bootstrapped with the same resamples of seeds
+    and pairs (paired across stages). ``boots`` (a dict) receives each metric's ``(n_boot,
+    n_stages)`` resampled means for reuse.
     """
     stages, matrices = matrices or _matrices(group)
+    n_seeds, n_pairs, _ = matrices["reward_margin"].shape
     if indices is None:
-        indices = stats.Resampler.draw(len(matrices["reward_margin"]), options.n_boot, options.seed)
+        indices = stats.Resampler.draw(n_pairs, options.n_boot, options.seed, n_seeds)
     first = group.iloc[0]
     rows = pd.DataFrame({"stage": stages})
-    rows["n"] = len(matrices["reward_margin"])
+    rows["n"] = n_pairs
+    rows["n_seeds"] = n_seeds
+    per_seed = matrices["reward_margin"].mean(axis=1)  # (n_seeds, n_stages)
+    rows["reward_margin_seed_sd"] = per_seed.std(axis=0, ddof=1) if n_seeds > 1 else np.nan
     for metric in METRICS:
         # the same seed for every metric: one set of resamples, so all CIs are paired
         ci = stats.paired_stage_ci(matrices[metric], options.n_boot, options.confidence, options.seed, indices)
@@ -98,15 +108,15 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
             rows[f"{metric}_change"] = ci["change"]
             rows[f"{metric}_change_lo"] = ci["change_lo"]
             rows[f"{metric}_change_hi"] = ci["change_hi"]
-    steps = np.diff(matrices[options.metric], axis=1)  # (n_pairs, n_stages - 1): each pair's change
+    steps = np.diff(matrices[options.metric], axis=2)  # (n_seeds, n_pairs, n_stages - 1): each pair's change
     nan = [np.nan]
-    rows["share_up"] = nan + list((steps > options.pair_move).mean(axis=0))
-    rows["share_down"] = nan + list((steps < -options.pair_move).mean(axis=0))
-    for key in RUN_KEYS + ["objective"]:
+    rows["share_up"] = nan + list((steps > options.pair_move).mean(axis=(0, 1)))
+    rows["share_down"] = nan + list((steps < -options.pair_move).mean(axis=(0, 1)))
+    for key in GROUP_KEYS:
         rows[key] = first[key]
-    order = first["order"]
-    rows["trained_objective"] = [None if s == 0 else plan.stage_objective(order, s) for s in stages]
-    rows["role"] = [plan.role(first["objective"], order, s) for s in stages]
+    order, method = first["order"], first["method"]
+    rows["trained_objective"] = [plan.trained_at(method, order, s) for s in stages]
+    rows["role"] = [plan.role(first["objective"], order, s, method) for s in stages]
     rows["label_metric"] = options.metric
     rows["label"] = [
         _label(*values, options)
@@ -122,30 +132,33 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
     return rows
 
 
-def _run_columns(first, objective_rows: list[dict], metric: str) -> list[dict]:
-    keys = {key: first[key] for key in RUN_KEYS + ["objective"]}
-    return [{**keys, "metric": metric, **row} for row in objective_rows]
+def _run_columns(first, n_seeds: int, objective_rows: list[dict], metric: str) -> list[dict]:
+    keys = {key: first[key] for key in GROUP_KEYS}
+    return [{**keys, "n_seeds": n_seeds, "metric": metric, **row} for row in objective_rows]
 
 
 def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFrame]:
-    """The ``summary``, ``transfer`` and ``quartiles`` tables of every run × objective in ``pairs``.
+    """The ``summary``, ``transfer`` and ``quartiles`` tables of every run × objective in ``pairs``,
+    the seeds of a run pooled (CIs over seeds and pairs).
 
-    Each objective's pairs are pivoted to stage matrices once and every table is computed from them.
+    Each objective's pairs are pivoted to (seed, pair, stage) arrays once and every table is computed
+    from them. Every run of a group must have the same eval pairs (they differ only in the seed).
     """
     summary, transfer_rows, quartile_rows = [], [], []
-    for _, group in pairs.groupby(RUN_KEYS + ["objective"], sort=True, observed=True):
+    for _, group in pairs.groupby(GROUP_KEYS, sort=True, observed=True):
         stages, matrices = _matrices(group)
-        # one set of pair resamples per objective and run, shared by every table (all CIs paired)
-        indices = stats.Resampler.draw(len(matrices["reward_margin"]), options.n_boot, options.seed)
+        n_seeds, n_pairs, _ = matrices["reward_margin"].shape
+        # one set of seed and pair resamples per objective and run, shared by every table (all CIs paired)
+        indices = stats.Resampler.draw(n_pairs, options.n_boot, options.seed, n_seeds)
         boots: dict[str, np.ndarray] = {}
         summary.append(summarise_objective(group, options, (stages, matrices), indices, boots))
         first = group.iloc[0]
-        own_stage = plan.stage_objectives(first["order"]).index(first["objective"]) + 1
+        own_stage = plan.own_stage(first["objective"], first["order"], first["method"])
         for metric in CHANGE_METRICS:
             row = transfer.backward_forward(matrices[metric], own_stage, confidence=options.confidence, boot=boots[metric])
-            transfer_rows += _run_columns(first, [row], metric)
+            transfer_rows += _run_columns(first, n_seeds, [row], metric)
         rows = transfer.quartile_rows(matrices[options.metric], own_stage, confidence=options.confidence, indices=indices)
-        quartile_rows += _run_columns(first, rows, options.metric)
+        quartile_rows += _run_columns(first, n_seeds, rows, options.metric)
     frame = pd.concat(summary, ignore_index=True)
     for column in tables.SUMMARY.names:  # change columns of metrics that are not tracked stay NaN
         if column not in frame.columns:

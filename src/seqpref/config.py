@@ -71,9 +71,35 @@ def config_errors(config: dict, schema: dict) -> list[str]:
     return lines
 
 
+def method_option_errors(config: dict) -> list[str]:
+    """Joint-method options that name objectives or settings the config does not have, one line each."""
+    settings = config.get("settings", {})
+    known = {name for setting in settings.values() for name in setting.get("objectives", {})}
+    lines = []
+    for method, options in (config.get("method_options") or {}).items():
+        for name in (options or {}).get("weights", {}) or {}:
+            if name not in known:
+                lines.append(f"method_options.{method}.weights.{name}: no setting has objective {name!r}; "
+                             f"expected one of {', '.join(sorted(known))}")
+        for setting, typed in ((options or {}).get("optimum", {}) or {}).items():
+            if setting not in settings:
+                lines.append(f"method_options.{method}.optimum.{setting}: unknown setting; expected one of "
+                             f"{', '.join(sorted(settings))}")
+                continue
+            objectives = settings[setting].get("objectives", {})
+            for name in typed or {}:
+                if name not in objectives:
+                    lines.append(f"method_options.{method}.optimum.{setting}.{name}: not an objective of "
+                                 f"{setting!r}; expected one of {', '.join(objectives)}")
+    return lines
+
+
 def check_config(config: dict, schema_path: str | Path) -> None:
-    """Raise :class:`ConfigError` listing every problem of ``config`` against the YAML schema at ``schema_path``."""
+    """Raise :class:`ConfigError` listing every problem of ``config`` against the YAML schema at
+    ``schema_path``, and joint-method options that name unknown objectives or settings."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     problems = config_errors(config, schema)
+    if not problems:
+        problems = method_option_errors(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

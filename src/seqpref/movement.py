@@ -101,7 +101,7 @@ def run_movement(adapter_dirs: list[str], run: dict) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for key in ("setting", "method", "order", "seed"):
         frame[key] = run[key]
-    frame["objective"] = [plan.stage_objective(run["order"], s) for s in frame["stage"]]
+    frame["objective"] = [plan.trained_at(run["method"], run["order"], s) for s in frame["stage"]]
     return frame[tables.MOVEMENT.names]
 
 

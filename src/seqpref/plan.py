@@ -1,6 +1,8 @@
 """The experiment grid: which runs, stages and files a config asks for.
 
-A *run* is one (setting, method, order, seed). An order is written as the setting's objective
+A *run* is one (setting, method, order, seed). A sequential method (``dpo``, ``spo``) runs every
+order of its setting; a joint method (``mix``, ``alright``, ``maxright``) trains all objectives at
+once and runs one "order", the setting's objectives in config order, with the same stage count. An order is written as the setting's objective
 names joined by ``-`` in training order (``comply-refuse``), so it can be a path component and a
 Snakemake wildcard; objective names therefore may not contain ``-``.
 """
@@ -10,6 +12,14 @@ from __future__ import annotations
 import itertools
 
 ORDER_SEPARATOR = "-"
+SEQUENTIAL_METHODS = ("dpo", "spo")
+JOINT_METHODS = ("mix", "alright", "maxright")
+JOINT = "joint"  # what a joint stage trains, in place of an objective name
+
+
+def is_joint(method: str) -> bool:
+    """True for the methods that train every objective at every stage."""
+    return method in JOINT_METHODS
 RUN_PATTERN = "{setting}/{method}/{order}/seed{seed}"
 
 
@@ -32,6 +42,33 @@ def orders(config: dict, setting: str) -> list[str]:
             )
         result.append(ORDER_SEPARATOR.join(order))
     return result
+
+
+def method_orders(config: dict, setting: str, method: str) -> list[str]:
+    """Orders ``method`` runs in ``setting``: all of :func:`orders` when sequential, else the config order."""
+    if is_joint(method):
+        return [ORDER_SEPARATOR.join(objectives(config, setting))]
+    return orders(config, setting)
+
+
+def optimum_order(config: dict, setting: str, objective: str) -> str:
+    """The sequential order whose stage 1 is ``objective``'s single-objective run (maxright's f*):
+    the first configured order that starts with it, else it followed by the rest in config order."""
+    for order in orders(config, setting):
+        if stage_objectives(order)[0] == objective:
+            return order
+    return ORDER_SEPARATOR.join([objective] + [n for n in objectives(config, setting) if n != objective])
+
+
+def trained_at(method: str, order: str, stage: int) -> str | None:
+    """What ``stage`` trains: None at stage 0, ``joint`` for a joint method, else the objective."""
+    if stage == 0:
+        return None
+    if is_joint(method):
+        if not 1 <= stage <= n_stages(order):
+            raise ValueError(f"order {order!r} has stages 1..{n_stages(order)}, not {stage}")
+        return JOINT
+    return stage_objective(order, stage)
 
 
 def stage_objectives(order: str) -> list[str]:
@@ -58,7 +95,7 @@ def runs(config: dict) -> list[dict]:
         {"setting": setting, "method": method, "order": order, "seed": int(seed)}
         for setting in config["settings"]
         for method in config["methods"]
-        for order in orders(config, setting)
+        for order in method_orders(config, setting, method)
         for seed in config["seeds"]
     ]
 
@@ -68,11 +105,20 @@ def run_dir(run: dict) -> str:
     return RUN_PATTERN.format(**run)
 
 
-def role(objective: str, order: str, stage: int) -> str:
-    """Where ``objective`` stands at ``stage``: base (stage 0), trained, earlier or later."""
+def role(objective: str, order: str, stage: int, method: str = "dpo") -> str:
+    """Where ``objective`` stands at ``stage``: base (stage 0), trained, earlier or later; ``joint``
+    at every stage of a joint method (all objectives are trained together)."""
     if stage == 0:
         return "base"
+    if is_joint(method):
+        return JOINT
     position = stage_objectives(order).index(objective) + 1
     if position == stage:
         return "trained"
     return "earlier" if position < stage else "later"
+
+
+def own_stage(objective: str, order: str, method: str = "dpo") -> int:
+    """The stage that trains ``objective`` (for backward transfer and quartiles); 1 for a joint
+    method, which trains every objective from stage 1 on."""
+    return 1 if is_joint(method) else stage_objectives(order).index(objective) + 1

@@ -1,9 +1,11 @@
-"""Paired bootstrap confidence intervals over evaluation pairs.
+"""Paired bootstrap confidence intervals over evaluation pairs and seeds.
 
 One resample draws pair indices with replacement and is applied to *every* stage of the same
-objective at once, so a change between stages is bootstrapped on the same pairs (paired). The
-resampling is vectorised: a ``(n_boot, n_pairs)`` index matrix gathers a ``(n_pairs, n_stages)``
-value matrix in one numpy call instead of a Python loop over resamples.
+objective at once, so a change between stages is bootstrapped on the same pairs (paired). With
+several seeds (the same eval pairs scored by runs that differ only in their seed) the bootstrap has
+two levels: each resample draws the seeds with replacement and, within them, the pairs; the pooled
+replicate is the mean over the drawn seeds of their pair-resampled means. The resampling is
+vectorised: per-pair counts times the value matrix (BLAS), never a Python loop over resamples.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ class Resampler:
     more than 65535 times in one resample does not happen at these sizes; it is checked).
     """
 
-    def __init__(self, indices: np.ndarray, chunk: int = 128):
+    def __init__(self, indices: np.ndarray, chunk: int = 128, seed_counts: np.ndarray | None = None):
         n_boot, self.n_pairs = indices.shape
+        # (n_boot, n_seeds): how often each seed was drawn in each resample (one seed: always once)
+        self.seed_counts = np.ones((n_boot, 1)) if seed_counts is None else np.asarray(seed_counts, dtype=float)
+        if self.seed_counts.shape[0] != n_boot:
+            raise ValueError("seed counts and pair resamples differ in n_boot")
         self.chunk = chunk
         self.counts = np.empty((n_boot, self.n_pairs), dtype=np.uint16)
         for start in range(0, n_boot, chunk):
@@ -41,28 +47,56 @@ class Resampler:
             self.counts[start : start + chunk] = counts.reshape(block.shape[0], self.n_pairs)
 
     @classmethod
-    def draw(cls, n_pairs: int, n_boot: int, seed: int) -> "Resampler":
-        """Resamples drawn with :func:`bootstrap_indices`."""
-        return cls(bootstrap_indices(n_pairs, n_boot, seed))
+    def draw(cls, n_pairs: int, n_boot: int, seed: int, n_seeds: int = 1) -> "Resampler":
+        """Pair resamples drawn with :func:`bootstrap_indices` and, for ``n_seeds`` > 1, seed resamples."""
+        seed_counts = None
+        if n_seeds > 1:
+            draws = np.random.default_rng([seed, n_seeds]).integers(0, n_seeds, size=(n_boot, n_seeds))
+            seed_counts = np.stack([np.bincount(row, minlength=n_seeds) for row in draws])
+        return cls(bootstrap_indices(n_pairs, n_boot, seed), seed_counts=seed_counts)
 
-    def means(self, values: np.ndarray) -> np.ndarray:
-        """Means of ``values`` ``(n_pairs, n_cols)`` over each resample: ``(n_boot, n_cols)``."""
-        values = np.asarray(values, dtype=float)
-        if values.shape[0] != self.n_pairs:
-            raise ValueError(f"values have {values.shape[0]} pairs, the resamples {self.n_pairs}")
+    @property
+    def n_seeds(self) -> int:
+        return self.seed_counts.shape[1]
+
+    def _pair_means(self, values: np.ndarray) -> np.ndarray:
         out = np.empty((self.counts.shape[0], values.shape[1]))
         for start in range(0, self.counts.shape[0], self.chunk):
             out[start : start + self.chunk] = self.counts[start : start + self.chunk].astype(float) @ values
         return out / self.n_pairs
 
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """Means over each resample of ``values``: ``(n_pairs, n_cols)`` for one seed, or
+        ``(n_seeds, n_pairs, n_cols)`` (the same pairs per seed): returns ``(n_boot, n_cols)``.
+
+        With seeds, replicate b is Σ_s c_bs · mean_b(values[s]) / n_seeds, c_bs how often seed s was
+        drawn: seeds resampled, and within a seed the pairs (the same pair draws for every seed, as
+        the seeds score the same pairs)."""
+        values = np.asarray(values, dtype=float)
+        if values.ndim == 2:
+            values = values[None]
+        if values.shape[0] != self.n_seeds or values.shape[1] != self.n_pairs:
+            raise ValueError(
+                f"values have {values.shape[0]} seeds × {values.shape[1]} pairs, the resamples {self.n_seeds} × {self.n_pairs}"
+            )
+        out = np.zeros((self.counts.shape[0], values.shape[2]))
+        for s in range(self.n_seeds):
+            out += self.seed_counts[:, s : s + 1] * self._pair_means(values[s])
+        return out / self.n_seeds
+
 
 def _resampled_means(values: np.ndarray, indices) -> np.ndarray:
-    """Means of ``values[(n_pairs, n_cols)]`` over each resample: shape ``(n_boot, n_cols)``.
-
-    ``indices`` is a ``(n_boot, n_pairs)`` index matrix or a :class:`Resampler` built from one.
+    """Means of ``values`` ``(n_pairs, n_cols)`` or ``(n_seeds, n_pairs, n_cols)`` over each resample:
+    shape ``(n_boot, n_cols)``. ``indices`` is a ``(n_boot, n_pairs)`` index matrix or a :class:`Resampler`.
     """
     resampler = indices if isinstance(indices, Resampler) else Resampler(indices)
     return resampler.means(values)
+
+
+def stage_means(values: np.ndarray) -> np.ndarray:
+    """Means over pairs (and seeds) of ``(n_pairs, n_cols)`` or ``(n_seeds, n_pairs, n_cols)``: ``(n_cols,)``."""
+    values = np.asarray(values, dtype=float)
+    return values.reshape(-1, values.shape[-1]).mean(axis=0)
 
 
 def percentile_ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +112,9 @@ def paired_stage_ci(
     """Means and paired-bootstrap CIs of every stage and of every stage-to-stage change.
 
     Args:
-        values: ``(n_pairs, n_stages)`` metric of the same pairs after each stage (no NaN).
+        values: ``(n_pairs, n_stages)`` metric of the same pairs after each stage (no NaN), or
+            ``(n_seeds, n_pairs, n_stages)`` for several seeds (then ``indices`` must be a
+            :class:`Resampler` with as many seeds; means are over seeds and pairs).
         n_boot: resamples; confidence: two-sided level of the percentile interval.
     Returns:
         ``mean``, ``lo``, ``hi`` of shape ``(n_stages,)`` and ``change``, ``change_lo``,
@@ -89,13 +125,14 @@ def paired_stage_ci(
         share resamples between calls.
     """
     values = np.asarray(values, dtype=float)
-    if values.ndim != 2:
-        raise ValueError(f"values must be (n_pairs, n_stages), got shape {values.shape}")
+    if values.ndim not in (2, 3):
+        raise ValueError(f"values must be (n_pairs, n_stages) or (n_seeds, n_pairs, n_stages), got shape {values.shape}")
     if np.isnan(values).any():
         raise ValueError("values contain NaN: every pair must be scored at every stage")
-    means = values.mean(axis=0)
+    means = stage_means(values)
     if indices is None:
-        indices = bootstrap_indices(values.shape[0], n_boot, seed)
+        n_seeds = 1 if values.ndim == 2 else values.shape[0]
+        indices = Resampler.draw(values.shape[-2], n_boot, seed, n_seeds)
     boot = _resampled_means(values, indices)
     lo, hi = percentile_ci(boot, confidence)
     nan = np.full(1, np.nan)

@@ -75,13 +75,23 @@ def _ci_columns(name: str) -> list[tuple[str, pa.DataType]]:
     return [(name, pa.float64()), (f"{name}_lo", pa.float64()), (f"{name}_hi", pa.float64())]
 
 
-#: one objective after one stage of one run, with its change from the previous stage (aggregate)
+# aggregates pool the seeds of a run: CIs are over pairs and seeds (two-level bootstrap)
+_POOLED_KEYS = [
+    ("setting", pa.string()),
+    ("method", pa.string()),
+    ("order", pa.string()),
+    ("n_seeds", pa.int64()),  # seeds pooled
+]
+
+#: one objective after one stage of one run (seeds pooled), with its change from the previous stage (aggregate)
 SUMMARY = pa.schema(
-    _RUN_KEYS
+    _POOLED_KEYS
     + [
+        ("stage", pa.int64()),  # 0 = base model
+        ("trained_objective", pa.string()),  # objective of this stage, "joint" for a joint method; null at stage 0
         ("objective", pa.string()),
-        ("role", pa.string()),  # base | trained | earlier | later (relative to this stage)
-        ("n", pa.int64()),
+        ("role", pa.string()),  # base | trained | earlier | later | joint (relative to this stage)
+        ("n", pa.int64()),  # eval pairs (per seed)
     ]
     + _ci_columns("reward_margin")
     + _ci_columns("dpo_margin")
@@ -91,6 +101,7 @@ SUMMARY = pa.schema(
     + _ci_columns("rel_accuracy_change")
     + _ci_columns("ln_margin_change")
     + [
+        ("reward_margin_seed_sd", pa.float64()),  # SD across seeds of the per-seed mean (NaN with one seed)
         ("share_up", pa.float64()),  # pairs whose label metric rose by more than labels.pair_move
         ("share_down", pa.float64()),  # ... fell by more than labels.pair_move (since stage k-1)
         ("label_metric", pa.string()),
@@ -99,24 +110,23 @@ SUMMARY = pa.schema(
     ]
 )
 
-_RUN_ONLY = [("setting", pa.string()), ("method", pa.string()), ("order", pa.string()), ("seed", pa.int64())]
-
-#: backward / forward transfer of one objective in one run, per metric (aggregate)
+#: backward / forward transfer of one objective in one run (seeds pooled), per metric (aggregate)
 TRANSFER = pa.schema(
-    _RUN_ONLY
+    _POOLED_KEYS
     + [
         ("objective", pa.string()),
         ("metric", pa.string()),
-        ("own_stage", pa.int64()),  # the stage that trained the objective
+        ("own_stage", pa.int64()),  # the stage that trained the objective (1 for a joint method)
         ("last_stage", pa.int64()),
     ]
+    + _ci_columns("final")  # metric(last stage)
     + _ci_columns("bwt")  # metric(last) - metric(own stage)
     + _ci_columns("fwt")  # metric(own stage - 1) - metric(0)
 )
 
 #: the quartile decomposition: pairs split by their margin after their own stage (aggregate)
 QUARTILES = pa.schema(
-    _RUN_ONLY
+    _POOLED_KEYS
     + [
         ("objective", pa.string()),
         ("metric", pa.string()),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -156,10 +157,23 @@ def _log_callback(records: list[dict]):
     from transformers import TrainerCallback
 
     class RecordLogs(TrainerCallback):
-        """Keep every log TRL emits (loss, rewards/margins, ...) with its optimiser step."""
+        """Keep every log TRL emits (loss, rewards/margins, ...) with its optimiser step, plus
+        ``step_seconds``: the wall seconds of the last optimiser step before the log (data loading,
+        forward, backward and optimiser update; what the methods' costs are compared on)."""
+
+        step_start = step_seconds = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.step_start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.step_start is not None:
+                self.step_seconds = time.perf_counter() - self.step_start
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs:
+                if "loss" in logs and self.step_seconds is not None:
+                    logs = {**logs, "step_seconds": self.step_seconds}
                 records.append({"step": state.global_step, **logs})
                 log.info("step %d %s", state.global_step, json.dumps(logs, default=float))
 
@@ -221,47 +235,30 @@ def check_saved_adapter(adapter_dir: str | os.PathLike, expected: dict[str, torc
         raise RuntimeError(f"{adapter_dir}: {len(saved)} tensors saved, {len(expected)} trained")
 
 
-def train_stage(
-    base: str,
-    pairs_path: str,
-    base_logps_path: str,
-    out_dir: str,
-    train_log_path: str,
-    options: TrainOptions,
-    run: dict,
-    previous: str | None = None,
-    earlier: list[tuple[str, int, str, str]] | None = None,
-    diagnostics: "DiagnosticsOptions | None" = None,
-    diagnostics_path: str | None = None,
-) -> dict:
-    """Train one stage and save its adapter to ``out_dir`` and its log to ``train_log_path``.
+def stage_steps(n_pairs: int, batch_size: int, gradient_accumulation_steps: int = 1, epochs: float = 1.0) -> int:
+    """Optimiser steps a sequential stage takes on ``n_pairs`` train pairs (what ``transformers.Trainer``
+    computes: ceil(n/batch) micro-batches per epoch, grouped by the accumulation steps, times epochs).
+    A joint stage is given this many steps so that every method has the same budget."""
+    micro_batches = math.ceil(n_pairs / batch_size)
+    per_epoch = max(micro_batches // gradient_accumulation_steps + int(micro_batches % gradient_accumulation_steps > 0), 1)
+    return math.ceil(epochs * per_epoch)
 
-    ``earlier`` lists ``(objective, stage, train_pairs_path, base_logps_path)`` of the objectives
-    trained before this stage; with ``diagnostics`` enabled, the gradient cosines against them are
-    written to ``diagnostics_path`` (a DIAGNOSTICS table, empty at stage 1 or when disabled).
 
-    ``run`` holds setting, method, order, seed, stage and objective (they label the log rows).
-    Returns a summary: steps, pairs, seconds, trainable parameters, and the adapter's change norm.
-    """
+def dpo_config(options: TrainOptions, run: dict, workdir: str, max_steps: int = -1):
+    """The ``trl.DPOConfig`` of a stage: our options, the base log-probs as reference, no checkpoints,
+    bf16 only on CUDA with a bf16 model (TRL 1.16 defaults to bf16 even on CPU), seeded by the run."""
     from trl import DPOConfig
 
-    from seqpref import base_model, provenance, tables
+    from seqpref import base_model
 
-    start = time.time()
-    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = base_model.load_base(base, options.dtype, options.attn_implementation)
-    pairs = pd.read_parquet(pairs_path)
-    base_logps = pd.read_parquet(base_logps_path)
-    dataset = training_dataset(pairs, base_logps)
     device = base_model.torch_device()
-    use_bf16 = device.type == "cuda" and next(model.parameters()).dtype == torch.bfloat16
-    workdir = tempfile.mkdtemp(prefix="trainer-", dir=Path(out_dir).parent)
-    records: list[dict] = []
-    config = DPOConfig(
+    use_bf16 = device.type == "cuda" and options.dtype in ("auto", "bfloat16")
+    return DPOConfig(
         output_dir=workdir,
         beta=options.beta,
         learning_rate=options.learning_rate,
         num_train_epochs=options.epochs,
+        max_steps=max_steps,
         per_device_train_batch_size=options.batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
         max_length=options.max_length,
@@ -281,6 +278,114 @@ def train_stage(
         use_cpu=device.type != "cuda",
         disable_tqdm=True,
     )
+
+
+def training_rows(records: list[dict], run: dict) -> pd.DataFrame:
+    """TRAINING rows of a stage's logs: one per (step, metric). A metric logged as ``NAME::metric``
+    (a joint stage's per-objective metrics) is filed under objective NAME; others under the run's."""
+    from seqpref import tables
+
+    keys = {k: run[k] for k in ("setting", "method", "order", "seed", "stage")}
+    rows = []
+    for record in records:
+        for key, value in record.items():
+            if key == "step" or not isinstance(value, (int, float)):
+                continue
+            objective, _, metric = key.rpartition(JOINT_SEPARATOR)
+            rows.append({**keys, "objective": objective or run["objective"], "step": int(record["step"]),
+                         "metric": metric, "value": float(value)})
+    return pd.DataFrame(rows, columns=tables.TRAINING.names)
+
+
+JOINT_SEPARATOR = "::"
+
+
+def start_stage(base: str, options: TrainOptions, out_dir: str):
+    """Load the base model and make a scratch directory beside ``out_dir``: ``(model, tokenizer, workdir)``."""
+    from seqpref import base_model
+
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = base_model.load_base(base, options.dtype, options.attn_implementation)
+    return model, tokenizer, tempfile.mkdtemp(prefix="trainer-", dir=Path(out_dir).parent)
+
+
+def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, train_log_path: str,
+              previous: str | None, start: float, record_extra: dict | None = None) -> dict:
+    """Continue ``previous``'s adapter, train, save the adapter only (checked) and the training log.
+
+    Returns the stage summary: steps, pairs, seconds, trainable parameters, tensors loaded and the
+    adapter's change norm; raises if training left the adapter unchanged.
+    """
+    from seqpref import provenance, tables
+
+    loaded = load_adapter_weights(trainer.model, previous, options.lora) if previous else 0
+    before = adapter_state(trainer.model)
+    n_trainable = sum(t.numel() for t in before.values())
+    if n_trainable == 0:
+        raise RuntimeError("the adapter has no trainable parameters")
+    trainer.train()
+    after = adapter_state(trainer.model)
+    change = float(torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before)))
+    if change == 0.0:
+        raise RuntimeError("training left the adapter unchanged")
+
+    # save the trained adapter only, then check that nothing else was written
+    staging = Path(tempfile.mkdtemp(prefix="adapter-", dir=Path(out_dir).parent))
+    trainer.model.save_pretrained(staging, selected_adapters=["default"])
+    check_saved_adapter(staging, after)
+    (staging / "training_options.json").write_text(
+        json.dumps({"options": asdict(options), "run": run, **(record_extra or {})}, indent=2, default=str)
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in os.listdir(staging):
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+
+    record = provenance.provenance(
+        "train_stage", {"options": asdict(options), "run": run, "previous": previous, **(record_extra or {})}
+    )
+    tables.write_table(training_rows(records, run), train_log_path, tables.TRAINING, record)
+    return {
+        "pairs": len(trainer.train_dataset),
+        "steps": trainer.state.global_step,
+        "trainable_parameters": n_trainable,
+        "tensors_loaded_from_previous": loaded,
+        "adapter_change_norm": change,
+        "seconds": round(time.time() - start, 2),
+        "record": record,
+    }
+
+
+def train_stage(
+    base: str,
+    pairs_path: str,
+    base_logps_path: str,
+    out_dir: str,
+    train_log_path: str,
+    options: TrainOptions,
+    run: dict,
+    previous: str | None = None,
+    earlier: list[tuple[str, int, str, str]] | None = None,
+    diagnostics: "DiagnosticsOptions | None" = None,
+    diagnostics_path: str | None = None,
+) -> dict:
+    """Train one sequential stage and save its adapter to ``out_dir`` and its log to ``train_log_path``.
+
+    ``earlier`` lists ``(objective, stage, train_pairs_path, base_logps_path)`` of the objectives
+    trained before this stage; with ``diagnostics`` enabled, the gradient cosines against them are
+    written to ``diagnostics_path`` (a DIAGNOSTICS table, empty at stage 1 or when disabled).
+
+    ``run`` holds setting, method, order, seed, stage and objective (they label the log rows).
+    Returns a summary: steps, pairs, seconds, trainable parameters, and the adapter's change norm.
+    """
+    from seqpref import tables
+
+    start = time.time()
+    model, tokenizer, workdir = start_stage(base, options, out_dir)
+    dataset = training_dataset(pd.read_parquet(pairs_path), pd.read_parquet(base_logps_path))
+    records: list[dict] = []
     probe = None
     if diagnostics is not None and diagnostics.enabled and earlier:
         from seqpref.diagnostics import GradientProbe
@@ -300,7 +405,7 @@ def train_stage(
         gradient_probe=probe,
         spo=spo_options,
         model=model,
-        args=config,
+        args=dpo_config(options, run, workdir),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
@@ -309,52 +414,13 @@ def train_stage(
     dropped = len(dataset) - len(trainer.train_dataset)
     if dropped:
         raise ValueError(f"TRL dropped {dropped} pairs whose prompt alone fills max_length={options.max_length}")
-    loaded = load_adapter_weights(trainer.model, previous, options.lora) if previous else 0
-    before = adapter_state(trainer.model)
-    n_trainable = sum(t.numel() for t in before.values())
-    if n_trainable == 0:
-        raise RuntimeError("the adapter has no trainable parameters")
-    trainer.train()
-    after = adapter_state(trainer.model)
-    change = float(torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before)))
-
-    # save the trained adapter only, then check that nothing else was written
-    staging = Path(tempfile.mkdtemp(prefix="adapter-", dir=Path(out_dir).parent))
-    trainer.model.save_pretrained(staging, selected_adapters=["default"])
-    check_saved_adapter(staging, after)
-    (staging / "training_options.json").write_text(json.dumps({"options": asdict(options), "run": run}, indent=2))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in os.listdir(staging):
-        os.replace(staging / name, out / name)
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-    rows = [
-        {**{k: run[k] for k in ("setting", "method", "order", "seed", "stage", "objective")},
-         "step": int(r["step"]), "metric": key, "value": float(value)}
-        for r in records
-        for key, value in r.items()
-        if key != "step" and isinstance(value, (int, float))
-    ]
-    frame = pd.DataFrame(rows, columns=tables.TRAINING.names)
-    record = provenance.provenance("train_stage", {"options": asdict(options), "run": run, "previous": previous})
-    tables.write_table(frame, train_log_path, tables.TRAINING, record)
+    summary = run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start)
+    record = summary.pop("record")
     if diagnostics_path:
         keys = {k: run[k] for k in ("setting", "method", "order", "seed", "stage", "objective")}
         rows = [{**keys, **row} for row in (probe.rows if probe else [])]
         tables.write_table(pd.DataFrame(rows, columns=tables.DIAGNOSTICS.names), diagnostics_path, tables.DIAGNOSTICS, record)
-    summary = {
-        "diagnostics_seconds": round(probe.seconds, 3) if probe else 0.0,
-        "pairs": len(dataset),
-        "steps": trainer.state.global_step,
-        "trainable_parameters": n_trainable,
-        "tensors_loaded_from_previous": loaded,
-        "adapter_change_norm": change,
-        "seconds": round(time.time() - start, 2),
-    }
-    if change == 0.0:
-        raise RuntimeError("training left the adapter unchanged")
+    summary["diagnostics_seconds"] = round(probe.seconds, 3) if probe else 0.0
     return summary
 
 

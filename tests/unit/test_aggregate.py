@@ -126,7 +126,8 @@ def test_n_and_run_keys(summary):
     assert (summary["setting"] == "conflicting").all()
     assert (summary["method"] == "dpo").all()
     assert (summary["order"] == "a-b").all()
-    assert (summary["seed"] == 0).all()
+    assert (summary["n_seeds"] == 1).all()
+    assert summary["reward_margin_seed_sd"].isna().all()  # one seed: no spread across seeds
 
 
 def test_means_and_changes_equal_hand_values(scores, summary):
@@ -286,3 +287,45 @@ def test_summary_tables_raises_on_duplicated_pair_rows(tmp_path, scores):
     with pytest.raises(ValueError, match="twice"):
         aggregate.summary_tables(paths + paths[1:2], outputs, OPTIONS)
     assert not any(Path(p).exists() for p in outputs.values())
+
+
+def test_seeds_are_pooled_into_one_row_with_their_spread():
+    first = _scores(run_seed=0, rng_seed=1)
+    second = _scores(run_seed=1, rng_seed=1)
+    second["reward_margin"] = second["reward_margin"] + np.where(second["stage"] > 0, 1.0, 0.0)
+    pooled = aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)
+    summary = pooled["summary"]
+    assert len(summary) == 6 and (summary["n_seeds"] == 2).all()
+    single = aggregate.summarise(first, OPTIONS)["summary"]
+    for stage in range(3):
+        cell, alone = _cell(summary, "a", stage), _cell(single, "a", stage)
+        shift = 0.5 if stage else 0.0
+        assert cell["reward_margin"] == pytest.approx(alone["reward_margin"] + shift, abs=1e-12)
+        assert cell["reward_margin_seed_sd"] == pytest.approx(np.sqrt(2) * shift, abs=1e-12)
+        if stage:  # seeds that disagree by 1 nat widen the CI beyond the pairs' alone
+            assert cell["reward_margin_hi"] - cell["reward_margin_lo"] > alone["reward_margin_hi"] - alone["reward_margin_lo"] + 0.3
+    transfer = pooled["transfer"]
+    assert (transfer["n_seeds"] == 2).all() and "seed" not in transfer.columns
+    assert (pooled["quartiles"]["n"] == 2 * N_PAIRS // 4).all()  # quartiles pool both seeds' pairs
+
+
+def test_a_seed_missing_a_stage_is_named():
+    first = _scores(run_seed=0, rng_seed=1)
+    second = _scores(run_seed=1, rng_seed=1)
+    second = second[second["stage"] < 2]
+    with pytest.raises(ValueError, match=r"\(seed, stage\) \[\(1, 2\)\]"):
+        aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)
+
+
+def test_joint_runs_get_joint_roles_labels_and_stage_one_as_own_stage():
+    scores = _scores(margins={"a": [0.0, 2.0, 1.0], "b": [0.0, 1.0, 2.0]}, rng_seed=1)
+    scores["method"], scores["order"] = "mix", "a-b"
+    frames = aggregate.summarise(scores, OPTIONS)
+    summary = frames["summary"]
+    assert set(summary.loc[summary["stage"] > 0, "role"]) == {"joint"}
+    assert set(summary.loc[summary["stage"] > 0, "trained_objective"]) == {"joint"}
+    assert _cell(summary, "a", 2, order="a-b")["label"] == "degradation"  # −1 while both are trained
+    transfer = frames["transfer"].query("metric == 'reward_margin'").set_index("objective")
+    assert (transfer["own_stage"] == 1).all()
+    assert transfer.at["a", "bwt"] == pytest.approx(_cell(summary, "a", 2)["reward_margin"] - _cell(summary, "a", 1)["reward_margin"])
+    assert transfer.at["b", "final"] == pytest.approx(_cell(summary, "b", 2)["reward_margin"])

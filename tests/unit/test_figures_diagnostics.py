@@ -31,15 +31,17 @@ def sign_of_setting(setting: str) -> float:
 
 
 def quartiles_frame() -> pd.DataFrame:
-    """A QUARTILES table: the stage-1 objective of every run, its four quartiles at stage 2."""
+    """A QUARTILES table (seeds pooled): the stage-1 objective of every run, its four quartiles at stage 2."""
     rows = []
     for setting, order, seed in runs():
+        if seed != SEEDS[0]:
+            continue  # pooled: one row per run, quartile and stage
         first = order.split("-")[0]
         offset = 0.1 if order.startswith("comply") else 0.0
         for quartile in range(1, 5):
             change = sign_of_setting(setting) * 0.4 * quartile + 0.2 * seed + offset
             rows.append({
-                "setting": setting, "method": "dpo", "order": order, "seed": seed, "objective": first,
+                "setting": setting, "method": "dpo", "order": order, "n_seeds": len(SEEDS), "objective": first,
                 "metric": "reward_margin", "own_stage": 1, "stage": N_STAGES, "quartile": quartile, "n": 25,
                 "own_margin_min": quartile - 1.0, "own_margin_max": float(quartile), "mean_change": change,
                 "mean_change_lo": change - 0.3, "mean_change_hi": change + 0.2, "share_fell": 0.5,
@@ -143,7 +145,7 @@ def close_figures():
     plt.close("all")
 
 
-def test_quartile_bars_heights_are_seed_means(quartiles):
+def test_quartile_bars_heights_are_pooled_changes(quartiles):
     fig = quartile_bars.draw(quartiles)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 4
@@ -152,11 +154,12 @@ def test_quartile_bars_heights_are_seed_means(quartiles):
     assert sorted(bars) == ["Q1", "Q2", "Q3", "Q4"]
     rows = run_rows(quartiles, "conflicting", "comply-refuse")
     for quartile in range(1, 5):
-        expected = rows.loc[rows["quartile"] == quartile, "mean_change"].mean()
+        (expected,) = rows.loc[rows["quartile"] == quartile, "mean_change"]
         (rect,) = bars[f"Q{quartile}"].patches  # one objective trained before the last stage
         assert rect.get_height() == pytest.approx(expected)
     q4 = rows[rows["quartile"] == 4]
-    assert f"{q4['share_flipped'].mean():.0%}" in [t.get_text() for t in ax.texts]
+    assert f"{q4['share_flipped'].item():.0%}" in [t.get_text() for t in ax.texts]
+    assert "2 seeds pooled; CIs over pairs and seeds" in fig.get_suptitle()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["comply\nstage 1 → 2"]
     assert fig.get_supylabel() == "change in reward_margin since own stage (nats)"
 
@@ -239,8 +242,12 @@ def test_adapter_movement_bars_are_seed_means(movement):
     rows = rows[rows["module"] == "all"]
     expected = rows.groupby("stage")[["update_norm", "total_norm", "cosine_previous"]].mean()
     assert [r.get_height() for r in bars] == pytest.approx(expected["update_norm"].tolist())
-    (line,) = ax.get_lines()
+    (line,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
     np.testing.assert_allclose(line.get_ydata(), expected["total_norm"].to_numpy())
+    # error bars span the range of update_norm across the seeds
+    spans = [segment[:, 1] for segment in bars.errorbar.lines[2][0].get_segments()]
+    ranges = rows.groupby("stage")["update_norm"].agg(["min", "max"]).to_numpy()
+    np.testing.assert_allclose(np.array(spans), ranges)
     texts = [t.get_text() for t in ax.texts]
     assert texts == [f"cos = {expected.loc[2, 'cosine_previous']:.2f}"]  # stage 2 only
 

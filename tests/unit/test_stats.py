@@ -159,3 +159,29 @@ def test_one_dimensional_input_raises():
 )
 def test_label_change(change, lo, hi, min_effect, expected):
     assert stats.label_change(change, lo, hi, min_effect) == expected
+
+
+def test_two_level_bootstrap_equals_a_loop_over_seeds_and_pairs():
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(3, 40, 2))  # 3 seeds × 40 pairs × 2 stages
+    resampler = stats.Resampler.draw(40, 200, seed=2, n_seeds=3)
+    indices = stats.bootstrap_indices(40, 200, 2)
+    assert resampler.seed_counts.sum(axis=1) == pytest.approx(np.full(200, 3))
+    expected = np.stack([
+        sum(resampler.seed_counts[b, s] * values[s, indices[b]].mean(axis=0) for s in range(3)) / 3
+        for b in range(200)
+    ])
+    assert resampler.means(values) == pytest.approx(expected, abs=1e-12)
+
+
+def test_identical_seeds_pool_to_the_single_seed_ci_and_differing_seeds_widen_it():
+    rng = np.random.default_rng(6)
+    one = rng.normal(size=(60, 2))
+    single = stats.paired_stage_ci(one, n_boot=500, seed=1)
+    same = stats.paired_stage_ci(np.stack([one, one]), n_boot=500, seed=1)
+    assert same["lo"] == pytest.approx(single["lo"]) and same["hi"] == pytest.approx(single["hi"])
+    shifted = np.stack([one - 1.0, one + 1.0])  # the seeds disagree by 2 units
+    pooled = stats.paired_stage_ci(shifted, n_boot=500, seed=1)
+    assert pooled["mean"] == pytest.approx(single["mean"])
+    assert (pooled["hi"] - pooled["lo"] > 3 * (single["hi"] - single["lo"])).all()
+    assert pooled["change_hi"] - pooled["change_lo"] == pytest.approx(single["change_hi"] - single["change_lo"], nan_ok=True)

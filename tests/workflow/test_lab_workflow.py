@@ -4,10 +4,7 @@ the science (labels match the lab's construction), the outputs, the report, reru
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,30 +14,11 @@ import yaml
 
 from seqpref import tables
 
-REPO = Path(__file__).resolve().parents[2]
+from workflow_helpers import REPO, copy_workflow as _copy_workflow, planned_jobs as _planned_jobs, snakemake
+
 SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"
 
 pytestmark = pytest.mark.workflow
-
-
-def _copy_workflow(target: Path, config: Path) -> Path:
-    """A fresh working copy: Snakefile, workflow/ and ``config`` as config/config.yaml."""
-    shutil.copy(REPO / "Snakefile", target / "Snakefile")
-    shutil.copytree(REPO / "workflow", target / "workflow")
-    (target / "config").mkdir()
-    shutil.copy(config, target / "config" / "config.yaml")
-    return target
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m snakemake ARGS`` in ``workdir``; on an unexpected exit, fail with its output."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -136,19 +114,6 @@ def test_report_has_every_figure_with_its_caption(lab_run):
     assert "What to look for" in html
 
 
-def _planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
-    """Rule names in the 'Job stats' table of a dry run."""
-    lines = result.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    jobs = set()
-    for line in lines[start + 3 :]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs.add(parts[0])
-    return jobs
-
-
 def test_nothing_reruns_when_nothing_changed(lab_run):
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout
 
@@ -182,7 +147,7 @@ def test_slurm_profile_dry_run_requests_gpus(tmp_path):
     result = snakemake(workdir, "-n", "--workflow-profile", "workflow/profiles/slurm")
     out = result.stdout
     blocks = {block.split(":")[0].strip(): block for block in out.split("rule ")[1:]}
-    for rule in ("train_stage", "score_stage", "base_logps"):
+    for rule in ("train_stage", "train_joint_stage", "score_stage", "base_logps"):
         assert "gpu=1" in blocks[rule] and "slurm_partition=gpu" in blocks[rule], rule
     assert "gpu=1" not in blocks["prepare_data"]
     assert "train_stage" in _planned_jobs(result)

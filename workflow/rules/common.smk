@@ -25,6 +25,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 RESULTS = "results"
 RUN = "{setting}/{method}/{order}/seed{seed}"
 FIGURES = [
+    "method_comparison",
+    "margin_trajectory",
     "transfer_heatmap",
     "pair_scatter",
     "training_curves",
@@ -39,7 +41,7 @@ FIGURE_CODE = Path(seqpref.__file__).parent / "figures"
 wildcard_constraints:
     setting="[A-Za-z0-9_]+",
     objective="[A-Za-z0-9_]+",
-    method="[a-z]+",
+    method="|".join(plan.SEQUENTIAL_METHODS + plan.JOINT_METHODS),
     order="[A-Za-z0-9_]+(-[A-Za-z0-9_]+)+",
     seed=r"\d+",
     stage=r"\d+",
@@ -79,11 +81,25 @@ def model_options():
 
 def train_options(method):
     """TrainOptions of a stage of ``method``: the shared ``train`` block plus that method's options
-    only (so changing SPO's options retrains SPO runs, not DPO runs)."""
-    options = {**config["train"], **model_options(), "method": method}
+    only (so changing SPO's options retrains SPO runs, not DPO runs). A joint method's losses are
+    DPO losses; its own options are :func:`joint_options`."""
+    options = {**config["train"], **model_options(), "method": "dpo" if plan.is_joint(method) else method}
     if method == "spo":
         options["spo"] = config["method_options"]["spo"]
     return options
+
+
+def joint_options(method, setting):
+    """JointOptions of a joint method in ``setting``: its weights, and for maxright the gap interval
+    and the f* typed for this setting (the others come from the single-objective runs)."""
+    options = config["method_options"][method]
+    names = plan.objectives(config, setting)
+    # only this setting's weights: a weight of another setting's objective retrains nothing here
+    joint = {"method": method, "weights": {k: w for k, w in options.get("weights", {}).items() if k in names}}
+    if method == "maxright":
+        joint["eval_every"] = options["eval_every"]
+        joint["optimum"] = options["optimum"].get(setting, {})
+    return joint
 
 
 def score_options():
@@ -150,6 +166,53 @@ def earlier_objective_args(wildcards):
     )
 
 
+def score_path(run_dir, stage):
+    return f"{RESULTS}/scores/{run_dir}/stage{stage}.parquet"
+
+
+def optimum_scores(wildcards):
+    """maxright: the stage-1 score file of each objective's single-objective DPO run (same seed),
+    for every objective whose f* the config does not type."""
+    if wildcards.method != "maxright":
+        return {}
+    typed = joint_options("maxright", wildcards.setting)["optimum"]
+    return {
+        f"optimum_{name}": score_path(
+            RUN.format(setting=wildcards.setting, method="dpo", order=plan.optimum_order(config, wildcards.setting, name), seed=wildcards.seed),
+            1,
+        )
+        for name in plan.objectives(config, wildcards.setting)
+        if name not in typed
+    }
+
+
+def joint_train_inputs(wildcards):
+    """Train pairs and base log-probs of every objective, the previous stage's adapter, and
+    maxright's single-objective score files."""
+    names = plan.objectives(config, wildcards.setting)
+    inputs = {
+        "pairs": [data_path(wildcards.setting, n, "train") for n in names],
+        "base_logps": [base_logps_path(wildcards.setting, n, "train") for n in names],
+        "base": base_inputs(),
+        **optimum_scores(wildcards),
+    }
+    if int(wildcards.stage) > 1:
+        inputs["previous"] = adapter_files(RUN.format(**wildcards), int(wildcards.stage) - 1)["weights"]
+    return inputs
+
+
+def joint_objective_args(wildcards):
+    """``--objective NAME TRAIN_PAIRS BASE_LOGPS`` for every objective (config order), and maxright's
+    ``--optimum NAME SCORES``."""
+    names = plan.objectives(config, wildcards.setting)
+    args = [
+        f"--objective {n} {data_path(wildcards.setting, n, 'train')} {base_logps_path(wildcards.setting, n, 'train')}"
+        for n in names
+    ]
+    args += [f"--optimum {key[len('optimum_'):]} {path}" for key, path in optimum_scores(wildcards).items()]
+    return " ".join(args)
+
+
 def eval_objective_args(wildcards):
     """``--objective NAME EVAL_PAIRS BASE_LOGPS`` for every objective of the setting."""
     return " ".join(
@@ -172,7 +235,7 @@ def all_runs():
 
 def score_files():
     return [
-        f"{RESULTS}/scores/{plan.run_dir(run)}/stage{stage}.parquet"
+        score_path(plan.run_dir(run), stage)
         for run in all_runs()
         for stage in range(plan.n_stages(run["order"]) + 1)
     ]
@@ -187,9 +250,11 @@ def train_logs():
 
 
 def diagnostics_files():
+    """Gradient diagnostics of sequential runs (a joint stage has no earlier objectives)."""
     return [
         f"{RESULTS}/diagnostics/{plan.run_dir(run)}/stage{stage}.parquet"
         for run in all_runs()
+        if not plan.is_joint(run["method"])
         for stage in range(1, plan.n_stages(run["order"]) + 1)
     ]
 

@@ -3,6 +3,8 @@
 
 # figure -> (table it draws, report category)
 FIGURE_SOURCES = {
+    "method_comparison": ("transfer", "Methods"),
+    "margin_trajectory": ("summary", "Methods"),
     "transfer_heatmap": ("summary", "Transfer and degradation"),
     "pair_scatter": ("pairs", "Pairs"),
     "flip_plot": ("pairs", "Pairs"),

@@ -15,7 +15,7 @@ rule score_stage:
         adapter=lambda wc, input: os.path.dirname(input.weights),
         objectives=eval_objective_args,
         options=score_options(),
-        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "trained_objective": plan.stage_objective(wc.order, int(wc.stage))}),
+        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "trained_objective": plan.trained_at(wc.method, wc.order, int(wc.stage))}),
     log:
         f"{RESULTS}/logs/score_stage/{RUN}/stage{{stage}}.log",
     benchmark:

@@ -1,9 +1,12 @@
-# One LoRA DPO stage: stage k continues stage k-1's adapter; the reference is always the base model.
+# One LoRA stage: stage k continues stage k-1's adapter; the reference is always the base model.
 
 
 rule train_stage:
+    """A sequential stage (dpo, spo): the stage's objective only."""
     input:
         unpack(train_inputs),
+    wildcard_constraints:
+        method="|".join(plan.SEQUENTIAL_METHODS),
     output:
         weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
         config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
@@ -31,6 +34,38 @@ rule train_stage:
         "{PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " {params.previous} --options {params.options:q} --run {params.run:q} {params.earlier}"
         " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics} > {log} 2>&1"
+
+
+rule train_joint_stage:
+    """A joint stage (mix, alright, maxright): every objective, the sequential stage's step budget."""
+    input:
+        unpack(joint_train_inputs),
+    output:
+        weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
+        config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
+        train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
+    wildcard_constraints:
+        method="|".join(plan.JOINT_METHODS),
+    params:
+        base=base_model(),
+        out_dir=lambda wc, output: os.path.dirname(output.weights),
+        previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
+        objectives=joint_objective_args,
+        options=lambda wc: as_json(train_options(wc.method)),
+        joint=lambda wc: as_json(joint_options(wc.method, wc.setting)),
+        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "objective": plan.JOINT}),
+    log:
+        f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "{PYTHON} -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
+        " {params.objectives} {params.previous} --options {params.options:q} --joint {params.joint:q}"
+        " --run {params.run:q} > {log} 2>&1"
 
 
 rule adapter_movement:

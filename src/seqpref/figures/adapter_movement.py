@@ -27,9 +27,14 @@ def panel_values(rows: pd.DataFrame) -> pd.DataFrame:
 
     Takes that panel's movement rows of module ``all`` (any number of seeds); returns a frame indexed by
     stage (sorted) with the seed means of ``update_norm``, ``total_norm`` and ``cosine_previous`` (NaN
-    where every seed has NaN, e.g. at stage 1).
+    where every seed has NaN, e.g. at stage 1), and with several seeds ``update_min`` / ``update_max``,
+    the range of ``update_norm`` across them.
     """
-    return rows.groupby("stage")[VALUES].mean().sort_index()
+    grouped = rows.groupby("stage")
+    values = grouped[VALUES].mean()
+    if rows["seed"].nunique() > 1:
+        values["update_min"], values["update_max"] = grouped["update_norm"].min(), grouped["update_norm"].max()
+    return values.sort_index()
 
 
 def stage_ticklabels(order: str, stages) -> list[str]:
@@ -44,7 +49,10 @@ def draw_panel(ax, values: pd.DataFrame, order: str) -> None:
     stages = [int(s) for s in values.index]
     update = values["update_norm"].to_numpy(dtype=float)
     total = values["total_norm"].to_numpy(dtype=float)
-    ax.bar(stages, update, width=0.6, color=BAR_COLOUR, zorder=2,
+    spread = None
+    if {"update_min", "update_max"} <= set(values.columns):  # the range across seeds, as error bars
+        spread = np.vstack([update - values["update_min"].to_numpy(float), values["update_max"].to_numpy(float) - update])
+    ax.bar(stages, update, width=0.6, color=BAR_COLOUR, zorder=2, yerr=spread, capsize=3,
            label="‖ΔW_k − ΔW_(k−1)‖_F: what stage k changed")
     ax.plot(stages, total, color=LINE_COLOUR, marker="o", markersize=5, linewidth=1.0, zorder=3,
             label="‖ΔW_k‖_F: the adapter after stage k")
@@ -91,8 +99,8 @@ def draw(movement: pd.DataFrame, method: str = "dpo"):
     fig.legend(handles, labels, loc="outside lower center", ncols=len(handles),
                title="ΔW = (α/r)·B·A over every LoRA module · cos = cosine of stage k's update with stage k−1's",
                title_fontsize=7.5)
-    n_seeds = rows["seed"].nunique()
-    fig.suptitle(f"adapter movement per stage · {method} · mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}")
+    note = common.seeds_note(rows).replace("band", "error bars")
+    fig.suptitle(f"adapter movement per stage · {method} · {note}")
     return fig
 
 

@@ -191,3 +191,22 @@ def check_pair_metric(pairs: pd.DataFrame, metric: str) -> None:
     if metric not in pairs.columns or not pd.api.types.is_numeric_dtype(pairs[metric]):
         raise ValueError(f"metric {metric!r} is not a numeric pair-score column (e.g. reward_margin, "
                          "dpo_margin, ln_margin)")
+
+
+def seeds_note(frame: pd.DataFrame) -> str:
+    """How a figure's numbers treat seeds: pooled tables carry ``n_seeds`` (CIs over pairs and seeds);
+    per-seed tables carry ``seed`` (lines are seed means with the seeds' range shaded)."""
+    if "n_seeds" in frame:
+        n = int(frame["n_seeds"].max()) if len(frame) else 0
+        return f"{n} seed{'s' if n != 1 else ''} pooled; CIs over pairs{' and seeds' if n > 1 else ''}"
+    n = frame["seed"].nunique()
+    return f"mean over {n} seed{'s' if n != 1 else ''}" + (" (band: range across seeds)" if n > 1 else "")
+
+
+def seed_band(ax, rows: pd.DataFrame, x: str, column: str, colour) -> None:
+    """Shade, on ``ax``, the range across seeds of ``column`` at every ``x`` (nothing with one seed)."""
+    if rows["seed"].nunique() < 2:
+        return
+    band = rows.groupby(x)[column].agg(["min", "max"]).sort_index()
+    ax.fill_between(band.index, band["min"].to_numpy(), band["max"].to_numpy(), color=colour, alpha=0.18,
+                    linewidth=0, zorder=1)

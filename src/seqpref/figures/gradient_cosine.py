@@ -78,6 +78,7 @@ def draw_row(ax_cos, ax_norm, rows: pd.DataFrame, orders: list[str], colours: li
             label = line_label(order, int(stage), objective, other, int(other_stage))
             cosine = seed_mean(group, "cosine", smooth)
             ax_cos.plot(cosine.index, cosine.to_numpy(), color=colour, label=label, zorder=2)
+            common.seed_band(ax_cos, group, "step", "cosine", colour)
             norm = seed_mean(group, "norm_other", smooth)
             ax_norm.plot(norm.index, norm.to_numpy(), color=colour, linestyle="--", label=f"{label} · norm_other")
             if stage not in drawn:  # the current gradient is the same against every earlier objective
@@ -122,10 +123,9 @@ def draw(diagnostics: pd.DataFrame, method: str = "dpo", smooth: int = 1):
         styles = [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]
         ax_norm.legend(handles + styles, labels + ["norms: current objective", "norms: earlier objective (probe)"],
                        loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    n_seeds = diagnostics["seed"].nunique()
     smoothing = f" · rolling mean of {int(smooth)}" if smooth > 1 else ""
     fig.suptitle(f"LoRA gradient of the stage's objective vs each earlier objective's · {method} · "
-                 f"mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}{smoothing}")
+                 f"{common.seeds_note(diagnostics)}{smoothing}")
     return fig
 
 

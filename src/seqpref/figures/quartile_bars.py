@@ -3,9 +3,9 @@
 Rows of panels are settings, columns are the setting's orders (sorted alphabetically). In a panel, every
 objective trained before the chosen later stage gets a group of four bars: its eval pairs split into
 quartiles by their margin right after the objective's own stage (Q1 lowest … Q4 highest), each bar the
-mean change of the metric from the own stage to the later stage, averaged over seeds, with the seed-mean
-of the bootstrap CI as error bar. The number on each bar is the share of the quartile's pairs whose
-margin changed sign (seed mean).
+mean change of the metric from the own stage to the later stage (seeds pooled), with its bootstrap CI
+over pairs and seeds as error bar. The number on each bar is the share of the quartile's pairs whose
+margin changed sign.
 
 CLI: ``python -m seqpref.figures.quartile_bars QUARTILES.parquet STYLE PNG PDF --options JSON``.
 """
@@ -18,7 +18,7 @@ import pandas as pd
 
 from seqpref.figures import common
 
-RUN = ["setting", "method", "order", "seed"]
+RUN = ["setting", "method", "order"]
 QUARTILES = (1, 2, 3, 4)
 #: bar colour of Q1 … Q4: light → dark blue (a quartile's rank, not a sign)
 QUARTILE_COLOURS = ("#c6dbef", "#6baed6", "#2171b5", "#08306b")
@@ -45,9 +45,9 @@ def at_stage(quartiles: pd.DataFrame, stage) -> pd.DataFrame:
 def panel_bars(rows: pd.DataFrame) -> pd.DataFrame:
     """The bars of one (setting, order) panel.
 
-    Takes that panel's quartile rows at one later stage (any number of seeds); returns one row per
-    (objective, quartile), objectives in training order, with ``own_stage``, ``stage``, ``n_seeds`` and
-    the seed means of ``mean_change``, ``mean_change_lo``, ``mean_change_hi`` and ``share_flipped``.
+    Takes that panel's quartile rows at one later stage (QUARTILES, seeds pooled); returns one row per
+    (objective, quartile), objectives in training order, with ``own_stage``, ``stage``, ``n_seeds``,
+    ``mean_change``, ``mean_change_lo``, ``mean_change_hi`` and ``share_flipped``.
     """
     columns = ["objective", "quartile", "own_stage", "stage", "n_seeds"] + VALUES
     if rows.empty:
@@ -56,7 +56,7 @@ def panel_bars(rows: pd.DataFrame) -> pd.DataFrame:
     bars = grouped[VALUES].mean()
     bars["own_stage"] = grouped["own_stage"].min()
     bars["stage"] = grouped["stage"].max()
-    bars["n_seeds"] = grouped["seed"].nunique()
+    bars["n_seeds"] = grouped["n_seeds"].max()
     bars = bars.reset_index()
     trained = common.order_objectives(rows["order"].iloc[0])
     rank = {name: i for i, name in enumerate(trained)}
@@ -73,7 +73,7 @@ def group_label(objective: str, bars: pd.DataFrame) -> str:
 def draw_panel(ax, bars: pd.DataFrame, width: float = 0.2) -> None:
     """Draw one panel's grouped bars (from :func:`panel_bars`) on ``ax``, with CIs and flip shares.
 
-    The bars of quartile q are one BarContainer labelled ``Qq``; heights are the seed-mean changes.
+    The bars of quartile q are one BarContainer labelled ``Qq``; heights are the mean changes (seeds pooled).
     """
     ax.axhline(0, color="0.3", linewidth=0.8, zorder=1)
     if bars.empty:
@@ -110,9 +110,9 @@ def draw(quartiles: pd.DataFrame, method: str = "dpo", stage="last"):
     """Draw the quartile bars of ``quartiles`` (the QUARTILES table) and return the Figure.
 
     One panel per (setting row, order column) for ``method``. At the later ``stage`` (``"last"`` = each
-    run's last stage, or a stage number), each objective trained earlier gets four bars: the seed-mean
-    ``mean_change`` of its own-stage margin quartiles Q1 (lowest) … Q4 (highest), with the seed-mean CI
-    as error bars, annotated with the seed-mean share of pairs whose sign flipped. The y-axis is shared.
+    run's last stage, or a stage number), each objective trained earlier gets four bars: the pooled
+    ``mean_change`` of its own-stage margin quartiles Q1 (lowest) … Q4 (highest), with the CI over pairs and seeds
+    as error bars, annotated with the share of pairs whose sign flipped. The y-axis is shared.
     An empty table (every run trains one objective) gives a single panel saying so.
     """
     stage = check_stage(stage)
@@ -149,10 +149,9 @@ def draw(quartiles: pd.DataFrame, method: str = "dpo", stage="last"):
                    ncols=len(handles), title="quartiles of the pairs by their margin right after their own stage\n"
                    "numbers on the bars: % of the quartile's pairs whose sign flipped since then",
                    title_fontsize=7.5)
-    n_seeds = quartiles["seed"].nunique()
     when = "the last stage" if stage == "last" else f"stage {stage}"
     fig.suptitle(f"{metric} change from each objective's own stage to {when}, by quartile\n{method} · "
-                 f"mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}; error bars: seed mean of the bootstrap CIs")
+                 f"{common.seeds_note(quartiles)}; error bars: bootstrap CIs")
     return fig
 
 

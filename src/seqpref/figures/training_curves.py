@@ -69,8 +69,9 @@ def draw_panel(ax, rows: pd.DataFrame, offsets: pd.DataFrame, orders: list[str],
         n_stages = len(common.order_objectives(order))
         for stage, stage_rows in rows[rows["order"] == order].groupby("stage", sort=True):
             line = smoothed_line(stage_rows, smooth)
-            ax.plot(line.index, line.to_numpy(), color=stage_colour(base, int(stage), n_stages),
-                    label=stage_label(order, int(stage)))
+            colour = stage_colour(base, int(stage), n_stages)
+            ax.plot(line.index, line.to_numpy(), color=colour, label=stage_label(order, int(stage)))
+            common.seed_band(ax, stage_rows, "cum_step", "value", colour)
         starts = offsets[(offsets["order"] == order) & (offsets["offset"] > 0)]
         for start in starts.groupby("stage")["offset"].mean():
             ax.axvline(start + 0.5, color=base, linestyle="--", linewidth=0.9, alpha=0.8, label="_boundary")
@@ -128,9 +129,8 @@ def draw(
         handles = next((ax.get_legend_handles_labels() for ax in axes[row] if ax.get_lines()), None)
         if handles:
             axes[row, -1].legend(*handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    n_seeds = training["seed"].nunique()
     smoothing = f" · rolling mean of {int(smooth)}" if smooth > 1 else ""
-    fig.suptitle(f"training logs · {method} · mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}{smoothing}")
+    fig.suptitle(f"training logs · {method} · {common.seeds_note(training)}{smoothing}")
     return fig
 
 

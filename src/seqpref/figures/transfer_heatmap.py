@@ -1,7 +1,7 @@
 """Transfer heatmap: one summary metric of every objective after every stage, one panel per run order.
 
 Rows of panels are settings, columns are the setting's orders (sorted alphabetically). Each panel is an
-objective × stage grid of the metric averaged over seeds, on one diverging colour scale centred on 0 and
+objective × stage grid of the metric (seeds pooled), on one diverging colour scale centred on 0 and
 shared by every panel. The cell of the objective trained at that stage is boxed; with a change metric
 the cells carry the summary's label as a marker (▼ degradation, ▲ positive transfer, ◆ redistribution).
 
@@ -25,7 +25,8 @@ BLANK = "#d9d9d9"  # cells without a value (the change at stage 0)
 
 
 def consensus_label(labels) -> str | None:
-    """The label that more than half of the seeds give a cell, else None (also for no labels)."""
+    """The label that more than half of a cell's rows give it, else None (also for no labels); a
+    pooled summary has one row per cell, so this is its label."""
     present = [label for label in labels if isinstance(label, str)]
     if not present:
         return None
@@ -42,9 +43,9 @@ def panel_objectives(order: str, present) -> list[str]:
 def panel_cells(rows: pd.DataFrame, metric: str) -> dict:
     """The cells of one (setting, order) panel.
 
-    Takes that panel's summary rows (any number of seeds) and the metric column; returns a dict with
+    Takes that panel's summary rows (seeds pooled) and the metric column; returns a dict with
     ``objectives`` (row names), ``stages`` (column stages 0..K), ``values`` (float array objectives ×
-    stages, seed mean, NaN where missing), ``labels`` (object array of consensus labels or None) and
+    stages, NaN where missing), ``labels`` (object array of consensus labels or None) and
     ``trained`` (bool array: the objective trained at that stage).
     """
     order = rows["order"].iloc[0]
@@ -152,13 +153,12 @@ def draw(
                 axes[row, col].set_xlabel("stage (objective trained)")
     bar = fig.colorbar(image, ax=list(fig.axes), shrink=min(1.0, 0.5 + 0.25 * len(settings)), extend="neither")
     bar.set_label(common.metric_label(metric))
-    n_seeds = summary["seed"].nunique()
-    fig.suptitle(f"{metric} by stage · {method} · mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}")
+    fig.suptitle(f"{metric} by stage · {method} · {common.seeds_note(summary)}")
     if annotate and common.is_change_metric(metric):
         label_metric = consensus_label(summary["label_metric"]) if "label_metric" in summary else None
         on = f" of the {label_metric} change" if label_metric else ""
         fig.supxlabel(
-            f"▼ degradation   ▲ positive transfer   ◆ redistribution   (labels{on}, majority of seeds)\n"
+            f"▼ degradation   ▲ positive transfer   ◆ redistribution   (labels{on}, from the CI over pairs and seeds)\n"
             "boxed: objective trained at that stage   ·   grey: no change at the base (stage 0)",
             fontsize=7.5,
         )

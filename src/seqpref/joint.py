@@ -1,0 +1,332 @@
+"""Joint methods: every objective of a setting trained at once, with the sequential runs' budget.
+
+Seed 001 (Fernando, Shen, Ram, Zhou, Samulowitz, Baracaldo and Chen, "Understanding Forgetting in
+LLM SFT and Preference Learning – A Convex Optimization Perspective", arXiv 2410.15483, earlier
+titled "Mitigating Forgetting in LLM Supervised Fine-Tuning and Preference Learning"; code: XRIGHT;
+papers.md §2.2) trains two objectives together instead of one after the other. We apply its three methods to preference objectives, every loss a DPO loss against the
+base model (DESIGN.md, "Methods"):
+
+* ``mix``: each optimiser step takes one batch of every objective o and descends Σ_o w_o·L_o
+  (the paper's Mix baseline; one forward/backward per objective).
+* ``alright`` (ALRIGHT): each step draws one objective o ~ Categorical(w) and takes a DPO step on
+  a batch of it; only o's batch stream advances.
+* ``maxright`` (MAXRIGHT): each step takes the objective with the largest weighted gap
+  w_o·(L_o − f*_o), Chebyshev scalarisation of the trade-off. Every ``eval_every`` steps all
+  gaps are recomputed on the step's batches (no gradient); otherwise only the stepped objective's
+  gap is refreshed from its pre-update loss and the others stay stale, as in the paper's code.
+  f*_o is the eval DPO loss of the single-objective run of o: stage 1 of the ``dpo`` order that
+  starts with o (a DAG dependency), unless the config overrides it.
+
+A joint run has the sequential runs' stage columns: its stage k takes as many optimiser steps as a
+sequential stage on the k-th objective (config order), continues stage k−1's adapter, and is scored
+like any stage. ``python -m seqpref.joint BASE OUT_DIR TRAIN_LOG --stage K --objective NAME PAIRS
+BASE_LOGPS ... --options JSON --joint JSON --run JSON [--previous DIR] [--optimum NAME SCORES]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seqpref import train
+
+log = logging.getLogger("seqpref.joint")
+
+JOINT_METHODS = ("mix", "alright", "maxright")
+
+
+@dataclass
+class JointOptions:
+    """``method_options.<method>`` of a joint method, resolved for one setting."""
+
+    method: str = "mix"
+    weights: dict[str, float] = field(default_factory=dict)  # objective → w (missing = 1), normalised to sum 1
+    eval_every: int = 10  # maxright: optimiser steps between re-evaluations of every gap (k)
+    optimum: dict[str, float] = field(default_factory=dict)  # maxright: f*_o typed in the config (override)
+
+    def __post_init__(self):
+        if self.method not in JOINT_METHODS:
+            raise ValueError(f"joint method must be one of {JOINT_METHODS}, got {self.method!r}")
+        if any(w <= 0 for w in self.weights.values()):
+            raise ValueError(f"{self.method}.weights must be > 0, got {self.weights}")
+        if self.eval_every < 1:
+            raise ValueError(f"maxright.eval_every must be >= 1, got {self.eval_every}")
+
+
+def normalised_weights(names: list[str], weights: dict[str, float]) -> np.ndarray:
+    """w_o for ``names`` (in order): the configured weight (1 if absent), scaled to sum 1; shape (n,).
+    Weights of other objectives (of other settings) are ignored."""
+    raw = np.array([float(weights.get(name, 1.0)) for name in names])
+    return raw / raw.sum()
+
+
+def alright_draws(weights: np.ndarray, steps: int, seed: int) -> np.ndarray:
+    """ALRIGHT's objective per optimiser step: ``steps`` draws from Categorical(``weights``), int (steps,)."""
+    return np.random.default_rng(seed).choice(len(weights), size=steps, p=weights)
+
+
+def weighted_gaps(losses: np.ndarray, optimum: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """MAXRIGHT's gaps w_o·(L_o − f*_o), shape (n,) (loss units, nats)."""
+    return weights * (np.asarray(losses, dtype=float) - optimum)
+
+
+def maxright_pick(gaps: np.ndarray) -> int:
+    """The objective MAXRIGHT steps on: argmax of the weighted gaps (the first on a tie)."""
+    return int(np.argmax(gaps))
+
+
+def mix_loss(losses: list[torch.Tensor], weights: np.ndarray) -> torch.Tensor:
+    """Mix's loss Σ_o w_o·L_o of per-objective scalar losses (a 0-d tensor with their graphs)."""
+    return sum(float(w) * loss for w, loss in zip(weights, losses))
+
+
+def dpo_eval_loss(scores: pd.DataFrame, objective: str, beta: float) -> float:
+    """Mean DPO loss −log σ(β·reward_margin) of ``objective``'s scored eval pairs (nats): f*_o."""
+    margins = scores.loc[scores["objective"] == objective, "reward_margin"].to_numpy(dtype=float)
+    if len(margins) == 0:
+        raise ValueError(f"the score file has no pairs of objective {objective!r}")
+    return float(np.mean(np.logaddexp(0.0, -beta * margins)))  # −log σ(z) = log(1 + e^−z)
+
+
+def step_plan(method: str, n_objectives: int, steps: int, weights: np.ndarray, seed: int) -> list[list[int]]:
+    """The objectives whose batches each optimiser step receives: every objective for mix and
+    maxright (maxright picks among them), ALRIGHT's draw alone for alright; a list of ``steps`` lists."""
+    if method == "alright":
+        return [[int(o)] for o in alright_draws(weights, steps, seed)]
+    return [list(range(n_objectives)) for _ in range(steps)]
+
+
+class JointBatchSampler(torch.utils.data.Sampler):
+    """Batches of a concatenated dataset of several objectives, following a step plan.
+
+    ``sizes[o]`` rows of objective o start at ``offsets[o]``. Each objective has its own stream of
+    shuffled indices (reshuffled when used up, seeded), so an objective's batches only advance on the
+    steps that use it. Micro-batch m of optimiser step m // accumulation holds ``batch_size`` rows of
+    each objective in ``plan[m // accumulation]``, objectives in plan order.
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, plan: list[list[int]], seed: int, accumulation: int = 1):
+        self.sizes, self.batch_size, self.plan, self.seed, self.accumulation = sizes, batch_size, plan, seed, accumulation
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+
+    def __len__(self) -> int:
+        return len(self.plan) * self.accumulation
+
+    def __iter__(self):
+        rngs = [np.random.default_rng([self.seed, o]) for o in range(len(self.sizes))]
+        streams: list[list[int]] = [[] for _ in self.sizes]
+        for m in range(len(self)):
+            batch = []
+            for o in self.plan[m // self.accumulation]:
+                while len(streams[o]) < self.batch_size:
+                    streams[o].extend((self.offsets[o] + rngs[o].permutation(self.sizes[o])).tolist())
+                batch += streams[o][: self.batch_size]
+                del streams[o][: self.batch_size]
+            yield batch
+
+
+class JointCollator:
+    """Wrap TRL's preference collator: split a micro-batch by its ``objective`` column and collate
+    each part separately, giving ``{"parts": {objective index: TRL batch}}`` in batch order."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        groups: dict[int, list[dict]] = {}
+        for example in examples:
+            example = dict(example)
+            groups.setdefault(int(example.pop("objective")), []).append(example)
+        return {"parts": {o: self.collator(rows) for o, rows in groups.items()}}
+
+
+@dataclass
+class JointPlan:
+    """What a joint trainer needs: method, objective names, weights, step plan, f* and interval."""
+
+    method: str
+    names: list[str]
+    weights: np.ndarray
+    sampler: JointBatchSampler
+    optimum: np.ndarray | None = None
+    eval_every: int = 10
+
+
+def _joint_trainer_class():
+    base = train._trainer_class()
+
+    class JointDPOTrainer(base):
+        """The base-reference DPO trainer, fed by a :class:`JointBatchSampler` and combining the
+        per-objective DPO losses as ``plan.method`` says. Per-objective TRL metrics are logged as
+        ``NAME::metric``, plus ``NAME::joint/stepped`` (1 when the step descended NAME's loss) and,
+        for maxright, ``NAME::joint/gap``."""
+
+        def __init__(self, *args, joint: JointPlan, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.joint = joint
+            self.gaps: np.ndarray | None = None
+            self.micro_batches = 0
+            self.stepped_counts = np.zeros(len(joint.names), dtype=int)  # micro-batches that descended each loss
+
+        def get_train_dataloader(self):
+            self._set_signature_columns_if_needed()
+            dataset = self.train_dataset.select_columns(self._signature_columns + ["objective"])
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=self.joint.sampler, collate_fn=JointCollator(self.data_collator)
+            )
+            return self.accelerator.prepare(loader)
+
+        def objective_loss(self, model, o: int, batch: dict, keep_metrics: bool = True) -> torch.Tensor:
+            """TRL's DPO loss of objective ``o``'s batch; its metrics are filed under ``NAME::``."""
+            metrics = self._metrics["train"]
+            before = {key: len(values) for key, values in metrics.items()}
+            loss = super().compute_loss(model, batch)
+            for key in list(metrics):
+                if train.JOINT_SEPARATOR in key:
+                    continue
+                new = metrics[key][before.get(key, 0):]
+                del metrics[key][before.get(key, 0):]
+                if not metrics[key]:
+                    del metrics[key]  # TRL averages every key at log time: no empty lists
+                if keep_metrics:
+                    metrics[f"{self.joint.names[o]}{train.JOINT_SEPARATOR}{key}"].extend(new)
+            return loss
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            parts = inputs["parts"]
+            method, weights = self.joint.method, self.joint.weights
+            stepped = set(parts)
+            if method == "mix":
+                loss = mix_loss([self.objective_loss(model, o, parts[o]) for o in sorted(parts)],
+                                weights[sorted(parts)])
+            elif method == "alright":
+                (o, batch), = parts.items()
+                loss = self.objective_loss(model, o, batch)
+            else:
+                if self.gaps is None or self.micro_batches % self.joint.eval_every == 0:
+                    with torch.no_grad():
+                        losses = [self.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in sorted(parts)]
+                    self.gaps = weighted_gaps(losses, self.joint.optimum, weights)
+                o = maxright_pick(self.gaps)
+                loss = self.objective_loss(model, o, parts[o])
+                self.gaps[o] = weights[o] * (loss.item() - self.joint.optimum[o])
+                stepped = {o}
+                for i, name in enumerate(self.joint.names):
+                    self._metrics["train"][f"{name}{train.JOINT_SEPARATOR}joint/gap"].append(float(self.gaps[i]))
+            for i, name in enumerate(self.joint.names):
+                self._metrics["train"][f"{name}{train.JOINT_SEPARATOR}joint/stepped"].append(float(i in stepped))
+                self.stepped_counts[i] += i in stepped
+            self.micro_batches += 1
+            return (loss, None) if return_outputs else loss
+
+    return JointDPOTrainer
+
+
+def train_joint_stage(
+    base: str,
+    objectives: list[tuple[str, str, str]],
+    stage: int,
+    out_dir: str,
+    train_log_path: str,
+    options: train.TrainOptions,
+    joint: JointOptions,
+    run: dict,
+    previous: str | None = None,
+    optimum_scores: dict[str, str] | None = None,
+) -> dict:
+    """Train stage ``stage`` of a joint run and save its adapter and training log.
+
+    ``objectives`` lists ``(name, train_pairs_path, base_logps_path)`` of every objective in config
+    order; the stage takes :func:`seqpref.train.stage_steps` of the ``stage``-th objective's train
+    pairs (the sequential budget of that stage). ``optimum_scores`` maps objective → stage-1 score
+    file of its single-objective DPO run (maxright's f*, unless ``joint.optimum`` gives it).
+    Returns the stage summary (steps, seconds, …, and f* when maxright).
+    """
+    start = time.time()
+    names = [name for name, _, _ in objectives]
+    if not 1 <= stage <= len(names):
+        raise ValueError(f"a joint run of {len(names)} objectives has stages 1..{len(names)}, not {stage}")
+    frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b)) for _, p, b in objectives]
+    steps = train.stage_steps(len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs)
+    weights = normalised_weights(names, joint.weights)
+    optimum = None
+    if joint.method == "maxright":
+        optimum_scores = optimum_scores or {}
+        missing = [n for n in names if n not in joint.optimum and n not in optimum_scores]
+        if missing:
+            raise ValueError(f"maxright needs f* of {missing}: a stage-1 score file or a configured optimum")
+        optimum = np.array([
+            joint.optimum[n] if n in joint.optimum else dpo_eval_loss(pd.read_parquet(optimum_scores[n]), n, options.beta)
+            for n in names
+        ])
+        log.info("maxright f*: %s", dict(zip(names, optimum.round(4).tolist())))
+    seed = int(run["seed"]) * 1000 + stage  # each stage draws afresh, reproducibly
+    plan = step_plan(joint.method, len(names), steps, weights, seed)
+    from datasets import concatenate_datasets
+
+    dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
+    model, tokenizer, workdir = train.start_stage(base, options, out_dir)
+    records: list[dict] = []
+    trainer = _joint_trainer_class()(
+        joint=JointPlan(joint.method, names, weights, None, optimum, joint.eval_every),
+        model=model,
+        args=train.dpo_config(options, run, workdir, max_steps=steps),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
+        callbacks=[train._log_callback(records)],
+    )
+    if len(trainer.train_dataset) != len(dataset):
+        raise ValueError(f"TRL dropped {len(dataset) - len(trainer.train_dataset)} pairs whose prompt fills max_length")
+    trainer.joint.sampler = JointBatchSampler(
+        [len(f) for f in frames], options.batch_size, plan, seed, options.gradient_accumulation_steps
+    )
+    extra = {"joint": {**asdict(joint), "weights": dict(zip(names, weights.tolist()))}}
+    if optimum is not None:
+        extra["joint"]["optimum"] = dict(zip(names, optimum.tolist()))
+    summary = train.run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, extra)
+    summary.pop("record")
+    if summary["steps"] != steps:
+        raise RuntimeError(f"the stage took {summary['steps']} optimiser steps, its budget is {steps}")
+    summary["micro_batches_per_objective"] = dict(zip(names, trainer.stepped_counts.tolist()))
+    return {**summary, **extra}
+
+
+def main(argv=None) -> None:
+    """CLI: train one stage of a joint run (``train_joint_stage`` rule)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", help="base model id or local directory")
+    parser.add_argument("out_dir", help="adapter directory to write")
+    parser.add_argument("train_log", help="training-log Parquet to write")
+    parser.add_argument("--stage", type=int, required=True)
+    parser.add_argument("--objective", nargs=3, action="append", required=True,
+                        metavar=("NAME", "TRAIN_PAIRS", "BASE_LOGPS"), help="every objective, in config order")
+    parser.add_argument("--previous", default=None, help="adapter directory of the previous stage")
+    parser.add_argument("--optimum", nargs=2, action="append", default=[], metavar=("NAME", "SCORES"),
+                        help="maxright: stage-1 score file of NAME's single-objective DPO run")
+    parser.add_argument("--options", default="{}", help="JSON of TrainOptions (method dpo)")
+    parser.add_argument("--joint", required=True, help="JSON of JointOptions")
+    parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
+    options = train.TrainOptions(**json.loads(args.options))
+    joint = JointOptions(**json.loads(args.joint))
+    log.info("options %s joint %s run %s previous %s", json.dumps(asdict(options)), json.dumps(asdict(joint)), args.run, args.previous)
+    summary = train_joint_stage(
+        args.base, [tuple(o) for o in args.objective], args.stage, args.out_dir, args.train_log, options, joint,
+        json.loads(args.run), args.previous, dict(args.optimum),
+    )
+    log.info("trained %s", json.dumps(summary, default=str))
+
+
+if __name__ == "__main__":
+    main()
