@@ -34,6 +34,7 @@ import torch
 log = logging.getLogger("seqpref.train")
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+JOINT_SEPARATOR = "::"  # a joint stage logs objective o's metric m as "o::m"
 
 
 @dataclass
@@ -295,9 +296,6 @@ def training_rows(records: list[dict], run: dict) -> pd.DataFrame:
             rows.append({**keys, "objective": objective or run["objective"], "step": int(record["step"]),
                          "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=tables.TRAINING.names)
-
-
-JOINT_SEPARATOR = "::"
 
 
 def start_stage(base: str, options: TrainOptions, out_dir: str):

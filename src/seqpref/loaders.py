@@ -1,0 +1,282 @@
+"""Public preference datasets, normalised to prompt / chosen / rejected pairs with stable ids.
+
+Each ``normalise_*`` function takes the dataset's rows as a pandas frame with **the dataset's own
+columns** and returns ``(pairs, dropped)``: ``pairs`` has ``pair_id``, ``prompt`` (a string, or a
+list of ``{"role", "content"}`` messages for a multi-turn conversation), ``chosen``, ``rejected``
+(response strings) and ``source`` (JSON of the fields kept for analysis: ratings, safety labels,
+models); ``dropped`` maps a reason to the dropped rows' ids, so nothing is dropped silently.
+
+``pair_id`` is ``<prefix>-<first 12 hex digits of sha1(prompt, chosen, rejected)>``: stable across
+reorderings and reloads of the same revision, and equal for duplicated pairs, which are dropped as
+``duplicate`` (the first one is kept). Ids of rows dropped before a pair exists are ``row<index>``.
+
+Readers: :func:`read_rows` reads a dataset by id with ``datasets.load_dataset`` (optionally at a
+pinned ``revision``) or a local Parquet / JSONL / CSV file, into a frame of its rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+ULTRAFEEDBACK_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+_HH_LAST_ASSISTANT = "\n\nAssistant:"
+
+
+def pair_id(prefix: str, prompt, chosen: str, rejected: str) -> str:
+    """Content id of a pair: ``prefix-`` + 12 hex digits of sha1 over the JSON of (prompt, chosen, rejected)."""
+    digest = hashlib.sha1(json.dumps([prompt, chosen, rejected], ensure_ascii=False).encode("utf-8")).hexdigest()
+    return f"{prefix}-{digest[:12]}"
+
+
+class _Collector:
+    """Accumulates kept pairs and dropped ids by reason; drops content duplicates."""
+
+    def __init__(self, prefix: str, reasons: tuple[str, ...]):
+        self.prefix = prefix
+        self.rows: list[dict] = []
+        self.seen: set[str] = set()
+        self.dropped: dict[str, list[str]] = {reason: [] for reason in (*reasons, "empty", "identical", "duplicate")}
+
+    def drop(self, reason: str, identifier: str) -> None:
+        self.dropped[reason].append(identifier)
+
+    def add(self, row_index: int, prompt, chosen, rejected, source: dict) -> None:
+        if _empty(prompt) or _empty(chosen) or _empty(rejected):
+            self.drop("empty", f"row{row_index}")
+            return
+        if chosen == rejected:
+            self.drop("identical", f"row{row_index}")
+            return
+        identifier = pair_id(self.prefix, prompt, chosen, rejected)
+        if identifier in self.seen:
+            self.drop("duplicate", identifier)
+            return
+        self.seen.add(identifier)
+        self.rows.append({"pair_id": identifier, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                          "source": json.dumps(source, sort_keys=True, ensure_ascii=False, default=_plain)})
+
+    def result(self) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+        return pd.DataFrame(self.rows, columns=["pair_id", "prompt", "chosen", "rejected", "source"]), self.dropped
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _empty(value) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list):
+        return not value or any(_empty(m.get("content")) for m in value if isinstance(m, dict))
+    return False
+
+
+def _rating(value) -> float | None:
+    """A rating as a float; None for missing, NaN or non-numeric (UltraFeedback's ``"N/A"``)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+# ---- Anthropic/hh-rlhf ------------------------------------------------------------------------
+
+
+def split_transcript(text: str) -> tuple[list[dict], str] | None:
+    """Split an hh-rlhf transcript at its last assistant turn: ``(prompt messages, response)``.
+
+    ``"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant: d"`` gives the messages user a,
+    assistant b, user c and the response ``d``. None when there is no assistant turn.
+    """
+    cut = text.rfind(_HH_LAST_ASSISTANT)
+    if cut < 0:
+        return None
+    response = text[cut + len(_HH_LAST_ASSISTANT):].strip()
+    parts = _HH_TURN.split(text[:cut])
+    messages = []
+    for role, content in zip(parts[1::2], parts[2::2]):
+        messages.append({"role": "user" if role == "Human" else "assistant", "content": content.strip()})
+    return messages, response
+
+
+def normalise_hh_rlhf(rows: pd.DataFrame, prefix: str = "hh") -> tuple[pd.DataFrame, dict]:
+    """Pairs of ``Anthropic/hh-rlhf`` (any subset, e.g. ``helpful-base``, ``harmless-base``).
+
+    Each row's ``chosen`` and ``rejected`` transcripts are split at their last assistant turn; the
+    prompt is the conversation before it (a message list, multi-turn kept). Dropped: ``no_assistant``
+    (a transcript without an assistant turn), ``prompt_mismatch`` (chosen and rejected differ before
+    their last assistant turn), and empty, identical and duplicate pairs.
+    """
+    out = _Collector(prefix, ("no_assistant", "prompt_mismatch"))
+    for i, (chosen_text, rejected_text) in enumerate(zip(rows["chosen"], rows["rejected"])):
+        chosen, rejected = split_transcript(str(chosen_text)), split_transcript(str(rejected_text))
+        if chosen is None or rejected is None:
+            out.drop("no_assistant", f"row{i}")
+            continue
+        if chosen[0] != rejected[0]:
+            out.drop("prompt_mismatch", f"row{i}")
+            continue
+        out.add(i, chosen[0], chosen[1], rejected[1], {"row": i, "turns": len(chosen[0])})
+    return out.result()
+
+
+# ---- nvidia/HelpSteer2 -------------------------------------------------------------------------
+
+
+def normalise_helpsteer2(
+    rows: pd.DataFrame, attribute: str = "helpfulness", min_gap: float = 0.0, prefix: str = "helpsteer2"
+) -> tuple[pd.DataFrame, dict]:
+    """Pairs of ``nvidia/HelpSteer2`` preferred by one rated ``attribute``.
+
+    Rows with the same prompt are its responses (two per prompt in the dataset); the response rated
+    higher on ``attribute`` is chosen (with more than two, the best against the worst). Dropped:
+    ``unpaired`` (a prompt with one response), ``missing_rating``, ``tie`` (equal ratings), and
+    ``small_gap`` (a rating gap below ``min_gap``), and empty, identical and duplicate pairs.
+    """
+    if attribute not in HELPSTEER2_ATTRIBUTES:
+        raise ValueError(f"helpsteer2 attribute must be one of {HELPSTEER2_ATTRIBUTES}, got {attribute!r}")
+    out = _Collector(prefix, ("unpaired", "missing_rating", "tie", "small_gap"))
+    frame = rows.reset_index(drop=True)
+    for _, group in frame.groupby("prompt", sort=False):
+        first = f"row{group.index[0]}"
+        if len(group) < 2:
+            out.drop("unpaired", first)
+            continue
+        ratings = [_rating(v) for v in group[attribute]]
+        if any(r is None for r in ratings):
+            out.drop("missing_rating", first)
+            continue
+        best, worst = int(np.argmax(ratings)), int(np.argmin(ratings))
+        gap = ratings[best] - ratings[worst]
+        if gap == 0:
+            out.drop("tie", first)
+            continue
+        if gap < min_gap:
+            out.drop("small_gap", first)
+            continue
+        chosen, rejected = group.iloc[best], group.iloc[worst]
+        source = {"attribute": attribute, "gap": gap,
+                  "chosen_ratings": {a: _rating(chosen.get(a)) for a in HELPSTEER2_ATTRIBUTES},
+                  "rejected_ratings": {a: _rating(rejected.get(a)) for a in HELPSTEER2_ATTRIBUTES}}
+        out.add(int(group.index[0]), chosen["prompt"], chosen["response"], rejected["response"], source)
+    return out.result()
+
+
+# ---- PKU-Alignment/PKU-SafeRLHF ----------------------------------------------------------------
+
+
+def normalise_pku_saferlhf(
+    rows: pd.DataFrame, preference: str = "safer", safety_differs: bool = False, prefix: str = "pku"
+) -> tuple[pd.DataFrame, dict]:
+    """Pairs of ``PKU-Alignment/PKU-SafeRLHF``: ``response_0`` vs ``response_1`` preferred by
+    ``safer_response_id`` (``preference="safer"``) or ``better_response_id`` (``"better"``, helpfulness).
+
+    With ``safety_differs``, only pairs whose ``is_response_{0,1}_safe`` labels differ are kept
+    (dropped as ``same_safety``). Also dropped: ``missing_label`` (no valid preferred id), and empty,
+    identical and duplicate pairs. The safety labels and severity levels go into ``source``.
+    """
+    if preference not in ("safer", "better"):
+        raise ValueError(f"pku_saferlhf preference must be 'safer' or 'better', got {preference!r}")
+    out = _Collector(prefix, ("missing_label", "same_safety"))
+    column = f"{preference}_response_id"
+    for i, row in enumerate(rows.to_dict("records")):
+        preferred = _rating(row.get(column))
+        if preferred not in (0.0, 1.0):
+            out.drop("missing_label", f"row{i}")
+            continue
+        safe = (row.get("is_response_0_safe"), row.get("is_response_1_safe"))
+        if safety_differs and safe[0] == safe[1]:
+            out.drop("same_safety", f"row{i}")
+            continue
+        first = int(preferred)
+        source = {"preference": preference, "chosen_safe": safe[first], "rejected_safe": safe[1 - first],
+                  "chosen_severity": row.get(f"response_{first}_severity_level"),
+                  "rejected_severity": row.get(f"response_{1 - first}_severity_level")}
+        out.add(i, row["prompt"], row[f"response_{first}"], row[f"response_{1 - first}"], source)
+    return out.result()
+
+
+# ---- openbmb/UltraFeedback ---------------------------------------------------------------------
+
+
+def normalise_ultrafeedback(
+    rows: pd.DataFrame, aspect: str = "helpfulness", pairing: str = "best_vs_worst", seed: int = 0,
+    prefix: str = "ultrafeedback",
+) -> tuple[pd.DataFrame, dict]:
+    """Pairs of ``openbmb/UltraFeedback`` by one fine-grained ``aspect`` rating.
+
+    Of each instruction's ``completions`` that carry a numeric rating of ``aspect`` (``"N/A"`` is
+    missing), ``best_vs_worst`` pairs the highest with the lowest rated; ``random`` pairs two distinct
+    ones drawn with ``seed`` (the higher rated is chosen). Dropped: ``too_few_rated`` (fewer than two
+    rated completions), ``tie`` (equal ratings), and empty, identical and duplicate pairs.
+    """
+    if aspect not in ULTRAFEEDBACK_ASPECTS:
+        raise ValueError(f"ultrafeedback aspect must be one of {ULTRAFEEDBACK_ASPECTS}, got {aspect!r}")
+    if pairing not in ("best_vs_worst", "random"):
+        raise ValueError(f"ultrafeedback pairing must be 'best_vs_worst' or 'random', got {pairing!r}")
+    rng = np.random.default_rng(seed)
+    out = _Collector(prefix, ("too_few_rated", "tie"))
+    for i, row in enumerate(rows.to_dict("records")):
+        rated = []
+        for completion in list(row.get("completions") or []):
+            annotation = (completion.get("annotations") or {}).get(aspect) or {}
+            rating = _rating(annotation.get("Rating"))
+            if rating is not None:
+                rated.append((rating, completion))
+        if len(rated) < 2:
+            out.drop("too_few_rated", f"row{i}")
+            continue
+        if pairing == "best_vs_worst":
+            ratings = [r for r, _ in rated]
+            a, b = int(np.argmax(ratings)), int(np.argmin(ratings))
+        else:
+            a, b = (int(k) for k in rng.choice(len(rated), size=2, replace=False))
+        if rated[a][0] == rated[b][0]:
+            out.drop("tie", f"row{i}")
+            continue
+        (high, chosen), (low, rejected) = sorted([rated[a], rated[b]], key=lambda item: -item[0])
+        source = {"aspect": aspect, "pairing": pairing, "chosen_rating": high, "rejected_rating": low,
+                  "chosen_model": chosen.get("model"), "rejected_model": rejected.get("model"),
+                  "dataset_source": row.get("source")}
+        out.add(i, row["instruction"], chosen.get("response"), rejected.get("response"), source)
+    return out.result()
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+
+def read_rows(path_or_id: str, split: str = "train", revision: str | None = None, subset: str | None = None,
+              data_dir: str | None = None) -> pd.DataFrame:
+    """The rows of a dataset as a frame: a local ``.parquet`` / ``.jsonl`` / ``.json`` / ``.csv`` file,
+    or a dataset id read with ``datasets.load_dataset(id, subset, data_dir=…, split=…, revision=…)``
+    (pin ``revision`` to a commit for reproducible pairs)."""
+    path = Path(path_or_id)
+    if path.suffix in (".parquet", ".jsonl", ".json", ".csv"):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix == ".csv":
+            return pd.read_csv(path, keep_default_na=False)
+        return pd.read_json(path, lines=True, dtype=False)
+    from datasets import load_dataset
+
+    return load_dataset(path_or_id, subset, data_dir=data_dir, split=split, revision=revision).to_pandas()
