@@ -203,17 +203,17 @@ def _joint_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             parts = inputs["parts"]
             method, weights = self.joint.method, self.joint.weights
+            present = sorted(parts)
             stepped = set(parts)
             if method == "mix":
-                loss = mix_loss([self.objective_loss(model, o, parts[o]) for o in sorted(parts)],
-                                weights[sorted(parts)])
+                loss = mix_loss([self.objective_loss(model, o, parts[o]) for o in present], weights[present])
             elif method == "alright":
                 (o, batch), = parts.items()
                 loss = self.objective_loss(model, o, batch)
             else:
                 if self.gaps is None or self.micro_batches % self.joint.eval_every == 0:
                     with torch.no_grad():
-                        losses = [self.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in sorted(parts)]
+                        losses = [self.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in present]
                     self.gaps = weighted_gaps(losses, self.joint.optimum, weights)
                 o = maxright_pick(self.gaps)
                 loss = self.objective_loss(model, o, parts[o])
@@ -273,10 +273,11 @@ def train_joint_stage(
     from datasets import concatenate_datasets
 
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
+    sampler = JointBatchSampler([len(f) for f in frames], options.batch_size, plan, seed, options.gradient_accumulation_steps)
     model, tokenizer, workdir = train.start_stage(base, options, out_dir)
     records: list[dict] = []
     trainer = _joint_trainer_class()(
-        joint=JointPlan(joint.method, names, weights, None, optimum, joint.eval_every),
+        joint=JointPlan(joint.method, names, weights, sampler, optimum, joint.eval_every),
         model=model,
         args=train.dpo_config(options, run, workdir, max_steps=steps),
         train_dataset=dataset,
@@ -286,9 +287,6 @@ def train_joint_stage(
     )
     if len(trainer.train_dataset) != len(dataset):
         raise ValueError(f"TRL dropped {len(dataset) - len(trainer.train_dataset)} pairs whose prompt fills max_length")
-    trainer.joint.sampler = JointBatchSampler(
-        [len(f) for f in frames], options.batch_size, plan, seed, options.gradient_accumulation_steps
-    )
     extra = {"joint": {**asdict(joint), "weights": dict(zip(names, weights.tolist()))}}
     if optimum is not None:
         extra["joint"]["optimum"] = dict(zip(names, optimum.tolist()))

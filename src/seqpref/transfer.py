@@ -85,7 +85,7 @@ def quartile_rows(
     # point estimates pool the pairs of every seed
     own, quartile = own_by_seed.ravel(), quartile_by_seed.ravel()
     changes = changes_by_seed.reshape(n_seeds * n_pairs, len(later))
-    values = stacked.reshape(n_seeds * n_pairs, n_stages)
+    pooled = stacked.reshape(n_seeds * n_pairs, n_stages)
     with np.errstate(invalid="ignore", divide="ignore"):  # a resample may miss a small quartile
         width = numerators.shape[2]
         boot_means = boot[:, :width] / np.tile(boot[:, width:], len(later))
@@ -93,7 +93,7 @@ def quartile_rows(
     lo, hi = np.nanquantile(boot_means, [alpha, 1.0 - alpha], axis=0)
     rows = []
     for i, stage in enumerate(later):
-        flipped = np.sign(values[:, stage]) != np.sign(own)
+        flipped = np.sign(pooled[:, stage]) != np.sign(own)
         for q in range(1, 5):
             mask, column = quartile == q, i * 4 + q - 1
             rows.append({
