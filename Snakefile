@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("9.20")
 
 
-configfile: "config/config.yaml"
+# the lab study by default; a config given with --configfile (e.g. config/paper.yaml) replaces it
+# rather than being merged into it (list config/config.yaml first to layer a file on the lab)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -152,13 +152,28 @@ def torch_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_attention(requested: str | None, device_type: str, torch_dtype: torch.dtype) -> str | None:
+    """The attention kernel to load the model with: ``requested`` when given; otherwise
+    ``flash_attention_2`` on CUDA in bf16/fp16 when the ``flash_attn`` package is installed, and
+    None (transformers' default: SDPA for Llama-family models) everywhere else."""
+    if requested:
+        return requested
+    import importlib.util
+
+    half = torch_dtype in (torch.bfloat16, torch.float16)
+    if device_type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
+
+
 def load_base(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = None):
     """Load the base model and tokenizer by hub id or local path; returns ``(model, tokenizer)``.
 
-    ``dtype="auto"`` means bfloat16 on CUDA and float32 on CPU. The model is in eval mode on
-    :func:`torch_device`; the tokenizer gets a pad token (EOS) if it has none.
+    ``dtype="auto"`` means bfloat16 on CUDA and float32 on CPU; attention is
+    :func:`resolve_attention`'s. The model is in eval mode on :func:`torch_device`; the tokenizer
+    gets a pad token (EOS) if it has none.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     device = torch_device()
     if dtype == "auto":
@@ -166,14 +181,22 @@ def load_base(name_or_path: str, dtype: str = "auto", attn_implementation: str |
     else:
         torch_dtype = getattr(torch, dtype)
     kwargs = {"dtype": torch_dtype}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
+    attention = resolve_attention(attn_implementation, device.type, torch_dtype)
+    if attention:
+        kwargs["attn_implementation"] = attention
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs).to(device)
     model.eval()
+    return model, load_tokenizer(name_or_path)
+
+
+def load_tokenizer(name_or_path: str):
+    """The base model's tokenizer by hub id or local path, with a pad token (EOS) if it has none."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return tokenizer
 
 
 def main(argv=None) -> None:

@@ -45,6 +45,11 @@ def _describe(error: ValidationError) -> list[str]:
         expected = f"expected one of {', '.join(allowed)}" if allowed else "no keys are expected here"
         return [f"{prefix}{key}: unknown key; {expected}" for key in unknown]
     if kind in ("oneOf", "anyOf") and error.context:
+        consts = [e for e in error.context if e.validator == "const"]
+        branches = {e.schema_path[0] for e in error.context}
+        if consts and {e.schema_path[0] for e in consts} == branches:  # no branch's const (e.g. source) matches
+            wanted = ", ".join(repr(e.schema["const"]) for e in consts)
+            return [f"{_where(consts[0])} = {consts[0].instance!r}: expected one of {wanted}"]
         return _describe(_closest_branch_error(error))
     if kind == "minProperties":
         return [f"{where}: needs at least {schema['minProperties']} entries, got {len(value)}"]

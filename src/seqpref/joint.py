@@ -254,7 +254,8 @@ def train_joint_stage(
     names = [name for name, _, _ in objectives]
     if not 1 <= stage <= len(names):
         raise ValueError(f"a joint run of {len(names)} objectives has stages 1..{len(names)}, not {stage}")
-    frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b)) for _, p, b in objectives]
+    model, tokenizer, workdir = train.start_stage(base, options, out_dir)
+    frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in objectives]
     steps = train.stage_steps(len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs)
     weights = normalised_weights(names, joint.weights)
     optimum = None
@@ -274,7 +275,6 @@ def train_joint_stage(
 
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
     sampler = JointBatchSampler([len(f) for f in frames], options.batch_size, plan, seed, options.gradient_accumulation_steps)
-    model, tokenizer, workdir = train.start_stage(base, options, out_dir)
     records: list[dict] = []
     trainer = _joint_trainer_class()(
         joint=JointPlan(joint.method, names, weights, sampler, optimum, joint.eval_every),

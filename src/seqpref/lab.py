@@ -121,8 +121,8 @@ def _random_attributes(rng: np.random.Generator) -> dict[str, str]:
 def make_pairs(objective: LabObjective, n: int, seed: int, id_prefix: str) -> pd.DataFrame:
     """Draw ``n`` preference pairs of ``objective``.
 
-    Returns a DataFrame with ``pair_id`` (``"{id_prefix}-{i:05d}"``), ``prompt``, ``chosen``,
-    ``rejected`` and ``source`` (JSON of the pair's attributes and whether its label was swapped).
+    Returns a DataFrame with the ``tables.PAIRS`` columns: ``pair_id`` (``"{id_prefix}-{i:05d}"``),
+    ``prompt``, ``prompt_messages`` (null: lab prompts are plain text), ``chosen``, ``rejected`` and ``source`` (JSON of the pair's attributes and whether its label was swapped).
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -144,8 +144,8 @@ def make_pairs(objective: LabObjective, n: int, seed: int, id_prefix: str) -> pd
         if swapped:
             chosen, rejected, text_w, text_l = rejected, chosen, text_l, text_w
         source = {"topic": topic, "chosen": chosen, "rejected": rejected, "label_swapped": swapped}
-        rows.append((f"{id_prefix}-{i:05d}", prompt, text_w, text_l, json.dumps(source, sort_keys=True)))
-    return pd.DataFrame(rows, columns=["pair_id", "prompt", "chosen", "rejected", "source"])
+        rows.append((f"{id_prefix}-{i:05d}", prompt, None, text_w, text_l, json.dumps(source, sort_keys=True)))
+    return pd.DataFrame(rows, columns=["pair_id", "prompt", "prompt_messages", "chosen", "rejected", "source"])
 
 
 def pretraining_corpus(n: int, seed: int) -> list[str]:

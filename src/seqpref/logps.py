@@ -16,16 +16,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqpref.tokenization import TokenizedPair, tokenize_pair
+from seqpref.tokenization import TokenizedPair, model_inputs, tokenize_pair
 
 log = logging.getLogger("seqpref.logps")
 
+#: what the scorer and the trainer read of a pairs file
+PAIR_COLUMNS = ["pair_id", "prompt", "prompt_messages", "chosen", "rejected"]
+
+
+def read_pairs(path) -> pd.DataFrame:
+    """The :data:`PAIR_COLUMNS` of a pairs Parquet (``prompt_messages`` null when a file predates it)."""
+    frame = pd.read_parquet(path)
+    if "prompt_messages" not in frame.columns:
+        frame["prompt_messages"] = None
+    return frame[PAIR_COLUMNS]
+
 
 def tokenize_frame(tokenizer, pairs: pd.DataFrame, max_length: int | None) -> list[TokenizedPair]:
-    """Tokenize every row (``prompt``, ``chosen``, ``rejected``) of ``pairs`` as TRL would."""
+    """Tokenize every row of ``pairs`` (:data:`PAIR_COLUMNS`) as TRL would, through :func:`model_inputs`."""
+    messages = pairs["prompt_messages"] if "prompt_messages" in pairs.columns else [None] * len(pairs)
     return [
-        tokenize_pair(tokenizer, p, c, r, max_length)
-        for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])
+        tokenize_pair(tokenizer, *model_inputs(tokenizer, p, m, c, r), max_length)
+        for p, m, c, r in zip(pairs["prompt"], messages, pairs["chosen"], pairs["rejected"])
     ]
 
 
@@ -97,7 +109,7 @@ def main(argv=None) -> None:
     options.update(json.loads(args.options))
     start = time.time()
     model, tokenizer = base_model.load_base(args.model, options["dtype"], options["attn_implementation"])
-    pairs = pd.read_parquet(args.pairs, columns=["pair_id", "prompt", "chosen", "rejected"])
+    pairs = read_pairs(args.pairs)
     frame = pair_logps(model, tokenizer, pairs, options["max_length"], options["batch_size"])
     record = provenance.provenance("base_logps", {**options, "model": args.model, "pairs": args.pairs})
     tables.write_table(frame, args.out, tables.LOGPS, record)

@@ -82,7 +82,7 @@ def score_stage(run: dict, objectives: list[tuple[str, str, str]], options: dict
     With no ``adapter`` (stage 0) the policy is the base and its log-probs are the base log-probs.
     Returns one frame with the ``tables.PAIR_SCORES`` columns.
     """
-    from seqpref.logps import pair_logps
+    from seqpref.logps import pair_logps, read_pairs
 
     model = tokenizer = None
     if adapter:
@@ -93,7 +93,7 @@ def score_stage(run: dict, objectives: list[tuple[str, str, str]], options: dict
         if model is None:
             policy = base_logps.copy()
         else:
-            pairs = pd.read_parquet(eval_path, columns=["pair_id", "prompt", "chosen", "rejected"])
+            pairs = read_pairs(eval_path)
             policy = pair_logps(model, tokenizer, pairs, options["max_length"], options["batch_size"])
         frames.append(score_rows(policy, base_logps, run, objective, options["beta"]))
     return pd.concat(frames, ignore_index=True)

@@ -22,7 +22,8 @@ PROVENANCE_KEY = b"seqpref"
 PAIRS = pa.schema(
     [
         ("pair_id", pa.string()),
-        ("prompt", pa.string()),
+        ("prompt", pa.string()),  # text; a conversation as its transcript (tokenization.render_transcript)
+        ("prompt_messages", pa.string()),  # JSON of a conversational prompt's messages; null for plain text
         ("chosen", pa.string()),
         ("rejected", pa.string()),
         ("source", pa.string()),  # JSON of the source fields kept for analysis

@@ -9,12 +9,53 @@ its reference would not be the reference of the sequences it trains on. TRL (``_
 4. at collation, truncates ``prompt + completion`` to ``max_length`` keeping the start.
 
 Conversational rows (lists of ``{"role", "content"}`` messages) are rendered with the tokenizer's
-chat template, as TRL does. ``tests/unit/test_scoring_parity.py`` checks the ids against TRL's.
+chat template, as TRL does. :func:`model_inputs` decides, for the trainer and the scorer alike, what
+one stored pair becomes: with a chat template every prompt is a conversation (a plain prompt is one
+user turn) and every response an assistant turn; without one, prompts stay text.
+``tests/model/test_correctness.py`` checks the ids against TRL's, with and without a chat template.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+_SPEAKERS = {"user": "Human", "assistant": "Assistant", "system": "System"}
+
+
+def render_transcript(messages: list[dict]) -> str:
+    """A conversation as plain text in hh-rlhf's own form, ready for the assistant's reply.
+
+    Messages user ``a``, assistant ``b``, user ``c`` give
+    ``"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant:"``. Used to store and split conversational prompts,
+    and as the prompt for tokenizers without a chat template.
+    """
+    turns = "".join(f"\n\n{_SPEAKERS.get(m['role'], m['role'].title())}: {m['content']}" for m in messages)
+    return turns + "\n\nAssistant:"
+
+
+def has_chat_template(tokenizer) -> bool:
+    """Whether ``tokenizer`` renders conversations with a chat template of its own."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def model_inputs(tokenizer, prompt: str, prompt_messages: str | None, chosen: str, rejected: str):
+    """The ``(prompt, chosen, rejected)`` both the trainer and the scorer tokenize for one stored pair.
+
+    Takes the PAIRS columns: ``prompt`` text, ``prompt_messages`` (JSON of the conversation, or None
+    for a single plain prompt) and the response texts. With a chat template, returns message lists:
+    the conversation (or the prompt as one user turn) and each response as one assistant turn, which
+    TRL and :func:`tokenize_pair` render with the template. Without one, returns text: the prompt
+    (a conversation is stored as its :func:`render_transcript`) and the responses, which after a
+    transcript's ``"Assistant:"`` start with a space.
+    """
+    conversational = isinstance(prompt_messages, str) and bool(prompt_messages)  # null is None or NaN
+    if has_chat_template(tokenizer):
+        conversation = json.loads(prompt_messages) if conversational else [{"role": "user", "content": prompt}]
+        return (conversation, [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}])
+    if conversational:
+        return prompt, " " + chosen, " " + rejected
+    return prompt, chosen, rejected
 
 
 @dataclass

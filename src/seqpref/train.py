@@ -181,21 +181,40 @@ def _log_callback(records: list[dict]):
     return RecordLogs()
 
 
-def training_dataset(pairs: pd.DataFrame, base_logps: pd.DataFrame):
+def training_dataset(pairs: pd.DataFrame, base_logps: pd.DataFrame, tokenizer):
     """A ``datasets.Dataset`` of prompt/chosen/rejected with the base log-probs as reference columns.
 
-    Every pair must have base log-probs; a missing pair is an error naming it.
+    Takes a pairs frame (``logps.PAIR_COLUMNS``), its base log-probs (``tables.LOGPS``) and the
+    tokenizer: each pair becomes :func:`seqpref.tokenization.model_inputs`, the same inputs the scorer
+    tokenizes (message lists when the tokenizer has a chat template, text otherwise). Every pair must
+    have base log-probs; a missing pair is an error naming it.
     """
     from datasets import Dataset
 
-    merged = pairs[["pair_id", "prompt", "chosen", "rejected"]].merge(
+    from seqpref.tokenization import model_inputs
+
+    if "prompt_messages" not in pairs.columns:
+        pairs = pairs.assign(prompt_messages=None)
+    merged = pairs[["pair_id", "prompt", "prompt_messages", "chosen", "rejected"]].merge(
         base_logps[["pair_id", "logp_chosen", "logp_rejected"]], on="pair_id", how="left", validate="one_to_one"
     )
     missing = merged.loc[merged["logp_chosen"].isna(), "pair_id"].tolist()
     if missing:
         raise ValueError(f"{len(missing)} train pairs have no base log-probs, e.g. {missing[:5]}")
-    merged = merged.rename(columns={"logp_chosen": "ref_chosen_logps", "logp_rejected": "ref_rejected_logps"})
-    return Dataset.from_pandas(merged, preserve_index=False)
+    inputs = [
+        model_inputs(tokenizer, p, m, c, r)
+        for p, m, c, r in zip(merged["prompt"], merged["prompt_messages"], merged["chosen"], merged["rejected"])
+    ]
+    return Dataset.from_dict(
+        {
+            "pair_id": merged["pair_id"].tolist(),
+            "prompt": [x[0] for x in inputs],
+            "chosen": [x[1] for x in inputs],
+            "rejected": [x[2] for x in inputs],
+            "ref_chosen_logps": merged["logp_chosen"].astype(float).tolist(),
+            "ref_rejected_logps": merged["logp_rejected"].astype(float).tolist(),
+        }
+    )
 
 
 def load_adapter_weights(peft_model, adapter_dir: str | os.PathLike, lora: LoraOptions) -> int:
@@ -382,14 +401,15 @@ def train_stage(
 
     start = time.time()
     model, tokenizer, workdir = start_stage(base, options, out_dir)
-    dataset = training_dataset(pd.read_parquet(pairs_path), pd.read_parquet(base_logps_path))
+    dataset = training_dataset(pd.read_parquet(pairs_path), pd.read_parquet(base_logps_path), tokenizer)
     records: list[dict] = []
     probe = None
     if diagnostics is not None and diagnostics.enabled and earlier:
         from seqpref.diagnostics import GradientProbe
 
         probe = GradientProbe(
-            [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b))) for name, stage, p, b in earlier],
+            [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer))
+             for name, stage, p, b in earlier],
             diagnostics,
         )
     spo_options = None

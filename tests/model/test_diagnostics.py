@@ -24,9 +24,9 @@ def test_probe_cosine_equals_separately_computed_gradients(tiny_base, tmp_path):
     config = DPOConfig(output_dir=str(tmp_path), beta=BETA, max_length=MAX_LENGTH, per_device_train_batch_size=8,
                        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
     options = diagnostics.DiagnosticsOptions(every=1, batch_size=8)
-    probe = diagnostics.GradientProbe([("warm", 1, train.training_dataset(other, ref_other))], options)
+    probe = diagnostics.GradientProbe([("warm", 1, train.training_dataset(other, ref_other, tokenizer))], options)
     trainer = train._trainer_class()(
-        model=model, args=config, train_dataset=train.training_dataset(current, ref_current),
+        model=model, args=config, train_dataset=train.training_dataset(current, ref_current, tokenizer),
         processing_class=tokenizer, peft_config=train.LoraOptions(r=4, alpha=8).peft_config(), gradient_probe=probe,
     )
     peft_model = trainer.model

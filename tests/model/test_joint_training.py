@@ -26,7 +26,7 @@ def test_mix_loss_equals_weighted_sum_of_separate_dpo_losses(tiny_base, tmp_path
 
     model, tokenizer = base_model.load_base(tiny_base)
     data = [_objective(tiny_base, {"opener": "comply"}, 8, 3, "c"), _objective(tiny_base, {"closer": "warm"}, 8, 4, "w")]
-    frames = [train.training_dataset(pairs, ref) for pairs, ref in data]
+    frames = [train.training_dataset(pairs, ref, tokenizer) for pairs, ref in data]
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
     weights = np.array([0.25, 0.75])
     sampler = joint.JointBatchSampler([8, 8], 4, [[0, 1]], seed=0)

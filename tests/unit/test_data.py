@@ -24,6 +24,7 @@ ROWS = [
     ("ok2", "p7", "yes", "no"),
     ("none_rejected", "p8", "good", None),
     ("both_empty", "p9", "", ""),
+    ("again_ok1", "p1", "good", "bad"),  # the same pair as ok1
 ]
 
 
@@ -35,15 +36,16 @@ def test_validate_pairs_drops_and_reports_each_reason():
     kept, report = data.validate_pairs(_frame())
     assert kept["pair_id"].tolist() == ["ok1", "ok2"]
     assert kept.index.tolist() == [0, 1]
-    assert report["rows_in"] == 11
+    assert report["rows_in"] == 12
     assert report["rows_kept"] == 2
     dropped = report["dropped"]
-    assert set(dropped) == {"empty_prompt", "empty_chosen", "empty_rejected", "identical"}
+    assert set(dropped) == {"empty_prompt", "empty_chosen", "empty_rejected", "identical", "duplicate"}
     assert dropped["empty_prompt"] == {"count": 2, "ids": ["noprompt", "ws_prompt"]}
     # both_empty is counted once, under the first reason that applies
     assert dropped["empty_chosen"] == {"count": 3, "ids": ["nochosen", "ws_chosen", "both_empty"]}
     assert dropped["empty_rejected"] == {"count": 3, "ids": ["norejected", "ws_rejected", "none_rejected"]}
     assert dropped["identical"] == {"count": 1, "ids": ["same"]}
+    assert dropped["duplicate"] == {"count": 1, "ids": ["again_ok1"]}
     total = sum(v["count"] for v in dropped.values())
     assert total + report["rows_kept"] == report["rows_in"]
     json.dumps(report)  # the report is JSON-serialisable
@@ -180,14 +182,15 @@ def test_prepare_lab_spec(tmp_path):
     assert pq.read_schema(out / "train.parquet").names == tables.PAIRS.names
     assert pq.read_schema(out / "eval.parquet").names == tables.PAIRS.names
     assert on_disk["setting"] == "conflicting" and on_disk["objective"] == "comply"
-    assert on_disk["rows_in"] == 80  # train_size + eval_size lab pairs
+    assert on_disk["rows_read"] == on_disk["pairs_formed"] == 80  # train_size + eval_size lab pairs
     dropped = sum(v["count"] for v in on_disk["dropped"].values())
     assert on_disk["rows_kept"] == 80 - dropped
     assert on_disk["train_pairs"] == len(train)
     assert on_disk["eval_pairs"] == len(evaluation)
     assert len(evaluation) >= 20
     assert len(train) <= 60
-    assert len(train) + len(evaluation) <= on_disk["rows_kept"]
+    assert len(train) + len(evaluation) + on_disk["unused_pairs"] == on_disk["rows_kept"]
+    assert on_disk["tokens"] is None  # no tokenizer given
     assert set(train["prompt"]).isdisjoint(set(evaluation["prompt"]))
     assert set(train["pair_id"]).isdisjoint(set(evaluation["pair_id"]))
     assert all(pid.startswith("comply-") for pid in np.concatenate([train["pair_id"], evaluation["pair_id"]]))
@@ -211,7 +214,7 @@ def test_prepare_file_spec_reports_dropped_rows(tmp_path):
     out = tmp_path / "prep"
     data.prepare(spec, out, lab_seed=0, setting="s", objective="mine")
     report = json.loads((out / "report.json").read_text())
-    assert report["rows_in"] == 30 and report["rows_kept"] == 28
+    assert report["pairs_formed"] == 30 and report["rows_kept"] == 28
     assert report["dropped"]["empty_chosen"] == {"count": 1, "ids": ["id3"]}
     assert report["dropped"]["identical"] == {"count": 1, "ids": ["id7"]}
     assert report["train_pairs"] + report["eval_pairs"] == 28

@@ -53,7 +53,7 @@ def test_same_seed_identical_frames_and_bytes(tmp_path):
     first = lab.make_pairs(objective, 64, seed=123, id_prefix="comply")
     second = lab.make_pairs(objective, 64, seed=123, id_prefix="comply")
     assert first.equals(second)
-    assert list(first.columns) == ["pair_id", "prompt", "chosen", "rejected", "source"]
+    assert list(first.columns) == tables.PAIRS.names
     assert first["pair_id"].tolist() == [f"comply-{i:05d}" for i in range(64)]
 
     record = {"step": "test", "config_hash": "0123456789abcdef", "options": {"n": 64}}

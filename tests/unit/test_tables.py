@@ -49,7 +49,8 @@ def test_write_table_pairs_round_trip_keeps_text(tmp_path):
     frame = pd.DataFrame(
         {
             "pair_id": ["a", "b"],
-            "prompt": ["user : hi ? assistant :", "ünïcode ✓"],
+            "prompt": ["user : hi ? assistant :", "\n\nHuman: ünïcode ✓\n\nAssistant:"],
+            "prompt_messages": [None, '[{"role": "user", "content": "ünïcode ✓"}]'],
             "chosen": [" sure , x .", " y"],
             "rejected": [" sorry , x .", " z"],
             "source": ["{}", '{"k": 1}'],

@@ -20,6 +20,11 @@ for _setting in config["settings"]:
 
 # the Python that runs snakemake runs the steps too (a venv need not be activated)
 PYTHON = sys.executable
+# steps that load a model run through seqpref.gpus: on a workstation with several GPUs each local job
+# gets a GPU of its own (snakemake does not assign GPU ids, snakemake issue #281); under SLURM, and
+# without GPUs, the step runs as is. Each such rule declares resources gpu=1, so
+# `--resources gpu=N` runs N of them at once.
+ON_GPU = f"{PYTHON} -m seqpref.gpus --"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 RESULTS = "results"
@@ -119,6 +124,22 @@ def score_options():
 
 def data_path(setting, objective, split):
     return f"{RESULTS}/data/{setting}/{objective}/{split}.parquet"
+
+
+def data_reports():
+    """Every objective's report.json (rows kept and dropped, token lengths), in config order."""
+    return [
+        f"{RESULTS}/data/{setting}/{objective}/report.json"
+        for setting in config["settings"]
+        for objective in plan.objectives(config, setting)
+    ]
+
+
+def data_memory_mb(setting, objective):
+    """Memory of prepare_data: a public dataset's rows are read whole (UltraFeedback's 64k rows carry
+    four completions each with their annotations); lab and file objectives are small."""
+    source = config["settings"][setting]["objectives"][objective]["source"]
+    return 2000 if source in ("lab", "file") else 16000
 
 
 def base_logps_path(setting, objective, split):
@@ -265,11 +286,7 @@ def movement_files():
 
 def final_outputs():
     """What `snakemake` builds by default: the tables, every figure and every data report."""
-    reports = [
-        f"{RESULTS}/data/{setting}/{objective}/report.json"
-        for setting in config["settings"]
-        for objective in plan.objectives(config, setting)
-    ]
+    reports = data_reports() + [f"{RESULTS}/tables/data_report.tsv"]
     tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "transfer", "quartiles", "training", "diagnostics", "movement")]
     figures = [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
     return reports + tables + figures

@@ -1,6 +1,10 @@
 # The base model, the objectives' pairs, and the base model's log-probs of every split.
 
 
+localrules:
+    data_report,
+
+
 rule build_base_model:
     output:
         BASE_FILES,
@@ -20,6 +24,10 @@ rule build_base_model:
 
 
 rule prepare_data:
+    """Read, validate and split one objective; the base tokenizer measures token lengths and drops
+    pairs whose prompt alone fills max_length (every drop is listed in report.json)."""
+    input:
+        base=base_inputs,
     output:
         train=f"{RESULTS}/data/{{setting}}/{{objective}}/train.parquet",
         eval=f"{RESULTS}/data/{{setting}}/{{objective}}/eval.parquet",
@@ -28,16 +36,43 @@ rule prepare_data:
         out_dir=lambda wc, output: os.path.dirname(output.report),
         spec=lambda wc: as_json(config["settings"][wc.setting]["objectives"][wc.objective]),
         lab_seed=config["lab"]["seed"],
+        tokenizer=base_model(),
+        max_length=config["train"]["max_length"],
+        siblings=lambda wc: as_json(
+            {o: spec for o, spec in config["settings"][wc.setting]["objectives"].items() if o != wc.objective}
+        ),
     log:
         f"{RESULTS}/logs/prepare_data/{{setting}}/{{objective}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_data/{{setting}}/{{objective}}.tsv"
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda wc: data_memory_mb(wc.setting, wc.objective),
+        runtime=60,
     shell:
         "{PYTHON} -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
-        " --setting {wildcards.setting} --objective {wildcards.objective} > {log} 2>&1"
+        " --setting {wildcards.setting} --objective {wildcards.objective}"
+        " --tokenizer {params.tokenizer} --max-length {params.max_length} --siblings {params.siblings:q}"
+        " > {log} 2>&1"
+
+
+rule data_report:
+    """Every objective's data report in one table: rows kept and dropped by reason, token lengths,
+    truncated pairs."""
+    input:
+        data_reports(),
+    output:
+        report(
+            f"{RESULTS}/tables/data_report.tsv",
+            caption="../report/data_report.rst",
+            category="Data",
+        ),
+    log:
+        f"{RESULTS}/logs/data_report.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{PYTHON} -m seqpref.data_report {output} {input} > {log} 2>&1"
 
 
 rule base_logps:
@@ -59,5 +94,6 @@ rule base_logps:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=1,
     shell:
-        "{PYTHON} -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q} > {log} 2>&1"
+        "{ON_GPU} {PYTHON} -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q} > {log} 2>&1"

@@ -24,8 +24,9 @@ rule score_stage:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=1,
     shell:
-        "{PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --adapter {params.adapter}"
+        "{ON_GPU} {PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --adapter {params.adapter}"
         " --base {params.base} --options {params.options:q} > {log} 2>&1"
 
 

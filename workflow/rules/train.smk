@@ -30,8 +30,9 @@ rule train_stage:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=1,
     shell:
-        "{PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
+        "{ON_GPU} {PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " {params.previous} --options {params.options:q} --run {params.run:q} {params.earlier}"
         " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics} > {log} 2>&1"
 
@@ -62,8 +63,9 @@ rule train_joint_stage:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=1,
     shell:
-        "{PYTHON} -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
+        "{ON_GPU} {PYTHON} -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
         " {params.objectives} {params.previous} --options {params.options:q} --joint {params.joint:q}"
         " --run {params.run:q} > {log} 2>&1"
 
