@@ -48,7 +48,7 @@ def hh_rows(n: int, seed: int = 0) -> list[dict]:
             history += f"\n\nHuman: {_sentence(rng, int(rng.integers(5, 30)))}\n\nAssistant: {_sentence(rng, int(rng.integers(5, 60)))}"
         history += f"\n\nHuman: {_sentence(rng, int(rng.integers(5, 30)))}\n\nAssistant: "
         long = rng.random() < 0.02
-        rows.append({"chosen": history + _sentence(rng, 400 if long else int(rng.integers(5, 120))),
+        rows.append({"chosen": history + _sentence(rng, 900 if long else int(rng.integers(5, 120))),
                      "rejected": history + _sentence(rng, int(rng.integers(5, 120)))})
     return rows
 
