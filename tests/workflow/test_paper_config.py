@@ -10,21 +10,9 @@ import shutil
 import pytest
 import yaml
 
-from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake
+from workflow_helpers import REPO, copy_workflow, job_counts, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-def _job_counts(stdout: str) -> dict[str, int]:
-    lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    counts = {}
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if len(parts) != 2:
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +25,7 @@ def paper_dir(tmp_path_factory):
 def test_paper_config_plans_the_whole_grid(paper_dir):
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     result = snakemake(paper_dir, "-n", "-p", "--configfile", "config/paper.yaml")
-    counts = _job_counts(result.stdout)
+    counts = job_counts(result)
     settings, seeds = paper["settings"], paper["seeds"]
     assert len(settings) == 4 and paper["methods"] == ["dpo", "spo", "mix", "alright", "maxright"]
     # per setting and seed: dpo and spo in both orders (2 x 2 runs), 3 joint runs; 2 stages each

@@ -33,14 +33,19 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
-def planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
-    """Rule names in the 'Job stats' table of a dry run."""
+def job_counts(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule name -> job count from the 'Job stats' table of a dry run."""
     lines = result.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    jobs = set()
+    counts = {}
     for line in lines[start + 3 :]:
         parts = line.split()
         if len(parts) != 2 or parts[0] == "total":
             break
-        jobs.add(parts[0])
-    return jobs
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the 'Job stats' table of a dry run."""
+    return set(job_counts(result))
