@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seqpref import plan, provenance, stats, tables, transfer
+from seqpref import metrics, plan, provenance, stats, tables, transfer
 
 log = logging.getLogger("seqpref.aggregate")
 
@@ -59,7 +59,7 @@ def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
     seeds = sorted(group["seed"].unique())
     if stages != list(range(len(stages))):
         raise ValueError(f"stages must run 0..K without gaps, got {stages}")
-    group = group.assign(rel_accuracy=(group["reward_margin"] > 0).astype(float))
+    group = group.assign(rel_accuracy=metrics.correct(group["reward_margin"].to_numpy()))
     wide = group.pivot(index="pair_id", columns=["seed", "stage"], values=METRICS)
     wide = wide.reindex(columns=pd.MultiIndex.from_product([METRICS, seeds, stages]))
     if wide.isna().any().any():

@@ -33,12 +33,20 @@ def dpo_margin(reward_margin_nats, beta: float) -> np.ndarray:
 
 
 def correct(reward_margin_nats) -> np.ndarray:
-    """Per-pair indicator 1[reward_margin > 0] as float ``(n,)``; its mean is ``rel_accuracy``."""
-    return (np.asarray(reward_margin_nats) > 0).astype(np.float64)
+    """Per-pair score 1[reward_margin > 0] + ½·1[reward_margin = 0] as float ``(n,)``; its mean is ``rel_accuracy``.
+
+    A tie counts ½: at stage 0 (the base model) every margin is exactly 0, so the base's
+    rel_accuracy is 0.5, chance, and an objective whose margins merely jitter around 0 after a later
+    stage shows a change near 0 instead of +0.5 (counting ties as wrong made that jitter read as
+    "positive transfer").
+    """
+    margins = np.asarray(reward_margin_nats)
+    return (margins > 0).astype(np.float64) + 0.5 * (margins == 0)
 
 
 def rel_accuracy(reward_margin_nats) -> float:
-    """Relative accuracy: share of pairs where the policy prefers y_w more than the base does (0..1)."""
+    """Relative accuracy: share of pairs where the policy prefers y_w more than the base does, ties
+    counting ½ (0..1; 0.5 at the base model)."""
     return float(np.mean(correct(reward_margin_nats)))
 
 

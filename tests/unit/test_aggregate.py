@@ -139,7 +139,7 @@ def test_means_and_changes_equal_hand_values(scores, summary):
             assert cell["reward_margin"] == pytest.approx(rm[:, stage].mean(), abs=1e-12)
             assert cell["dpo_margin"] == pytest.approx(BETA * rm[:, stage].mean(), abs=1e-12)
             assert cell["ln_margin"] == pytest.approx(ln[:, stage].mean(), abs=1e-12)
-            share = sum(1 for v in rm[:, stage] if v > 0) / N_PAIRS
+            share = sum(1.0 if v > 0 else 0.5 if v == 0 else 0.0 for v in rm[:, stage]) / N_PAIRS
             assert cell["rel_accuracy"] == pytest.approx(share, abs=1e-12)
             for metric in ("reward_margin", "dpo_margin", "rel_accuracy", "ln_margin"):
                 assert cell[f"{metric}_lo"] <= cell[metric] <= cell[f"{metric}_hi"], (objective, stage, metric)
@@ -183,6 +183,30 @@ def test_row_order_of_input_does_not_matter(scores, summary):
     pd.testing.assert_frame_equal(
         again.sort_values(key).reset_index(drop=True), summary.sort_values(key).reset_index(drop=True)
     )
+
+
+def test_stage_zero_ties_count_half_so_jitter_is_no_transfer():
+    """At stage 0 every margin is exactly 0 (the policy is the base). An objective that the next
+    stage leaves alone, its margins jittering by ±0.01 nats, must not gain rel_accuracy: ties count
+    ½, so stage 0 reads 0.5 and the change is near 0, not +0.5."""
+    scores = _scores({"a": [0.0, 2.0, 2.0], "b": [0.0, 0.0, 2.0]}, order="a-b").copy()
+    base = scores["stage"] == 0
+    scores.loc[base, "logp_chosen"] = scores.loc[base, "ref_logp_chosen"]
+    scores.loc[base, "logp_rejected"] = scores.loc[base, "ref_logp_rejected"]
+    jitter = (scores["stage"] == 1) & (scores["objective"] == "b")
+    scores.loc[jitter, "logp_chosen"] = scores.loc[jitter, "ref_logp_chosen"] + np.random.default_rng(5).uniform(-0.01, 0.01, jitter.sum())
+    scores.loc[jitter, "logp_rejected"] = scores.loc[jitter, "ref_logp_rejected"]
+    from seqpref import metrics
+
+    metrics.pair_metrics(scores, BETA)
+    assert (scores.loc[base, "reward_margin"] == 0).all()
+    options = aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25, seed=0)
+    summary = aggregate.summarise(scores, options)["summary"]
+    assert _cell(summary, "b", 0)["rel_accuracy"] == 0.5
+    assert _cell(summary, "a", 0)["rel_accuracy"] == 0.5
+    b1 = _cell(summary, "b", 1)
+    assert abs(b1["rel_accuracy_change"]) < 0.1
+    assert b1["label"] == "stable"
 
 
 def test_positive_transfer_and_several_runs():

@@ -44,12 +44,13 @@ def test_dpo_margin_is_beta_times_reward_margin():
 
 def test_correct_and_rel_accuracy():
     margins = np.array([2.0, -5.0, 0.0, 1e-9, -1e-9])
-    np.testing.assert_array_equal(metrics.correct(margins), [1.0, 0.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(metrics.correct(margins), [1.0, 0.0, 0.5, 1.0, 0.0])
     assert metrics.correct(margins).dtype == np.float64
-    # strictly > 0: a zero margin is not counted; 2 of 5
-    assert metrics.rel_accuracy(margins) == pytest.approx(0.4)
+    # > 0 counts 1, a tie ½: (1 + 0 + 0.5 + 1 + 0) / 5
+    assert metrics.rel_accuracy(margins) == pytest.approx(0.5)
     assert metrics.rel_accuracy(EXPECTED_REWARD) == pytest.approx(2 / 3)
-    assert metrics.rel_accuracy(np.zeros(4)) == 0.0
+    # the base model (stage 0): every margin is exactly 0, chance
+    assert metrics.rel_accuracy(np.zeros(4)) == 0.5
     assert isinstance(metrics.rel_accuracy(margins), float)
 
 
