@@ -10,10 +10,12 @@ base model (DESIGN.md, "Methods"):
   (the paper's Mix baseline; one forward/backward per objective).
 * ``alright`` (ALRIGHT): each step draws one objective o ~ Categorical(w) and takes a DPO step on
   a batch of it; only o's batch stream advances.
-* ``maxright`` (MAXRIGHT): each step takes the objective with the largest weighted gap
-  w_o·(L_o − f*_o), Chebyshev scalarisation of the trade-off. Every ``eval_every`` steps all
-  gaps are recomputed on the step's batches (no gradient); otherwise only the stepped objective's
-  gap is refreshed from its pre-update loss and the others stay stale, as in the paper's code.
+* ``maxright`` (MAXRIGHT): each optimiser step takes the objective with the largest weighted gap
+  w_o·(L_o − f*_o), Chebyshev scalarisation of the trade-off. Every ``eval_every`` optimiser steps
+  all gaps are recomputed on the step's (first micro-)batches without gradient; otherwise only the
+  stepped objective's gap is refreshed from its pre-update loss (the mean over the step's
+  micro-batches) and the others stay stale, as in the paper's code. Under gradient accumulation the
+  pick is made once per optimiser step, so one step never mixes objectives.
   f*_o is the eval DPO loss of the single-objective run of o: stage 1 of the ``dpo`` order that
   starts with o (a DAG dependency), unless the config overrides it.
 
@@ -175,6 +177,10 @@ def _joint_trainer_class():
             self.gaps: np.ndarray | None = None
             self.micro_batches = 0
             self.stepped_counts = np.zeros(len(joint.names), dtype=int)  # micro-batches that descended each loss
+            self.micro_stepped: list[list[int]] = []  # objectives each micro-batch descended, in order
+            self.refresh_steps: list[int] = []  # maxright: optimiser steps at which every gap was re-evaluated
+            self.pick: int | None = None
+            self.step_losses: list[float] = []
 
         def get_train_dataloader(self):
             self._set_signature_columns_if_needed()
@@ -201,8 +207,15 @@ def _joint_trainer_class():
             return loss
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """One micro-batch's loss. Under gradient accumulation every micro-batch of an optimiser
+            step descends the same objectives: the sampler gives alright's draw to all of them, and
+            maxright picks once, at the step's first micro-batch (re-evaluating every gap on that
+            micro-batch's batches when the step index is a multiple of ``eval_every``), and refreshes
+            the stepped objective's gap from the mean of its micro-batch losses at the step's last."""
             parts = inputs["parts"]
             method, weights = self.joint.method, self.joint.weights
+            accumulation = self.joint.sampler.accumulation
+            step, position = divmod(self.micro_batches, accumulation)
             present = sorted(parts)
             stepped = set(parts)
             if method == "mix":
@@ -211,19 +224,26 @@ def _joint_trainer_class():
                 (o, batch), = parts.items()
                 loss = self.objective_loss(model, o, batch)
             else:
-                if self.gaps is None or self.micro_batches % self.joint.eval_every == 0:
-                    with torch.no_grad():
-                        losses = [self.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in present]
-                    self.gaps = weighted_gaps(losses, self.joint.optimum, weights)
-                o = maxright_pick(self.gaps)
+                if position == 0:
+                    if self.gaps is None or step % self.joint.eval_every == 0:
+                        with torch.no_grad():
+                            losses = [self.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in present]
+                        self.gaps = weighted_gaps(losses, self.joint.optimum, weights)
+                        self.refresh_steps.append(step)
+                    self.pick = maxright_pick(self.gaps)
+                    self.step_losses = []
+                o = self.pick
                 loss = self.objective_loss(model, o, parts[o])
-                self.gaps[o] = weights[o] * (loss.item() - self.joint.optimum[o])
+                self.step_losses.append(loss.item())
+                if position == accumulation - 1:
+                    self.gaps[o] = weights[o] * (float(np.mean(self.step_losses)) - self.joint.optimum[o])
                 stepped = {o}
                 for i, name in enumerate(self.joint.names):
                     self._metrics["train"][f"{name}{train.JOINT_SEPARATOR}joint/gap"].append(float(self.gaps[i]))
             for i, name in enumerate(self.joint.names):
                 self._metrics["train"][f"{name}{train.JOINT_SEPARATOR}joint/stepped"].append(float(i in stepped))
                 self.stepped_counts[i] += i in stepped
+            self.micro_stepped.append(sorted(stepped))
             self.micro_batches += 1
             return (loss, None) if return_outputs else loss
 

@@ -124,6 +124,7 @@ def _trainer_class():
                 raise ValueError(f"the train dataset lacks precomputed base log-probs (columns: {sorted(columns)})")
             if "ref" in getattr(self.model, "peft_config", {}):
                 raise RuntimeError("TRL added a 'ref' adapter: the reference would not be the base model")
+            restore_lora_dropout(self.model)
             self.precompute_ref_logps = True  # the loss now reads the ref columns from each batch
 
         def compute_ref_log_probs(self, model, inputs):
@@ -152,6 +153,25 @@ def _trainer_class():
             return loss
 
     return BaseReferenceDPOTrainer
+
+
+def restore_lora_dropout(peft_model) -> int:
+    """Set every LoRA dropout back to its adapter's configured ``lora_dropout``; returns modules set.
+
+    TRL's ``disable_dropout=True`` (its default, which we keep so that the base model's own dropout
+    stays off, as in the precomputed reference) zeroes every ``nn.Dropout`` after ``get_peft_model``,
+    LoRA's included, so ``train.lora.dropout`` would be recorded but never applied.
+    """
+    restored = 0
+    for module in peft_model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if not isinstance(dropouts, torch.nn.ModuleDict):
+            continue
+        for adapter, dropout in dropouts.items():
+            if isinstance(dropout, torch.nn.Dropout):  # PEFT uses nn.Identity for dropout 0
+                dropout.p = peft_model.peft_config[adapter].lora_dropout
+                restored += 1
+    return restored
 
 
 def _log_callback(records: list[dict]):

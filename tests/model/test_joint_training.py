@@ -114,3 +114,102 @@ def test_maxright_without_an_optimum_names_the_objective(tiny_base, two_objectiv
 def test_sequential_stage_takes_stage_steps(two_stages_for_movement):
     log = pd.read_parquet(two_stages_for_movement / "log1.parquet")
     assert log["step"].max() == train.stage_steps(48, 16)
+
+
+def _sequential_trainer(tiny_base, pair_files, tmp_path, dropout):
+    model, tokenizer = base_model.load_base(tiny_base)
+    options = train.TrainOptions(**{**OPTIONS, "lora": {"r": 4, "alpha": 8, "dropout": dropout}})
+    dataset = train.training_dataset(pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), tokenizer)
+    run = {**RUN, "method": "dpo", "stage": 1, "objective": "comply"}
+    return train._trainer_class()(
+        model=model, args=train.dpo_config(options, run, str(tmp_path)), train_dataset=dataset,
+        processing_class=tokenizer, peft_config=options.lora.peft_config(),
+    )
+
+
+def test_lora_dropout_is_active_in_training(tiny_base, pair_files, tmp_path):
+    """TRL zeroes every nn.Dropout (disable_dropout=True), LoRA's too: the configured LoRA dropout
+    must be what training applies, and the base model's own dropouts stay off."""
+    trainer = _sequential_trainer(tiny_base, pair_files, tmp_path, dropout=0.5)
+    model = trainer.model
+    lora = [m for n, m in model.named_modules() if n.endswith("lora_dropout.default")]
+    assert lora and all(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in lora)
+    others = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_dropout" not in n]
+    assert all(m.p == 0 for m in others)
+    with torch.no_grad():  # B starts at 0: give the adapter an output, then dropout changes it
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1)
+    ids = torch.tensor([[1, 5, 9, 12, 7, 3]])
+    model.train()
+    first, second = model(input_ids=ids).logits, model(input_ids=ids).logits
+    assert not torch.allclose(first, second)  # dropout is on in training
+    model.eval()
+    torch.testing.assert_close(model(input_ids=ids).logits, model(input_ids=ids).logits)  # and off in eval
+    # dropout 0: PEFT's Identity, untouched
+    assert not any(isinstance(m, torch.nn.Dropout) for n, m in
+                   _sequential_trainer(tiny_base, pair_files, tmp_path / "z", 0.0).model.named_modules() if "lora_dropout" in n)
+
+
+def _joint_trainer(method, two_objectives_paths, tiny_base, tmp_path, batch_size, accumulation, steps, eval_every=2,
+                   records=None):
+    """A joint trainer over the two objectives, as train_joint_stage builds it, without training;
+    its logs go to ``records``."""
+    model, tokenizer = base_model.load_base(tiny_base)
+    options = train.TrainOptions(**{**OPTIONS, "batch_size": batch_size, "gradient_accumulation_steps": accumulation,
+                                    "optim": "sgd"})
+    frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in two_objectives_paths]
+    from datasets import concatenate_datasets
+
+    dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
+    weights = np.array([0.5, 0.5])
+    plan = joint.step_plan(method, 2, steps, weights, seed=7)
+    sampler = joint.JointBatchSampler([len(f) for f in frames], batch_size, plan, seed=7, accumulation=accumulation)
+    run = {**RUN, "method": method, "stage": 1}
+    return joint._joint_trainer_class()(
+        # f* at log 2 (the untrained loss) makes both gaps near 0: the pick is a close call at every step
+        joint=joint.JointPlan(method, ["comply", "warm"], weights, sampler, np.array([0.6931, 0.6931]), eval_every),
+        model=model, args=train.dpo_config(options, run, str(tmp_path), max_steps=steps), train_dataset=dataset,
+        processing_class=tokenizer, peft_config=options.lora.peft_config(),
+        callbacks=[train._log_callback(records if records is not None else [])],
+    )
+
+
+@pytest.mark.parametrize("method", ["maxright", "alright"])
+def test_one_objective_per_optimiser_step_under_accumulation(method, tiny_base, two_objectives, tmp_path):
+    """Accumulation 4: the 4 micro-batches of every optimiser step descend one objective; maxright
+    re-evaluates every gap at optimiser steps 0, k, 2k (k = eval_every counts optimiser steps)."""
+    steps, accumulation, every = 6, 4, 2
+    records = []
+    trainer = _joint_trainer(method, two_objectives, tiny_base, tmp_path, 2, accumulation, steps, eval_every=every,
+                             records=records)
+    trainer.train()
+    assert trainer.state.global_step == steps
+    # the training log (one row per optimiser step, TRL averages its micro-batches): stepped is 0 or 1
+    stepped = [(r["comply::joint/stepped"], r["warm::joint/stepped"]) for r in records if "comply::joint/stepped" in r]
+    assert len(stepped) == steps
+    assert all(sorted(pair) == [0.0, 1.0] for pair in stepped), stepped
+    micro = trainer.micro_stepped
+    assert len(micro) == steps * accumulation
+    per_step = [micro[k * accumulation:(k + 1) * accumulation] for k in range(steps)]
+    assert all(len(group) == 1 and len(group[0]) == 1 for group in (
+        [list(x) for x in {tuple(m) for m in step}] for step in per_step)), per_step
+    if method == "maxright":
+        assert trainer.refresh_steps == list(range(0, steps, every))
+    else:
+        draws = joint.alright_draws(np.array([0.5, 0.5]), steps, seed=7)
+        assert [step[0][0] for step in per_step] == draws.tolist()
+
+
+def test_mix_with_accumulation_equals_the_larger_batch(tiny_base, two_objectives, tmp_path):
+    """Mix with batch 4 × accumulation 2 takes the same optimiser steps (same rows, same mean loss,
+    hence the same gradient) as batch 8 × accumulation 1: the adapters after 3 SGD steps agree."""
+    adapters = []
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        trainer = _joint_trainer("mix", two_objectives, tiny_base, tmp_path / f"b{batch_size}", batch_size, accumulation, 3)
+        trainer.train()
+        adapters.append(train.adapter_state(trainer.model))
+    moved = sum(float(v.abs().sum()) for k, v in adapters[0].items() if "lora_B" in k)
+    assert moved > 0
+    for key in adapters[0]:
+        torch.testing.assert_close(adapters[1][key], adapters[0][key], rtol=1e-4, atol=1e-6)
