@@ -108,14 +108,25 @@ def joint_options(method, setting):
 
 
 def score_options():
-    """Scoring options: β and max_length of training (the same tokenization), the score batch size."""
+    """Scoring options: β and max_length of training (the same tokenization), the score batch size
+    and precision (``score.dtype``)."""
     return as_json(
         {
             "beta": config["train"]["beta"],
             "max_length": config["train"]["max_length"],
             "batch_size": config["score"]["batch_size"],
             **model_options(),
+            "dtype": config["score"]["dtype"],
         }
+    )
+
+
+def base_logps_options(wildcards):
+    """Options of one split's base log-probs: the train split is the training reference, computed in
+    the training dtype; the eval split is the evaluation reference, in the scoring dtype."""
+    dtype = config["dtype"] if wildcards.split == "train" else config["score"]["dtype"]
+    return as_json(
+        {"max_length": config["train"]["max_length"], "batch_size": config["score"]["batch_size"], **model_options(), "dtype": dtype}
     )
 
 

@@ -84,9 +84,7 @@ rule base_logps:
         f"{RESULTS}/base_logps/{{setting}}/{{objective}}/{{split}}.parquet",
     params:
         base=base_model(),
-        options=as_json(
-            {"max_length": config["train"]["max_length"], "batch_size": config["score"]["batch_size"], **model_options()}
-        ),
+        options=base_logps_options,
     log:
         f"{RESULTS}/logs/base_logps/{{setting}}/{{objective}}/{{split}}.log",
     benchmark:
