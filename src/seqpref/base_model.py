@@ -181,6 +181,8 @@ def load_base(name_or_path: str, dtype: str = "auto", attn_implementation: str |
     else:
         torch_dtype = getattr(torch, dtype)
     kwargs = {"dtype": torch_dtype}
+    if device.type == "cuda":  # weights go to the GPU as they load: an 8B model in fp32 never sits in host memory
+        kwargs["device_map"] = {"": device.index or 0}
     attention = resolve_attention(attn_implementation, device.type, torch_dtype)
     if attention:
         kwargs["attn_implementation"] = attention

@@ -64,10 +64,15 @@ def sequence_logps(model, sequences: list[tuple[list[int], list[int]]], pad_id: 
             attention[row, : n_prompt + n_completion] = 1
             completion[row, n_prompt : n_prompt + n_completion] = True
         input_ids, attention, completion = input_ids.to(device), attention.to(device), completion.to(device)
-        logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits  # (B, T, V)
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # token t+1 predicted at t
-        targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
-        token_logps = logprobs.gather(-1, targets).squeeze(-1) * completion[:, 1:]  # (B, T-1)
+        # logits only where a completion token is predicted: from the shortest prompt's last token on
+        # (right padding: those are the last `keep` positions). The lm_head over a 49k vocabulary and
+        # the float32 log-softmax at prompt positions are wasted work (benchmarks/real_model.py measures it).
+        first = max(min(len(sequences[i][0]) for i in index) - 1, 0)
+        keep = width - first
+        logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False, logits_to_keep=keep).logits
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, keep-1, V): token t+1 predicted at t
+        targets = input_ids[:, first + 1 :].unsqueeze(-1)  # (B, keep-1, 1)
+        token_logps = logprobs.gather(-1, targets).squeeze(-1) * completion[:, first + 1 :]  # (B, keep-1)
         out[index] = token_logps.sum(dim=1).double().cpu().numpy()
     return out
 

@@ -5,10 +5,11 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import seqpref
-from seqpref import plan
+from seqpref import gguf_import, plan
 from seqpref.config import check_config
 
 
@@ -27,7 +28,7 @@ PYTHON = sys.executable
 ON_GPU = f"{PYTHON} -m seqpref.gpus --"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-RESULTS = "results"
+RESULTS = config["results"].rstrip("/")
 RUN = "{setting}/{method}/{order}/seed{seed}"
 FIGURES = [
     "method_comparison",
@@ -61,22 +62,37 @@ def as_json(value):
 # ---- the base model -------------------------------------------------------------------------
 
 
-def base_is_lab():
-    return config["base_model"] == "lab"
+def base_kind():
+    """How the base model is had: "lab" (built by the DAG), "gguf" (a GGUF file imported by the DAG)
+    or "transformers" (an id or directory loaded as it is)."""
+    if config["base_model"] == "lab":
+        return "lab"
+    return "gguf" if gguf_import.is_gguf(config["base_model"]) else "transformers"
 
 
 BASE_DIR = f"{RESULTS}/base_model"
-BASE_FILES = [f"{BASE_DIR}/{name}" for name in ("config.json", "model.safetensors", "tokenizer.json", "pretrain.json")]
+BASE_RECORD = {"lab": "pretrain.json", "gguf": "import.json"}
+BASE_FILES = [f"{BASE_DIR}/{name}" for name in ("config.json", "model.safetensors", "tokenizer.json")] + (
+    [f"{BASE_DIR}/{BASE_RECORD[base_kind()]}"] if base_kind() in BASE_RECORD else []
+)
+
+
+def gguf_file():
+    """The GGUF file of ``base_model`` (a packaged name resolved to where pip put it)."""
+    try:
+        return str(gguf_import.resolve(config["base_model"]))
+    except FileNotFoundError as error:
+        raise WorkflowError(str(error)) from None
 
 
 def base_model():
-    """What the steps load as the base: the lab model's directory, or the configured id/path."""
-    return BASE_DIR if base_is_lab() else config["base_model"]
+    """What the steps load as the base: the directory the DAG builds or imports, or the configured id/path."""
+    return config["base_model"] if base_kind() == "transformers" else BASE_DIR
 
 
 def base_inputs(wildcards=None):
-    """The lab model's files when the DAG builds it; nothing for a model loaded by id."""
-    return BASE_FILES if base_is_lab() else []
+    """The base model's files when the DAG builds or imports it; nothing for a model loaded by id."""
+    return [] if base_kind() == "transformers" else BASE_FILES
 
 
 def model_options():

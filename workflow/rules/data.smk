@@ -5,22 +5,48 @@ localrules:
     data_report,
 
 
-rule build_base_model:
-    output:
-        BASE_FILES,
-    params:
-        out_dir=BASE_DIR,
-        options=as_json(config["lab"]["model"]),
-    log:
-        f"{RESULTS}/logs/build_base_model.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/build_base_model.tsv"
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    shell:
-        "{PYTHON} -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
+if base_kind() == "lab":
+
+    rule build_base_model:
+        """The lab's tiny Llama: a BPE tokenizer and a model built from a config, briefly pretrained."""
+        output:
+            BASE_FILES,
+        params:
+            out_dir=BASE_DIR,
+            options=as_json(config["lab"]["model"]),
+        log:
+            f"{RESULTS}/logs/build_base_model.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/build_base_model.tsv"
+        threads: 2
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        shell:
+            "{PYTHON} -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
+
+
+if base_kind() == "gguf":
+
+    rule import_base_model:
+        """A GGUF file imported once into an ordinary HF directory (safetensors, tokenizer, chat
+        template, import.json with the file's sha256); every later step loads that directory."""
+        input:
+            gguf=gguf_file(),
+        output:
+            BASE_FILES,
+        params:
+            source=config["base_model"],
+            out_dir=BASE_DIR,
+        log:
+            f"{RESULTS}/logs/import_base_model.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/import_base_model.tsv"
+        resources:
+            mem_mb=lambda wc, input: 8 * int(os.path.getsize(input.gguf) / 2**20) + 2000,
+            runtime=30,
+        shell:
+            "{PYTHON} -m seqpref.gguf_import {params.source:q} {params.out_dir} > {log} 2>&1"
 
 
 rule prepare_data:
