@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct on CPU: training and scoring speed in fp32 and bf16, what bf16 scoring and a
 merged-in-bf16 adapter cost in nats, and each job kind's peak memory in a finished run.
 
-    python benchmarks/real_model.py [--pairs 16] [--steps 3] [--threads 1]
+    python benchmarks/real_model.py [--pairs 16] [--threads 1] [--learning-rate 1e-3]
     python benchmarks/real_model.py --jobs results/real     # peak RSS and seconds per rule of a run
 
 Needs the model file (``make install``). Pairs are the real-English ``concise`` objective
@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16, help="train pairs (steps = pairs / 8)")
     parser.add_argument("--eval-pairs", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="LoRA learning rate: 5e-5 (the paper's) gives the small updates a bf16 merge rounds away")
     parser.add_argument("--jobs", type=Path, default=None, help="a finished run's results folder: job table only")
     args = parser.parse_args()
     if args.jobs:
@@ -101,7 +103,7 @@ def main() -> None:
             bases[dtype] = logps.pair_logps(model, tokenizer, eval_pairs, MAX_LENGTH, 8)
             tokenized = logps.tokenize_frame(tokenizer, train_pairs, MAX_LENGTH)
             tokens_per_pair = np.mean([2 * len(t.prompt_ids) + len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized])
-            options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=4, gradient_accumulation_steps=2,
+            options = train.TrainOptions(beta=0.1, learning_rate=args.learning_rate, batch_size=4, gradient_accumulation_steps=2,
                                          max_length=MAX_LENGTH, dtype=dtype, lora={"r": 8, "alpha": 16})
             run = {"setting": "bench", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1, "objective": "concise"}
             adapters[dtype] = tmp / f"adapter_{dtype}"

@@ -87,6 +87,8 @@ class GradientProbe:
 
     def record(self, trainer, model, step: int) -> None:
         """Append one row per earlier objective for the gradient now in ``model``'s ``.grad``."""
+        from seqpref.train import lora_dropout_off
+
         start = time.perf_counter()
         if self.batches is None:
             self.prepare(trainer)
@@ -96,7 +98,7 @@ class GradientProbe:
         spo, trainer.spo = getattr(trainer, "spo", None), None  # probe the earlier objectives' DPO loss
         for objective, stage, batch in self.batches:
             inputs = trainer._prepare_inputs(batch)
-            with trainer.compute_loss_context_manager():
+            with trainer.compute_loss_context_manager(), lora_dropout_off(model):  # deterministic, draws no RNG
                 loss = trainer.compute_loss(model, inputs)
             other = torch.autograd.grad(loss, params, allow_unused=True)
             row = gradient_cosine(params, other)

@@ -226,7 +226,7 @@ def _joint_trainer_class():
             else:
                 if position == 0:
                     if self.gaps is None or step % self.joint.eval_every == 0:
-                        with torch.no_grad():
+                        with torch.no_grad(), train.lora_dropout_off(model):
                             losses = [self.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in present]
                         self.gaps = weighted_gaps(losses, self.joint.optimum, weights)
                         self.refresh_steps.append(step)

@@ -9,6 +9,7 @@ a model. ``python -m seqpref.movement OUT --run JSON ADAPTER_DIR...`` (stage 1, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -25,9 +26,15 @@ log = logging.getLogger("seqpref.movement")
 
 
 def lora_scaling(adapter_config: dict) -> float:
-    """The scale s of ΔW = s·B·A from a PEFT ``adapter_config.json`` dict (α/r, or α/√r with rsLoRA)."""
-    if adapter_config.get("rank_pattern") or adapter_config.get("alpha_pattern"):
-        raise ValueError("per-module rank/alpha patterns are not supported")
+    """The scale s of ΔW = s·B·A from a PEFT ``adapter_config.json`` dict (α/r, or α/√r with rsLoRA).
+
+    Raises ``ValueError`` for adapters whose update is not s·B·A alone: per-module rank/α patterns,
+    DoRA (a magnitude vector), LoRA biases, or fully trained ``modules_to_save``.
+    """
+    unsupported = {key: adapter_config.get(key) for key in ("rank_pattern", "alpha_pattern", "use_dora", "lora_bias",
+                                                           "modules_to_save") if adapter_config.get(key)}
+    if unsupported:
+        raise ValueError(f"adapter movement needs a plain LoRA (ΔW = s·B·A); this adapter has {unsupported}")
     r, alpha = adapter_config["r"], adapter_config["lora_alpha"]
     return alpha / math.sqrt(r) if adapter_config.get("use_rslora") else alpha / r
 
@@ -98,18 +105,23 @@ def stream_modules(adapter_dirs: list[str | Path]) -> Iterator[tuple[str, list[L
 
     adapter_dirs = [Path(d) for d in adapter_dirs]
     scalings = [lora_scaling(json.loads((d / "adapter_config.json").read_text())) for d in adapter_dirs]
-    handles = [safe_open(str(d / "adapter_model.safetensors"), framework="pt") for d in adapter_dirs]
-    keys = [{_module_name(k, "lora_A"): k for k in h.keys() if ".lora_A." in k} for h in handles]
-    for stage, stage_keys in enumerate(keys[1:], start=2):
-        if set(stage_keys) != set(keys[0]):
-            raise ValueError(f"stage {stage} adapts other modules than stage 1")
-    for name in sorted(keys[0]):
-        factors = []
-        for handle, stage_keys, scaling in zip(handles, keys, scalings):
-            key_a = stage_keys[name]
-            key_b = key_a.replace(".lora_A.", ".lora_B.")
-            factors.append(LowRank(scaling * handle.get_tensor(key_b).float(), handle.get_tensor(key_a).float()))
-        yield name, factors
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(safe_open(str(d / "adapter_model.safetensors"), framework="pt")) for d in adapter_dirs]
+        keys = [{_module_name(k, "lora_A"): k for k in h.keys() if ".lora_A." in k} for h in handles]
+        for directory, handle in zip(adapter_dirs, handles):
+            other = [k for k in handle.keys() if ".lora_A." not in k and ".lora_B." not in k]
+            if other:  # e.g. lora_embedding_A/B or a trained module: not an s·B·A update
+                raise ValueError(f"{directory}: tensors that are not LoRA A/B factors: {other[:3]}")
+        for stage, stage_keys in enumerate(keys[1:], start=2):
+            if set(stage_keys) != set(keys[0]):
+                raise ValueError(f"stage {stage} adapts other modules than stage 1")
+        for name in sorted(keys[0]):
+            factors = []
+            for handle, stage_keys, scaling in zip(handles, keys, scalings):
+                key_a = stage_keys[name]
+                key_b = key_a.replace(".lora_A.", ".lora_B.")
+                factors.append(LowRank(scaling * handle.get_tensor(key_b).float(), handle.get_tensor(key_a).float()))
+            yield name, factors
 
 
 def _norm(squared: float) -> float:

@@ -18,6 +18,7 @@ How the reference is kept the base model at every stage (DESIGN.md, "Methods"):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -137,8 +138,9 @@ def _trainer_class():
             from seqpref import spo
 
             ids, mask, completion = spo.chosen_half(inputs)
-            ahead = spo.lookahead_logps(model, ids, mask, completion, self.spo.lookahead_lr)
-            penalty = spo.spo_penalty(spo.completion_logps(model, ids, mask, completion), ahead, self.spo.penalty)
+            with lora_dropout_off(model):  # θ̃ and θ must see the same network: no dropout masks
+                ahead = spo.lookahead_logps(model, ids, mask, completion, self.spo.lookahead_lr)
+                penalty = spo.spo_penalty(spo.completion_logps(model, ids, mask, completion), ahead, self.spo.penalty)
             self._metrics["train"]["spo/penalty"].append(penalty.item())
             if return_outputs:
                 return result[0] + penalty, result[1]
@@ -172,6 +174,28 @@ def restore_lora_dropout(peft_model) -> int:
                 dropout.p = peft_model.peft_config[adapter].lora_dropout
                 restored += 1
     return restored
+
+
+@contextlib.contextmanager
+def lora_dropout_off(peft_model):
+    """Within the block, every LoRA dropout has p = 0; the configured values come back after.
+
+    For passes that update nothing and must be deterministic: SPO's look-ahead and penalty forwards
+    (with dropout on, θ̃'s and θ's forwards would draw different masks and the ReLU of that noise
+    would be a positive penalty even at η = 0), the gradient probes and MAXRIGHT's gap re-evaluation.
+    A dropout with p = 0 draws no random numbers, so these passes leave the training run's RNG stream
+    as it would be without them.
+    """
+    dropouts = [d for m in peft_model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
+                for d in m.lora_dropout.values() if isinstance(d, torch.nn.Dropout)]
+    saved = [m.p for m in dropouts]
+    for m in dropouts:
+        m.p = 0.0
+    try:
+        yield
+    finally:
+        for m, p in zip(dropouts, saved):
+            m.p = p
 
 
 def _log_callback(records: list[dict]):

@@ -112,3 +112,11 @@ def test_movement_of_trained_stages(tiny_base, two_stages_for_movement):
     assert (total["update_norm"] > 0).all()
     assert frame.loc[frame.stage == 1, "objective"].iloc[0] == "comply"
     assert -1 <= total.loc[2, "cosine_previous"] <= 1
+
+
+@pytest.mark.parametrize("extra", [{"use_dora": True}, {"modules_to_save": ["lm_head"]}, {"lora_bias": True},
+                                   {"rank_pattern": {"q_proj": 4}}])
+def test_adapters_that_are_not_plain_lora_are_refused(extra):
+    """DoRA, LoRA biases, trained modules and rank patterns are not ΔW = s·B·A: movement says so."""
+    with pytest.raises(ValueError, match="plain LoRA"):
+        movement.lora_scaling({"r": 8, "lora_alpha": 16, **extra})

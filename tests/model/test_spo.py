@@ -98,3 +98,23 @@ def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
     assert len(penalties) == summary["steps"] and (penalties >= 0).all() and penalties.max() > 0
     with pytest.raises(ValueError, match="dpo or spo"):
         train.TrainOptions(method="mix")
+
+
+def test_spo_penalty_ignores_lora_dropout(tiny_base, pair_files, tmp_path):
+    """With LoRA dropout 0.5 and a look-ahead step of η = 1e-12, θ̃ = θ: the penalty must be 0. Had the
+    look-ahead and policy forwards drawn their own dropout masks, the ReLU of the mask noise would
+    make it positive at every step."""
+    options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
+                                 lora={"r": 4, "alpha": 8, "dropout": 0.5}, method="spo",
+                                 spo={"penalty": 1.0, "lookahead_lr": 1e-12})
+    run = {"setting": "lab", "method": "spo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
+    previous = tmp_path / "start"
+    train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(previous),
+                      str(tmp_path / "log0.parquet"), train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16,
+                                                                          max_length=64, lora={"r": 4, "alpha": 8}), run)
+    train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "b"),
+                      str(tmp_path / "log.parquet"), options, {**run, "stage": 2}, str(previous))
+    log = pd.read_parquet(tmp_path / "log.parquet")
+    penalties = log[log.metric == "spo/penalty"]["value"]
+    assert len(penalties) > 0
+    assert penalties.max() < 1e-6, penalties.tolist()
