@@ -142,9 +142,19 @@ def test_changing_a_training_option_stops_at_protected_adapters(lab_run, tmp_pat
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout  # nothing was lost or retrained
 
 
+def test_default_profile_is_read_by_a_plain_snakemake(tmp_path):
+    """`snakemake --cores N` reads profiles/default beside the Snakefile (rerun-incomplete, keep-going
+    off, ...): Snakemake only looks there, never in workflow/profiles/."""
+    workdir = _copy_workflow(tmp_path, REPO / "config/config.yaml")
+    result = snakemake(workdir, "-n", "--cores", "2")
+    assert "Using workflow specific profile profiles/default" in result.stdout + result.stderr
+    profile = yaml.safe_load((REPO / "profiles/default/profile.yaml").read_text())
+    assert profile["rerun-incomplete"] is True
+
+
 def test_slurm_profile_dry_run_requests_gpus(tmp_path):
     workdir = _copy_workflow(tmp_path, REPO / "config/config.yaml")
-    result = snakemake(workdir, "-n", "--workflow-profile", "workflow/profiles/slurm")
+    result = snakemake(workdir, "-n", "--workflow-profile", "profiles/slurm")
     out = result.stdout
     blocks = {block.split(":")[0].strip(): block for block in out.split("rule ")[1:]}
     for rule in ("train_stage", "train_joint_stage", "score_stage", "base_logps"):

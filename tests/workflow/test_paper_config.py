@@ -57,7 +57,7 @@ def test_paper_config_plans_the_whole_grid(paper_dir):
 
 def test_paper_config_slurm_dry_run_shows_gpu_memory_and_time(paper_dir):
     result = snakemake(paper_dir, "-n", "--configfile", "config/paper.yaml",
-                       "--workflow-profile", "workflow/profiles/slurm")
+                       "--workflow-profile", "profiles/slurm")
     blocks = {block.split(":")[0].strip(): block for block in result.stdout.split("rule ")[1:]}
     for rule in ("train_stage", "train_joint_stage", "score_stage", "base_logps"):
         block = blocks[rule]

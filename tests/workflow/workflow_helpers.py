@@ -14,9 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def copy_workflow(target: Path, config: Path) -> Path:
-    """A fresh working copy: Snakefile, workflow/ and ``config`` as config/config.yaml."""
+    """A fresh working copy: Snakefile, workflow/, profiles/ and ``config`` as config/config.yaml."""
     shutil.copy(REPO / "Snakefile", target / "Snakefile")
     shutil.copytree(REPO / "workflow", target / "workflow")
+    shutil.copytree(REPO / "profiles", target / "profiles")
     (target / "config").mkdir()
     shutil.copy(config, target / "config" / "config.yaml")
     return target
