@@ -56,8 +56,8 @@ def read_preference_file(path: str | Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     readers = {
         ".parquet": pd.read_parquet,
-        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
-        ".json": lambda p: pd.read_json(p, lines=True, dtype=False),
+        ".jsonl": read_jsonl,
+        ".json": read_jsonl,
         ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
     }
     if suffix not in readers:
@@ -83,6 +83,25 @@ def read_preference_file(path: str | Path) -> pd.DataFrame:
         for _, row in frame[extra].iterrows()
     ] if extra else "{}"
     return frame[["pair_id", *REQUIRED_COLUMNS, "source"]]
+
+
+def read_jsonl(path: str | Path) -> pd.DataFrame:
+    """A JSON-lines file as a frame, one row per non-blank line; a line that is not a JSON object
+    raises :class:`DataError` naming the file and the line number (pandas' reader names neither)."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {number}: expected a JSON object with prompt, chosen, rejected; "
+                                f"got {type(row).__name__}")
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _jsonable(value):
@@ -111,6 +130,8 @@ def _response_text(value, pair_id: str):
         if len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant":
             return value[0].get("content")
         raise DataError(f"pair {pair_id}: a response must be text or one assistant message, got {value!r:.200}")
+    if not (_is_empty(value) or isinstance(value, str)):
+        raise DataError(f"pair {pair_id}: a response must be text, got {type(value).__name__} {value!r:.100}")
     return value
 
 
@@ -134,6 +155,9 @@ def as_pairs(frame: pd.DataFrame) -> pd.DataFrame:
                                 f"message ({error!r}); got {prompt!r:.200}") from None
             texts.append(render_transcript(turns) if turns else "")
             messages.append(json.dumps(turns, ensure_ascii=False) if turns else None)
+        elif not (_is_empty(prompt) or isinstance(prompt, str)):
+            raise DataError(f"pair {pair_id}: a prompt must be text or a list of messages, got "
+                            f"{type(prompt).__name__} {prompt!r:.100}")
         else:
             texts.append(prompt)
             messages.append(None)
@@ -293,7 +317,12 @@ def load_objective(spec: dict, lab_seed: int, setting: str, objective: str) -> t
         pairs = lab.make_pairs(objective_spec, n, lab.stable_seed(lab_seed, setting, objective), objective)
         return pairs, {"rows_read": len(pairs), "dropped": {}}
     if kind == "file":
-        pairs = as_pairs(read_preference_file(spec["path"]))
+        try:
+            pairs = as_pairs(read_preference_file(spec["path"]))
+        except DataError as error:
+            if str(error).startswith(str(spec["path"])):
+                raise
+            raise DataError(f"{spec['path']}: {error}") from None
         return pairs, {"rows_read": len(pairs), "dropped": {}}
     if kind in LOADER_OPTIONS:
         normalise, option_names = LOADER_OPTIONS[kind]
