@@ -127,18 +127,26 @@ def test_changing_one_figure_option_reruns_only_that_figure(lab_run, tmp_path):
     assert jobs == {"plot_pair_scatter", "all"}
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="Snakemake's protected() relies on file permissions (os.access), which root bypasses",
-)
-def test_changing_a_training_option_stops_at_protected_adapters(lab_run, tmp_path):
+def test_changing_a_training_option_never_deletes_finished_adapters(lab_run, tmp_path):
+    """A changed learning rate stops the run before any job, as root too (protected() checks
+    os.access, which root passes), naming the adapters and the option; nothing is lost. With the
+    opt-in, the same change plans the retraining."""
     config = yaml.safe_load((lab_run / "config/config.yaml").read_text())
     config["train"]["learning_rate"] = 0.0005
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
+    adapters = sorted((lab_run / "results/adapters").rglob("adapter_model.safetensors"))
+    before = {p: p.read_bytes() for p in adapters}
     result = snakemake(lab_run, "--cores", "1", "--configfile", str(changed), check=False)
+    out = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "protected" in (result.stdout + result.stderr).lower()
+    assert f"{len(adapters)} finished adapter(s) were trained with other options" in out
+    assert "learning_rate: 0.001 -> 0.0005" in out
+    assert "results/adapters/conflicting/dpo/comply-refuse/seed0/stage1" in out
+    assert "allow_retrain: true" in out
+    assert {p: p.read_bytes() for p in sorted((lab_run / "results/adapters").rglob("adapter_model.safetensors"))} == before
+    opted_in = snakemake(lab_run, "-n", "--configfile", str(changed), "--config", "allow_retrain=true")
+    assert "train_stage" in _planned_jobs(opted_in)
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout  # nothing was lost or retrained
 
 

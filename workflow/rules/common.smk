@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import seqpref
-from seqpref import gguf_import, plan
+from seqpref import guard, gguf_import, plan
 from seqpref.config import check_config
 
 
@@ -110,6 +110,19 @@ def train_options(method):
     return options
 
 
+def expected_train_options(run):
+    """The resolved TrainOptions (as recorded beside an adapter) the config now gives a stage of
+    ``run``; None when the config no longer has the run."""
+    key = {k: run[k] for k in ("setting", "method", "order", "seed")}
+    if key not in plan.runs(config):
+        return None
+    from dataclasses import asdict
+
+    from seqpref.train import TrainOptions  # imports torch: only reached when adapters exist
+
+    return asdict(TrainOptions(**train_options(run["method"])))
+
+
 def joint_options(method, setting):
     """JointOptions of a joint method in ``setting``: its weights, and for maxright the gap interval
     and the f* typed for this setting (the others come from the single-objective runs)."""
@@ -144,6 +157,13 @@ def base_logps_options(wildcards):
     return as_json(
         {"max_length": config["train"]["max_length"], "batch_size": config["score"]["batch_size"], **model_options(), "dtype": dtype}
     )
+
+
+# a changed training option must not silently delete finished adapters (protected() does not stop root)
+if not config[guard.OPT_IN]:
+    _conflicts = list(guard.retrain_conflicts(RESULTS, expected_train_options))
+    if _conflicts:
+        raise WorkflowError(guard.conflict_message(_conflicts))
 
 
 # ---- data and runs --------------------------------------------------------------------------
