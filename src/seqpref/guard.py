@@ -56,6 +56,6 @@ def conflict_message(conflicts: list[tuple[str, list[str]]], shown: int = 10) ->
     lines += [f"  {directory}" for directory, _ in conflicts[:shown]]
     if len(conflicts) > shown:
         lines.append(f"  ... and {len(conflicts) - shown} more")
-    lines.append(f"To retrain them, add `{OPT_IN}: true` to the config (or `--config {OPT_IN}=true`); to keep them, "
+    lines.append(f"To retrain them, add `{OPT_IN}: true` to the config (or `--config {OPT_IN}=True`); to keep them, "
                  "restore the options, or give this study its own `results:` folder.")
     return "\n".join(lines)

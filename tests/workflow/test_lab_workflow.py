@@ -145,7 +145,7 @@ def test_changing_a_training_option_never_deletes_finished_adapters(lab_run, tmp
     assert "results/adapters/conflicting/dpo/comply-refuse/seed0/stage1" in out
     assert "allow_retrain: true" in out
     assert {p: p.read_bytes() for p in sorted((lab_run / "results/adapters").rglob("adapter_model.safetensors"))} == before
-    opted_in = snakemake(lab_run, "-n", "--configfile", str(changed), "--config", "allow_retrain=true")
+    opted_in = snakemake(lab_run, "-n", "--configfile", str(changed), "--config", "allow_retrain=True")
     assert "train_stage" in _planned_jobs(opted_in)
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout  # nothing was lost or retrained
 
