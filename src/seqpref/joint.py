@@ -182,6 +182,20 @@ def _joint_trainer_class():
             self.pick: int | None = None
             self.step_losses: list[float] = []
 
+        def stage_state(self) -> dict:
+            """The base state plus MAXRIGHT's gaps and pick and the per-micro-batch bookkeeping."""
+            return {**super().stage_state(), "gaps": None if self.gaps is None else self.gaps.tolist(),
+                    "micro_batches": self.micro_batches, "stepped_counts": self.stepped_counts.tolist(),
+                    "micro_stepped": self.micro_stepped, "refresh_steps": self.refresh_steps,
+                    "pick": self.pick, "step_losses": self.step_losses}
+
+        def load_stage_state(self, state: dict) -> None:
+            super().load_stage_state(state)
+            self.gaps = None if state["gaps"] is None else np.array(state["gaps"])
+            self.micro_batches, self.pick, self.step_losses = state["micro_batches"], state["pick"], state["step_losses"]
+            self.stepped_counts = np.array(state["stepped_counts"], dtype=int)
+            self.micro_stepped, self.refresh_steps = state["micro_stepped"], state["refresh_steps"]
+
         def get_train_dataloader(self):
             self._set_signature_columns_if_needed()
             dataset = self.train_dataset.select_columns(self._signature_columns + ["objective"])
@@ -261,6 +275,7 @@ def train_joint_stage(
     run: dict,
     previous: str | None = None,
     optimum_scores: dict[str, str] | None = None,
+    checkpoint_dir: str | None = None,
 ) -> dict:
     """Train stage ``stage`` of a joint run and save its adapter and training log.
 
@@ -274,7 +289,7 @@ def train_joint_stage(
     names = [name for name, _, _ in objectives]
     if not 1 <= stage <= len(names):
         raise ValueError(f"a joint run of {len(names)} objectives has stages 1..{len(names)}, not {stage}")
-    model, tokenizer, workdir = train.start_stage(base, options, out_dir)
+    model, tokenizer, workdir = train.start_stage(base, options, out_dir, checkpoint_dir)
     frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in objectives]
     steps = train.stage_steps(len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs)
     weights = normalised_weights(names, joint.weights)
@@ -298,6 +313,7 @@ def train_joint_stage(
     records: list[dict] = []
     trainer = _joint_trainer_class()(
         joint=JointPlan(joint.method, names, weights, sampler, optimum, joint.eval_every),
+        log_records=records,
         model=model,
         args=train.dpo_config(options, run, workdir, max_steps=steps),
         train_dataset=dataset,
@@ -333,15 +349,18 @@ def main(argv=None) -> None:
     parser.add_argument("--options", default="{}", help="JSON of TrainOptions (method dpo)")
     parser.add_argument("--joint", required=True, help="JSON of JointOptions")
     parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
+    parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
     args = parser.parse_args(argv)
+    train.stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = train.TrainOptions(**json.loads(args.options))
+    options = train.TrainOptions(**{**json.loads(args.options), **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every})})
     joint = JointOptions(**json.loads(args.joint))
     log.info("options %s joint %s run %s previous %s", json.dumps(asdict(options)), json.dumps(asdict(joint)), args.run, args.previous)
     summary = train_joint_stage(
         args.base, [tuple(o) for o in args.objective], args.stage, args.out_dir, args.train_log, options, joint,
-        json.loads(args.run), args.previous, dict(args.optimum),
+        json.loads(args.run), args.previous, dict(args.optimum), args.checkpoint_dir,
     )
     log.info("trained %s", json.dumps(summary, default=str))
 

@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ import torch
 log = logging.getLogger("seqpref.train")
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+STAGE_STATE = "seqpref_state.json"  # our part of a checkpoint, written after TRL's
 JOINT_SEPARATOR = "::"  # a joint stage logs objective o's metric m as "o::m"
 
 
@@ -86,6 +88,7 @@ class TrainOptions:
     logging_steps: int = field(default=1, metadata={"help": "Optimiser steps between training-log rows."})
     train_reference: str = field(default="base", metadata={"help": "Training reference: the base model."})
     activation_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (GPU memory)."})
+    checkpoint_every: int = field(default=0, metadata={"help": "Optimiser steps between resumable checkpoints; 0 = none."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
     dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU."})
     lora: LoraOptions = field(default_factory=LoraOptions)
@@ -101,6 +104,8 @@ class TrainOptions:
             raise ValueError(f"a sequential stage trains method dpo or spo, not {self.method!r}")
         if self.train_reference != "base":
             raise ValueError(f"train_reference must be 'base', got {self.train_reference!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
 
 def _trainer_class():
@@ -116,8 +121,10 @@ def _trainer_class():
         to TRL's own reference forward is an error: nothing but the base log-probs may be used.
         """
 
-        def __init__(self, *args, gradient_probe=None, spo=None, **kwargs):
+        def __init__(self, *args, gradient_probe=None, spo=None, log_records=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.log_records = log_records if log_records is not None else []
+            self.stop_requested = False  # set by a signal handler: checkpoint at the end of this step, then stop
             self.gradient_probe = gradient_probe
             self.spo = spo  # SPOOptions with lookahead_lr set, or None for plain DPO
             columns = set(self.train_dataset.column_names)
@@ -127,6 +134,28 @@ def _trainer_class():
                 raise RuntimeError("TRL added a 'ref' adapter: the reference would not be the base model")
             restore_lora_dropout(self.model)
             self.precompute_ref_logps = True  # the loss now reads the ref columns from each batch
+
+        def stage_state(self) -> dict:
+            """What a checkpoint needs beyond TRL's (adapter, optimiser, scheduler, RNG, step): the
+            training-log records and the gradient probe's rows so far."""
+            probe = self.gradient_probe
+            return {"records": self.log_records, "probe_rows": probe.rows if probe else [],
+                    "probe_seconds": probe.seconds if probe else 0.0}
+
+        def load_stage_state(self, state: dict) -> None:
+            """Restore :meth:`stage_state` when resuming from a checkpoint."""
+            self.log_records[:] = state["records"]
+            if self.gradient_probe is not None:
+                self.gradient_probe.rows[:] = state["probe_rows"]
+                self.gradient_probe.seconds = state["probe_seconds"]
+
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            staging = folder / f"{STAGE_STATE}.tmp"
+            staging.write_text(json.dumps(self.stage_state(), default=float))
+            os.replace(staging, folder / STAGE_STATE)  # written last: its presence marks a complete checkpoint
+            log.info("checkpoint at step %d -> %s", self.state.global_step, folder)
 
         def compute_ref_log_probs(self, model, inputs):
             raise RuntimeError("the reference is the precomputed base model; TRL must not compute its own")
@@ -198,6 +227,33 @@ def lora_dropout_off(peft_model):
             m.p = p
 
 
+STOP = threading.Event()  # set by SIGUSR1/SIGTERM in the CLI: save a checkpoint at the end of the step and stop
+
+
+class StagePreempted(RuntimeError):
+    """The stage stopped on a signal after saving a checkpoint; a rerun resumes from it."""
+
+
+def stop_on_signals() -> None:
+    """SIGUSR1 (SLURM's warning before a time limit or preemption, ``--signal=B:USR1@300``) and
+    SIGTERM make the stage save a checkpoint at the end of its current optimiser step and exit
+    with an error (:class:`StagePreempted`); the rerun or requeued job resumes from there."""
+    import signal
+
+    for signum in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(signum, lambda *_: STOP.set())
+
+
+def last_checkpoint(directory: str | os.PathLike) -> str | None:
+    """The newest complete checkpoint (``checkpoint-N`` holding our :data:`STAGE_STATE`, written
+    last) in ``directory``, or None; a checkpoint cut short by a kill is skipped."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    complete = [p for p in directory.glob("checkpoint-*") if (p / STAGE_STATE).is_file() and p.name[11:].isdigit()]
+    return str(max(complete, key=lambda p: int(p.name[11:]))) if complete else None
+
+
 def _log_callback(records: list[dict]):
     from transformers import TrainerCallback
 
@@ -214,6 +270,9 @@ def _log_callback(records: list[dict]):
         def on_step_end(self, args, state, control, **kwargs):
             if self.step_start is not None:
                 self.step_seconds = time.perf_counter() - self.step_start
+            if STOP.is_set():  # a preemption warning: checkpoint this step and stop
+                control.should_save = True
+                control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs:
@@ -334,7 +393,10 @@ def dpo_config(options: TrainOptions, run: dict, workdir: str, max_steps: int = 
         logging_steps=options.logging_steps,
         activation_checkpointing=options.activation_checkpointing,
         precompute_ref_log_probs=False,  # the base log-probs are already in the dataset
-        save_strategy="no",
+        # checkpoints (adapter, optimiser, scheduler, RNG, step) every checkpoint_every steps, the last two kept
+        save_strategy="steps" if options.checkpoint_every else "no",
+        save_steps=options.checkpoint_every or 500,
+        save_total_limit=2,
         report_to=[],
         seed=int(run["seed"]),
         data_seed=int(run["seed"]),
@@ -361,12 +423,17 @@ def training_rows(records: list[dict], run: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=tables.TRAINING.names)
 
 
-def start_stage(base: str, options: TrainOptions, out_dir: str):
-    """Load the base model and make a scratch directory beside ``out_dir``: ``(model, tokenizer, workdir)``."""
+def start_stage(base: str, options: TrainOptions, out_dir: str, checkpoint_dir: str | None = None):
+    """Load the base model; returns ``(model, tokenizer, workdir)``. ``workdir`` is the trainer's
+    folder: ``checkpoint_dir`` (kept across a killed run, so that a rerun resumes; removed when the
+    stage succeeds) when given, else a scratch directory beside ``out_dir``."""
     from seqpref import base_model
 
     Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
     model, tokenizer = base_model.load_base(base, options.dtype, options.attn_implementation)
+    if checkpoint_dir:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        return model, tokenizer, str(checkpoint_dir)
     return model, tokenizer, tempfile.mkdtemp(prefix="trainer-", dir=Path(out_dir).parent)
 
 
@@ -384,7 +451,14 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     n_trainable = sum(t.numel() for t in before.values())
     if n_trainable == 0:
         raise RuntimeError("the adapter has no trainable parameters")
-    trainer.train()
+    resume = last_checkpoint(trainer.args.output_dir)
+    if resume:
+        trainer.load_stage_state(json.loads((Path(resume) / STAGE_STATE).read_text()))
+        log.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    if STOP.is_set():
+        raise StagePreempted(f"stopped on a signal at step {trainer.state.global_step}; checkpoint in "
+                             f"{last_checkpoint(trainer.args.output_dir)}: a rerun resumes from it")
     after = adapter_state(trainer.model)
     change = float(torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before)))
     if change == 0.0:
@@ -414,6 +488,7 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
         "trainable_parameters": n_trainable,
         "tensors_loaded_from_previous": loaded,
         "adapter_change_norm": change,
+        "resumed_from": resume,
         "seconds": round(time.time() - start, 2),
         "record": record,
     }
@@ -431,8 +506,13 @@ def train_stage(
     earlier: list[tuple[str, int, str, str]] | None = None,
     diagnostics: "DiagnosticsOptions | None" = None,
     diagnostics_path: str | None = None,
+    checkpoint_dir: str | None = None,
 ) -> dict:
     """Train one sequential stage and save its adapter to ``out_dir`` and its log to ``train_log_path``.
+
+    With ``checkpoint_dir``, checkpoints (every ``options.checkpoint_every`` steps, and on SIGUSR1 /
+    SIGTERM in the CLI) go there, a rerun resumes from the newest complete one, and the folder is
+    removed when the stage succeeds.
 
     ``earlier`` lists ``(objective, stage, train_pairs_path, base_logps_path)`` of the objectives
     trained before this stage; with ``diagnostics`` enabled, the gradient cosines against them are
@@ -444,7 +524,7 @@ def train_stage(
     from seqpref import tables
 
     start = time.time()
-    model, tokenizer, workdir = start_stage(base, options, out_dir)
+    model, tokenizer, workdir = start_stage(base, options, out_dir, checkpoint_dir)
     dataset = training_dataset(pd.read_parquet(pairs_path), pd.read_parquet(base_logps_path), tokenizer)
     records: list[dict] = []
     probe = None
@@ -466,6 +546,7 @@ def train_stage(
     trainer = _trainer_class()(
         gradient_probe=probe,
         spo=spo_options,
+        log_records=records,
         model=model,
         args=dpo_config(options, run, workdir),
         train_dataset=dataset,
@@ -503,10 +584,13 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--diagnostics", default='{"enabled": false}', help="JSON of DiagnosticsOptions")
     parser.add_argument("--diagnostics-out", default=None, help="diagnostics Parquet to write")
+    parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
     args = parser.parse_args(argv)
+    stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = TrainOptions(**json.loads(args.options))
+    options = TrainOptions(**{**json.loads(args.options), **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every})})
     run = json.loads(args.run)
     log.info("options %s run %s previous %s", json.dumps(asdict(options)), json.dumps(run), args.previous)
     from seqpref.diagnostics import DiagnosticsOptions
@@ -514,7 +598,7 @@ def main(argv=None) -> None:
     earlier = [(name, int(stage), pairs, logps) for name, stage, pairs, logps in args.earlier]
     summary = train_stage(
         args.base, args.pairs, args.base_logps, args.out_dir, args.train_log, options, run, args.previous,
-        earlier, DiagnosticsOptions(**json.loads(args.diagnostics)), args.diagnostics_out,
+        earlier, DiagnosticsOptions(**json.loads(args.diagnostics)), args.diagnostics_out, args.checkpoint_dir,
     )
     log.info("trained %s", json.dumps(summary))
 

@@ -150,6 +150,20 @@ def test_changing_a_training_option_never_deletes_finished_adapters(lab_run, tmp
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout  # nothing was lost or retrained
 
 
+def test_checkpoint_frequency_is_passed_to_stages_and_reruns_nothing(lab_run, tmp_path):
+    """How often a stage checkpoints is how it runs, not what it trains: every train job gets it and
+    its checkpoint folder, and changing it on a finished study plans no job."""
+    config = yaml.safe_load((lab_run / "config/config.yaml").read_text())
+    config["train"]["checkpoint_every"] = 3
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    assert "Nothing to be done" in snakemake(lab_run, "-n", "--configfile", str(changed)).stdout
+    commands = [line for line in snakemake(lab_run, "-n", "-p", "-F", "--configfile", str(changed)).stdout.splitlines()
+                if "-m seqpref.train " in line or "-m seqpref.joint " in line]
+    assert commands and all("--checkpoint-every 3" in line for line in commands)
+    assert all("--checkpoint-dir results/checkpoints/" in line for line in commands)
+
+
 def test_default_profile_is_read_by_a_plain_snakemake(tmp_path):
     """`snakemake --cores N` reads profiles/default beside the Snakefile (rerun-incomplete, keep-going
     off, ...): Snakemake only looks there, never in workflow/profiles/."""

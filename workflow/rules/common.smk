@@ -29,6 +29,9 @@ ON_GPU = f"{PYTHON} -m seqpref.gpus --"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 RESULTS = config["results"].rstrip("/")
+# train options that change how a stage runs, not what it trains: passed as resources, so that
+# changing them reruns nothing and the retrain guard ignores them
+EXECUTION_ONLY = ("checkpoint_every",)
 RUN = "{setting}/{method}/{order}/seed{seed}"
 FIGURES = [
     "method_comparison",
@@ -104,7 +107,8 @@ def train_options(method):
     """TrainOptions of a stage of ``method``: the shared ``train`` block plus that method's options
     only (so changing SPO's options retrains SPO runs, not DPO runs). A joint method's losses are
     DPO losses; its own options are :func:`joint_options`."""
-    options = {**config["train"], **model_options(), "method": "dpo" if plan.is_joint(method) else method}
+    train = {k: v for k, v in config["train"].items() if k not in EXECUTION_ONLY}
+    options = {**train, **model_options(), "method": "dpo" if plan.is_joint(method) else method}
     if method == "spo":
         options["spo"] = config["method_options"]["spo"]
     return options
@@ -120,7 +124,7 @@ def expected_train_options(run):
 
     from seqpref.train import TrainOptions  # imports torch: only reached when adapters exist
 
-    return asdict(TrainOptions(**train_options(run["method"])))
+    return {k: v for k, v in asdict(TrainOptions(**train_options(run["method"]))).items() if k not in EXECUTION_ONLY}
 
 
 def joint_options(method, setting):

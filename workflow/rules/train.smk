@@ -15,6 +15,7 @@ rule train_stage:
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
+        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/stage{wc.stage}",
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
         options=lambda wc: as_json(train_options(wc.method)),
         earlier=earlier_objective_args,
@@ -31,10 +32,14 @@ rule train_stage:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
+        # params) changing does not rerun finished stages
+        checkpoint_every=config["train"]["checkpoint_every"],
     shell:
         "{ON_GPU} {PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " {params.previous} --options {params.options:q} --run {params.run:q} {params.earlier}"
-        " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics} > {log} 2>&1"
+        " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics}"
+        " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every} > {log} 2>&1"
 
 
 rule train_joint_stage:
@@ -50,6 +55,7 @@ rule train_joint_stage:
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
+        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/stage{wc.stage}",
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
         objectives=joint_objective_args,
         options=lambda wc: as_json(train_options(wc.method)),
@@ -64,10 +70,14 @@ rule train_joint_stage:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
+        # params) changing does not rerun finished stages
+        checkpoint_every=config["train"]["checkpoint_every"],
     shell:
         "{ON_GPU} {PYTHON} -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
         " {params.objectives} {params.previous} --options {params.options:q} --joint {params.joint:q}"
-        " --run {params.run:q} > {log} 2>&1"
+        " --run {params.run:q} --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
+        " > {log} 2>&1"
 
 
 rule adapter_movement:
