@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo real test install report clean
+.PHONY: demo real test install slurm-deps report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ real: install
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# Debian's SLURM and munge, for the test that runs the reduced lab on a real one-node cluster
+# (tests/workflow/test_slurm.py; skipped, saying why, without them). Needs root.
+slurm-deps:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge
 
 clean:
 	rm -rf results .snakemake

@@ -14,19 +14,9 @@ import yaml
 
 from seqpref import tables
 
-from workflow_helpers import REPO, copy_workflow as _copy_workflow, planned_jobs as _planned_jobs, snakemake
-
-SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"
+from workflow_helpers import REPO, SMALL, copy_workflow as _copy_workflow, planned_jobs as _planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-@pytest.fixture(scope="module")
-def lab_run(tmp_path_factory):
-    """The reduced lab run to completion; returns its working directory."""
-    workdir = _copy_workflow(tmp_path_factory.mktemp("lab"), SMALL)
-    snakemake(workdir, "--cores", "2")
-    return workdir
 
 
 @pytest.fixture(scope="module")

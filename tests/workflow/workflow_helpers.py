@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"  # the reduced lab
 
 
 def copy_workflow(target: Path, config: Path) -> Path:
