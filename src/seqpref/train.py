@@ -186,6 +186,14 @@ def _trainer_class():
     return BaseReferenceDPOTrainer
 
 
+def lora_dropouts(peft_model) -> list[tuple[str, torch.nn.Dropout]]:
+    """``(adapter name, nn.Dropout)`` of every LoRA layer's dropout (PEFT uses nn.Identity for p = 0,
+    which has nothing to set)."""
+    return [(adapter, dropout) for module in peft_model.modules()
+            if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
+            for adapter, dropout in module.lora_dropout.items() if isinstance(dropout, torch.nn.Dropout)]
+
+
 def restore_lora_dropout(peft_model) -> int:
     """Set every LoRA dropout back to its adapter's configured ``lora_dropout``; returns modules set.
 
@@ -193,16 +201,10 @@ def restore_lora_dropout(peft_model) -> int:
     stays off, as in the precomputed reference) zeroes every ``nn.Dropout`` after ``get_peft_model``,
     LoRA's included, so ``train.lora.dropout`` would be recorded but never applied.
     """
-    restored = 0
-    for module in peft_model.modules():
-        dropouts = getattr(module, "lora_dropout", None)
-        if not isinstance(dropouts, torch.nn.ModuleDict):
-            continue
-        for adapter, dropout in dropouts.items():
-            if isinstance(dropout, torch.nn.Dropout):  # PEFT uses nn.Identity for dropout 0
-                dropout.p = peft_model.peft_config[adapter].lora_dropout
-                restored += 1
-    return restored
+    dropouts = lora_dropouts(peft_model)
+    for adapter, dropout in dropouts:
+        dropout.p = peft_model.peft_config[adapter].lora_dropout
+    return len(dropouts)
 
 
 @contextlib.contextmanager
@@ -215,8 +217,7 @@ def lora_dropout_off(peft_model):
     A dropout with p = 0 draws no random numbers, so these passes leave the training run's RNG stream
     as it would be without them.
     """
-    dropouts = [d for m in peft_model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
-                for d in m.lora_dropout.values() if isinstance(d, torch.nn.Dropout)]
+    dropouts = [dropout for _, dropout in lora_dropouts(peft_model)]
     saved = [m.p for m in dropouts]
     for m in dropouts:
         m.p = 0.0
