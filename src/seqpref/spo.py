@@ -8,6 +8,16 @@ This is our reconstruction (papers.md §3.2; the exact loss is not verified agai
 
 with θ the trainable (LoRA) parameters. The penalty is zero when the policy already gives y_w at
 least the likelihood one SFT step of size η would give it, and positive otherwise.
+
+What this penalty does, read plainly (pinned by ``tests/model/test_spo.py``): θ̃ is detached, so the
+penalty's gradient is λ/B · Σ_{i kept} ∇_θ[−log π_θ(y_w,i|x_i)] — the gradient of the summed-over-tokens
+NLL of the chosen responses of the pairs the gate keeps (those with log π_θ̃ > log π_θ), B the batch's
+pair count — and it does not depend on η. η only moves the gate: to first order
+log π_θ̃(y_i) − log π_θ(y_i) = η ∇log π(y_i)·mean_j ∇log π(y_j), so for small η the gate keeps the pairs
+whose chosen-response gradient agrees with the batch's, and the logged penalty value is
+≈ λ·η·mean_i[∇log π(y_i)·mean_j ∇log π(y_j)]₊ (~η‖g‖²): a small number that says nothing about the size
+of the push. In effect SPO here is DPO plus λ-weighted SFT on the kept chosen responses;
+``spo/gate_share`` in the training log is the share of pairs the gate keeps.
 """
 
 from __future__ import annotations
@@ -62,6 +72,11 @@ def lookahead_logps(model, input_ids, attention_mask, completion_mask, lookahead
     }
     with torch.no_grad():
         return completion_logps(model, input_ids, attention_mask, completion_mask, ahead)
+
+
+def gate(policy_logps: torch.Tensor, ahead_logps: torch.Tensor) -> torch.Tensor:
+    """Which pairs the penalty acts on: log π_θ̃(y_w) > log π_θ(y_w), a bool ``(B,)``."""
+    return ahead_logps.detach() > policy_logps.detach()
 
 
 def spo_penalty(policy_logps: torch.Tensor, ahead_logps: torch.Tensor, penalty: float) -> torch.Tensor:

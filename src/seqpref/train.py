@@ -169,8 +169,10 @@ def _trainer_class():
             ids, mask, completion = spo.chosen_half(inputs)
             with lora_dropout_off(model):  # θ̃ and θ must see the same network: no dropout masks
                 ahead = spo.lookahead_logps(model, ids, mask, completion, self.spo.lookahead_lr)
-                penalty = spo.spo_penalty(spo.completion_logps(model, ids, mask, completion), ahead, self.spo.penalty)
+                policy = spo.completion_logps(model, ids, mask, completion)
+                penalty = spo.spo_penalty(policy, ahead, self.spo.penalty)
             self._metrics["train"]["spo/penalty"].append(penalty.item())
+            self._metrics["train"]["spo/gate_share"].append(spo.gate(policy, ahead).float().mean().item())
             if return_outputs:
                 return result[0] + penalty, result[1]
             return result + penalty
@@ -236,8 +238,8 @@ class StagePreempted(RuntimeError):
 
 
 def stop_on_signals() -> None:
-    """SIGUSR1 (SLURM's warning before a time limit or preemption, ``--signal=B:USR1@300``) and
-    SIGTERM make the stage save a checkpoint at the end of its current optimiser step and exit
+    """SIGTERM (SLURM's warning before a time limit, ``--signal=TERM@300`` in profiles/slurm, and its
+    notice of preemption) and SIGUSR1 make the stage save a checkpoint at the end of its current optimiser step and exit
     with an error (:class:`StagePreempted`); the rerun or requeued job resumes from there."""
     import signal
 

@@ -87,6 +87,31 @@ def test_penalty_gradient_matches_finite_differences(lora_model, offsets):
     assert (plus - minus) / (2 * eps) == pytest.approx(analytic, rel=2e-2)
 
 
+def test_penalty_gradient_is_lambda_weighted_nll_of_the_gated_pairs_whatever_eta(lora_model):
+    """θ̃ is detached, so ∇ penalty = λ/B · Σ_{kept} ∇[−log π(y_w)] for the real look-ahead at any η that
+    keeps the same pairs; η moves only the penalty's value (≈ linear in η), not its gradient."""
+    model, (ids, mask, completion) = lora_model
+    params = [p for p in model.parameters() if p.requires_grad]
+    lam, batch = 1.5, ids.shape[0]
+    found = {}
+    for eta in (1e-6, 1e-5):
+        ahead = spo.lookahead_logps(model, ids, mask, completion, lookahead_lr=eta)
+        policy = spo.completion_logps(model, ids, mask, completion)
+        kept = spo.gate(policy, ahead)
+        grads = torch.autograd.grad(spo.spo_penalty(policy, ahead, lam), params)
+        nll = -(spo.completion_logps(model, ids, mask, completion) * kept).sum() * lam / batch
+        expected = torch.autograd.grad(nll, params)
+        for g, e in zip(grads, expected):
+            torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
+        with torch.no_grad():
+            found[eta] = (kept.clone(), spo.spo_penalty(policy, ahead, lam).item(), grads)
+    (kept_a, value_a, grads_a), (kept_b, value_b, grads_b) = found[1e-6], found[1e-5]
+    assert kept_a.all() and torch.equal(kept_a, kept_b)
+    for a, b in zip(grads_a, grads_b):  # the same push at 10x the look-ahead step
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert value_b / value_a == pytest.approx(10.0, rel=0.05)  # the logged value only tracks η
+
+
 def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
     options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8},
                                  method="spo", spo={"penalty": 1.0})
@@ -95,7 +120,9 @@ def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
                                 str(tmp_path / "log.parquet"), options, run)
     log = pd.read_parquet(tmp_path / "log.parquet")
     penalties = log[log.metric == "spo/penalty"]["value"]
-    assert len(penalties) == summary["steps"] and (penalties >= 0).all() and penalties.max() > 0
+    assert len(penalties) == summary["steps"] and penalties.max() > 0
+    gate = log[log.metric == "spo/gate_share"]["value"]
+    assert len(gate) == summary["steps"] and gate.between(0, 1).all() and gate.max() > 0
     with pytest.raises(ValueError, match="dpo or spo"):
         train.TrainOptions(method="mix")
 

@@ -1,6 +1,8 @@
 """The reduced lab through a real one-node SLURM cluster: every job but the local rules runs as a
 SLURM job, submitted by Snakemake's executor plugin with a profile derived from the shipped one
-(only the cluster-specific keys changed), and the pair scores equal a local run's.
+(only the cluster-specific keys changed), and the pair scores equal a local run's. A running stage
+is sent SLURM's warning signal (what ``--signal=TERM@300`` sends before the time limit): it saves a
+checkpoint and fails, and the profile's retry resumes it from that checkpoint.
 
 Skipped, saying why, where SLURM is not installed or we are not root; `.ci/run` installs it.
 """
@@ -10,28 +12,20 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 import yaml
 
 import slurm_cluster
-from workflow_helpers import REPO, SMALL, copy_workflow
+from workflow_helpers import REPO, conflicting_only, conflicting_pairs, copy_workflow
 
 pytestmark = [pytest.mark.workflow,
               pytest.mark.skipif(slurm_cluster.unavailable() is not None, reason=slurm_cluster.unavailable() or "")]
 
 TARGET = "results/tables/pairs.parquet"
 LOCAL_RULES = {"aggregate", "collect_training", "collect_diagnostics", "collect_movement", "data_report"}
-
-
-def _one_setting(path):
-    """The reduced lab with its conflicting setting only (18 jobs): the same base model and pairs as
-    the reduced lab's run, whose pair scores of that setting are the local reference."""
-    config = yaml.safe_load(SMALL.read_text())
-    config["settings"] = {"conflicting": config["settings"]["conflicting"]}
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_profile(shipped: dict) -> dict:
@@ -50,7 +44,7 @@ def test_profile(shipped: dict) -> dict:
     for rule in ("train_stage", "train_joint_stage", "score_stage", "base_logps"):  # the rules' own gpu=1
         profile["set-resources"].setdefault(rule, {}).update(gpu=0, slurm_partition="debug")
     profile.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 5,
-                    "jobs": 6, "retries": 0, "latency-wait": 5})
+                    "jobs": 6, "latency-wait": 5})
     return profile
 
 
@@ -58,7 +52,7 @@ test_profile.__test__ = False  # a helper, not a test
 
 
 def test_reduced_lab_under_slurm_equals_a_local_run(lab_run, tmp_path):
-    config = _one_setting(tmp_path / "one_setting.yaml")
+    config = conflicting_only(tmp_path / "one_setting.yaml", checkpoint_every=2)
     cluster = tmp_path / "cluster"
     cluster.mkdir()
     copy_workflow(cluster, config)
@@ -66,18 +60,39 @@ def test_reduced_lab_under_slurm_equals_a_local_run(lab_run, tmp_path):
     (cluster / "profiles/slurm-test").mkdir()
     (cluster / "profiles/slurm-test/profile.yaml").write_text(yaml.safe_dump(test_profile(shipped)))
     with slurm_cluster.local_cluster(tmp_path / "slurm") as env:
-        result = subprocess.run(
+        run = subprocess.Popen(
             ["timeout", "-k", "10", "400", sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-test",
              TARGET], cwd=cluster, env={**env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-            capture_output=True, text=True)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        signalled = _warn_a_training_stage(run, cluster / "results/checkpoints", env)
+        out = run.communicate()[0]
+    assert run.returncode == 0, out[-4000:]
+    assert signalled, "no training stage was seen running with a checkpoint"
+    for job in signalled:  # the warned job failed (its stage saved a checkpoint and stopped) ...
+        first_attempt = next((cluster / "results/logs/slurm").rglob(f"{job}.log")).read_text()
+        assert "Error in rule train_stage" in first_attempt, first_attempt[-3000:]
+    # ... and the retry resumed from the checkpoint (the stage log is the retry's)
+    resumed = [log for log in (cluster / "results/logs/train_stage").rglob("*.log") if "resuming from" in log.read_text()]
+    assert len(resumed) == len(signalled), (signalled, resumed)
+    assert not list((cluster / "results/checkpoints").rglob("checkpoint-*")), "checkpoints left after success"
     stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out, re.S)
     planned = {line.split()[0]: int(line.split()[1]) for line in stats.group(1).splitlines()}
     remote = sum(n for rule, n in planned.items() if rule not in LOCAL_RULES)
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
-    assert remote >= 15 and len(set(submitted)) == remote, (planned, len(submitted))
-    local = pd.read_parquet(lab_run / TARGET)
-    pairs_local = local[local.setting == "conflicting"].sort_values(["order", "stage", "objective", "pair_id"], ignore_index=True)
-    pairs_slurm = pd.read_parquet(cluster / TARGET).sort_values(["order", "stage", "objective", "pair_id"], ignore_index=True)
-    pd.testing.assert_frame_equal(pairs_slurm, pairs_local)
+    assert remote >= 15 and len(set(submitted)) == remote + len(signalled), (planned, len(submitted), signalled)
+    pd.testing.assert_frame_equal(conflicting_pairs(cluster), conflicting_pairs(lab_run))
+
+
+def _warn_a_training_stage(run: subprocess.Popen, checkpoints, env) -> list[str]:
+    """Once a training stage has written a checkpoint, send SIGTERM to the steps of every running
+    train_stage job, as ``--signal=TERM@300`` would; returns their SLURM job ids."""
+    while run.poll() is None:
+        if any(checkpoints.rglob("checkpoint-*/seqpref_state.json")):
+            jobs = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %k"], env=env, capture_output=True, text=True).stdout
+            ids = [line.split()[0] for line in jobs.splitlines() if line.split()[1].startswith("rule_train_stage")]
+            for job in ids:
+                subprocess.run(["scancel", "--signal=TERM", job], env=env, check=True)
+            if ids:
+                return ids
+        time.sleep(0.2)
+    return []

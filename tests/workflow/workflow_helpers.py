@@ -9,9 +9,29 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"  # the reduced lab
+
+
+def conflicting_only(path: Path, checkpoint_every: int = 0) -> Path:
+    """The reduced lab with its conflicting setting only (about 20 jobs), written to ``path``: the
+    same base model and pairs as the reduced lab's run, whose pair scores of that setting are the
+    reference. ``checkpoint_every`` is a job resource: it leaves the scores as they are."""
+    config = yaml.safe_load(SMALL.read_text())
+    config["settings"] = {"conflicting": config["settings"]["conflicting"]}
+    config["train"]["checkpoint_every"] = checkpoint_every
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def conflicting_pairs(workdir: Path):
+    """The conflicting setting's pair scores of a run in ``workdir``, in a fixed row order."""
+    import pandas as pd
+
+    pairs = pd.read_parquet(workdir / "results/tables/pairs.parquet")
+    return pairs[pairs.setting == "conflicting"].sort_values(["order", "stage", "objective", "pair_id"], ignore_index=True)
 
 
 def copy_workflow(target: Path, config: Path) -> Path:

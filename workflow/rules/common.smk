@@ -163,8 +163,10 @@ def base_logps_options(wildcards):
     )
 
 
-# a changed training option must not silently delete finished adapters (protected() does not stop root)
-if not config[guard.OPT_IN]:
+# a changed training option must not silently delete finished adapters (protected() does not stop root);
+# checked where the DAG is planned, not again in each job's own snakemake (a SLURM job's), which only
+# runs what was planned and would pay torch's import for it
+if not config[guard.OPT_IN] and not (workflow.remote_exec or workflow.subprocess_exec):
     _conflicts = list(guard.retrain_conflicts(RESULTS, expected_train_options))
     if _conflicts:
         raise WorkflowError(guard.conflict_message(_conflicts))

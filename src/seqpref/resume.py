@@ -1,0 +1,96 @@
+"""Finish a run that was killed: ``python -m seqpref.resume [SNAKEMAKE ARGS...]`` (``make resume``).
+
+After ``kill -9`` of snakemake and its jobs (a lost terminal, an out-of-memory kill, a node reboot),
+a plain ``snakemake`` stops on the killed run's lock. This command removes that lock only when no
+snakemake and none of our steps still runs in the working directory (on this machine, found
+through /proc) and no
+SLURM job of it is still queued or running (``squeue``, where SLURM is installed): a live run's lock
+is never taken. Then it runs ``snakemake`` with the given arguments. The workflow's profiles set
+``rerun-incomplete: true``, so the jobs cut short are rerun (a training stage from its newest
+checkpoint) and nothing that finished is recomputed.
+
+Not seen: a snakemake started from another machine on a shared filesystem; stop that one first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+LOCKS = Path(".snakemake/locks")
+
+
+def _runs_here(argv: list[str]) -> bool:
+    """Whether a command line is snakemake's (``snakemake ...``, ``python -m snakemake ...``) or one of
+    our steps' (``python -m seqpref.<step>``, a job a killed snakemake may have left running)."""
+    head = argv[:4]
+    return any(Path(arg).name == "snakemake" for arg in head) or any(
+        arg.startswith("seqpref.") and head[i - 1] == "-m" for i, arg in enumerate(head) if i)
+
+
+def live_runs(workdir: Path, exclude: set[int] | None = None) -> list[int]:
+    """PIDs of processes on this machine running snakemake or one of our steps with ``workdir`` as
+    their working directory (from /proc; processes we may not inspect are skipped), other than
+    ``exclude`` and this process."""
+    exclude = (exclude or set()) | {os.getpid()}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in exclude:
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == workdir and _runs_here(argv):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def live_slurm_jobs(workdir: Path) -> list[str]:
+    """IDs of this user's SLURM jobs, pending or running, whose working directory is ``workdir``;
+    empty where SLURM's ``squeue`` is not installed."""
+    if shutil.which("squeue") is None:
+        return []
+    listing = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%Z"], capture_output=True, text=True)
+    if listing.returncode != 0:  # no controller to ask: nothing of ours can be running there
+        return []
+    return [job for job, _, where in (line.partition("|") for line in listing.stdout.splitlines())
+            if Path(where) == workdir]
+
+
+def unlock_if_stale(workdir: Path, snakemake: list[str], args: list[str]) -> bool:
+    """Remove a killed run's lock in ``workdir`` (``snakemake --unlock`` with ``args``, which name the
+    same workflow and config); returns whether there was one. Raises ``SystemExit`` naming what still
+    runs when the lock is a live run's."""
+    locks = workdir / LOCKS
+    if not locks.is_dir() or not any(locks.iterdir()):
+        return False
+    running = live_runs(workdir)
+    jobs = live_slurm_jobs(workdir)
+    if running or jobs:
+        raise SystemExit(
+            f"{workdir} is locked by a run that is still going ("
+            + "; ".join(filter(None, [running and f"PIDs {', '.join(map(str, running))}",
+                                      jobs and f"SLURM jobs {', '.join(jobs)}"]))
+            + "): wait for it, or stop it (kill / scancel) and run this again"
+        )
+    subprocess.run([*snakemake, "--unlock", *args], cwd=workdir, check=True, stdout=subprocess.DEVNULL)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Unlock a killed run's working directory if no part of it still runs, then run snakemake with
+    ``argv``; returns snakemake's exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    snakemake = [sys.executable, "-m", "snakemake"]
+    if unlock_if_stale(Path.cwd().resolve(), snakemake, [a for a in args if a not in ("-n", "--dry-run")]):
+        print("seqpref.resume: removed the lock of a killed run (no snakemake or SLURM job of it is left)", file=sys.stderr)
+    return subprocess.run([*snakemake, *args]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
