@@ -35,7 +35,10 @@ class LabelOptions:
     """How changes are labelled (``labels`` in the config)."""
 
     metric: str = "reward_margin"  # whose change is labelled
-    min_effect: float = 0.25  # |change| below this is ``stable`` even when the CI excludes 0
+    # an earlier objective that demonstrably learned in its own stage (gain CI > 0) is judged relative
+    # to that gain: |change| below min_share · gain is ``stable`` even when the CI excludes 0
+    min_share: float | None = 0.1
+    min_effect: float = 0.25  # otherwise (no own gain to scale by, or min_share None): |change| below this is ``stable``
     pair_move: float = 0.5  # a pair "moved" when its own change exceeds this (metric units)
     redistribution_share: float = 0.2  # stable, but ≥ this share moved up AND down: redistribution
     confidence: float = 0.95
@@ -47,6 +50,8 @@ class LabelOptions:
             raise ValueError(f"labels.metric must be one of {LABEL_METRICS}, got {self.metric!r}")
         if self.min_effect < 0 or not 0 < self.confidence < 1 or self.n_boot < 100:
             raise ValueError("labels: need min_effect ≥ 0, 0 < confidence < 1 and n_boot ≥ 100")
+        if self.min_share is not None and not 0 < self.min_share <= 1:
+            raise ValueError(f"labels.min_share must be in (0, 1] or null, got {self.min_share}")
         if self.pair_move <= 0 or not 0 < self.redistribution_share <= 0.5:
             raise ValueError("labels: need pair_move > 0 and 0 < redistribution_share ≤ 0.5")
 
@@ -69,15 +74,49 @@ def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
     return stages, {m: wide[m].to_numpy().reshape(shape).transpose(1, 0, 2) for m in METRICS}
 
 
-def _label(role: str, change: float, lo: float, hi: float, up: float, down: float, options: LabelOptions):
+def _label(role: str, change: float, lo: float, hi: float, up: float, down: float, threshold: float,
+           options: LabelOptions):
     if role == "base":
         return None
     if role == "trained":
         return "trained"
-    label = stats.label_change(change, lo, hi, options.min_effect)
+    label = stats.label_change(change, lo, hi, threshold)
     if label == "stable" and min(up, down) >= options.redistribution_share:
         return "redistribution"
     return label
+
+
+def own_gain_shares(boot: np.ndarray, means: np.ndarray, roles: list[str], own_stage: int, options: LabelOptions) -> dict:
+    """What each stage's change is as a share of what the objective gained in its own stage.
+
+    ``boot`` ``(n_boot, n_stages)`` and ``means`` ``(n_stages,)`` are the label metric's resampled and
+    point stage means, ``roles`` each stage's :func:`seqpref.plan.role`. For an ``earlier`` stage k:
+    ``share`` = (m_k − m_{k−1}) / (m_own − m_{own−1}) with a percentile CI from the same resamples
+    (the ratio taken per resample, so paired). Returns arrays ``(n_stages,)``: ``own_gain`` (metric
+    units), ``share``, ``share_lo``, ``share_hi`` (NaN where the role is not ``earlier``), and the
+    label ``threshold`` and ``criterion`` per stage: ``relative`` (min_share · own gain) where the
+    objective demonstrably learned (the gain's CI lies above 0), else ``absolute`` (min_effect).
+    """
+    n = len(means)
+    out = {key: np.full(n, np.nan) for key in ("own_gain", "share", "share_lo", "share_hi")}
+    out["threshold"] = np.full(n, options.min_effect)
+    out["criterion"] = np.array(["absolute"] * n, dtype=object)
+    if own_stage < 1 or own_stage >= n:
+        return out
+    gain, boot_gain = means[own_stage] - means[own_stage - 1], boot[:, own_stage] - boot[:, own_stage - 1]
+    gain_lo, _ = stats.percentile_ci(boot_gain, options.confidence)
+    for k in range(1, n):
+        if roles[k] != "earlier":
+            continue
+        out["own_gain"][k] = gain
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = (boot[:, k] - boot[:, k - 1]) / boot_gain
+        out["share"][k] = (means[k] - means[k - 1]) / gain if gain != 0 else np.nan
+        alpha = (1.0 - options.confidence) / 2.0
+        out["share_lo"][k], out["share_hi"][k] = np.nanquantile(ratios, [alpha, 1 - alpha])
+        if options.min_share is not None and gain_lo > 0:
+            out["threshold"][k], out["criterion"][k] = options.min_share * gain, "relative"
+    return out
 
 
 def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=None, indices=None, boots=None) -> pd.DataFrame:
@@ -98,9 +137,11 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
     rows["n_seeds"] = n_seeds
     per_seed = matrices["reward_margin"].mean(axis=1)  # (n_seeds, n_stages)
     rows["reward_margin_seed_sd"] = per_seed.std(axis=0, ddof=1) if n_seeds > 1 else np.nan
+    ci_boot = {}
     for metric in METRICS:
         # the same seed for every metric: one set of resamples, so all CIs are paired
         ci = stats.paired_stage_ci(matrices[metric], options.n_boot, options.confidence, options.seed, indices)
+        ci_boot[metric] = ci["boot"]
         if boots is not None:
             boots[metric] = ci["boot"]
         rows[metric], rows[f"{metric}_lo"], rows[f"{metric}_hi"] = ci["mean"], ci["lo"], ci["hi"]
@@ -118,6 +159,13 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
     rows["trained_objective"] = [plan.trained_at(method, order, s) for s in stages]
     rows["role"] = [plan.role(first["objective"], order, s, method) for s in stages]
     rows["label_metric"] = options.metric
+    own_stage = plan.own_stage(first["objective"], order, method)
+    relative = own_gain_shares(ci_boot[options.metric], rows[options.metric].to_numpy(), list(rows["role"]), own_stage, options)
+    rows["own_gain"] = relative["own_gain"]
+    rows["share_of_own_gain"], rows["share_of_own_gain_lo"], rows["share_of_own_gain_hi"] = (
+        relative["share"], relative["share_lo"], relative["share_hi"])
+    rows["label_threshold"] = relative["threshold"]
+    rows["label_criterion"] = relative["criterion"]
     rows["label"] = [
         _label(*values, options)
         for values in zip(
@@ -127,6 +175,7 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
             rows[f"{options.metric}_change_hi"],
             rows["share_up"],
             rows["share_down"],
+            rows["label_threshold"],
         )
     ]
     return rows
@@ -157,8 +206,11 @@ def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFr
         for metric in CHANGE_METRICS:
             row = transfer.backward_forward(matrices[metric], own_stage, confidence=options.confidence, boot=boots[metric])
             transfer_rows += _run_columns(first, n_seeds, [row], metric)
-        rows = transfer.quartile_rows(matrices[options.metric], own_stage, confidence=options.confidence, indices=indices)
-        quartile_rows += _run_columns(first, n_seeds, rows, options.metric)
+        # quartiles on the margin the change starts from, and (≥ 2 seeds) on another seed's: the RTM check
+        for assignment in transfer.ASSIGNMENTS[: 2 if n_seeds > 1 else 1]:
+            rows = transfer.quartile_rows(matrices[options.metric], own_stage, confidence=options.confidence,
+                                          indices=indices, assignment=assignment)
+            quartile_rows += _run_columns(first, n_seeds, rows, options.metric)
     frame = pd.concat(summary, ignore_index=True)
     for column in tables.SUMMARY.names:  # change columns of metrics that are not tracked stay NaN
         if column not in frame.columns:
@@ -170,17 +222,33 @@ def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFr
     }
 
 
-def summary_tables(score_paths: list[str], outputs: dict[str, str], options: LabelOptions) -> dict[str, pd.DataFrame]:
-    """Concatenate score files into ``outputs["pairs"]`` and write the ``summary``, ``transfer`` and
-    ``quartiles`` tables to their paths in ``outputs``; returns the three frames."""
+def summary_tables(score_paths: list[str], outputs: dict[str, str], options: LabelOptions,
+                   sham_paths: list[str] | None = None, sham_logs: list[str] | None = None,
+                   stage_logs: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Concatenate score files into ``outputs["pairs"]`` and write the ``summary``, ``transfer``,
+    ``quartiles`` and ``controls`` tables to their paths in ``outputs``; returns the frames.
+
+    The controls come from the sham stages' score files ``sham_paths`` (empty without them); with the
+    training logs of the shams (``sham_logs``) and of the stages they sham (``stage_logs``), the table
+    also says how far each moved the adapter."""
+    from seqpref import controls
+
     pairs = tables.read_tables(score_paths)
     duplicated = pairs.duplicated(RUN_KEYS + ["stage", "objective", "pair_id"])
     if duplicated.any():
         raise ValueError(f"{int(duplicated.sum())} pair scores appear twice in the score files")
     record = provenance.provenance("aggregate", {"labels": asdict(options), "inputs": len(score_paths)})
     frames = summarise(pairs, options)
+    sham = tables.read_tables(sham_paths) if sham_paths else None
+    movement = None
+    if sham_logs and stage_logs:
+        movement = pd.concat([controls.change_norms(tables.read_tables(stage_logs), "real"),
+                              controls.change_norms(tables.read_tables(sham_logs), "sham")], ignore_index=True)
+    frames["controls"] = (controls.control_rows(pairs, sham, frames["summary"], options, movement) if sham is not None
+                          else pd.DataFrame(columns=tables.CONTROLS.names))
     tables.write_table(pairs, outputs["pairs"], tables.PAIR_SCORES, record)
-    for name, schema in (("summary", tables.SUMMARY), ("transfer", tables.TRANSFER), ("quartiles", tables.QUARTILES)):
+    for name, schema in (("summary", tables.SUMMARY), ("transfer", tables.TRANSFER), ("quartiles", tables.QUARTILES),
+                         ("controls", tables.CONTROLS)):
         tables.write_table(frames[name], outputs[name], schema, record)
     return frames
 
@@ -203,9 +271,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     summary = commands.add_parser("summary")
-    for name in ("pairs", "summary", "transfer", "quartiles"):
+    for name in ("pairs", "summary", "transfer", "quartiles", "controls"):
         summary.add_argument(f"--{name}", required=True, help=f"{name} table to write")
     summary.add_argument("scores", nargs="+")
+    summary.add_argument("--sham", nargs="*", default=[], help="score files of the sham stages (controls.sham)")
+    summary.add_argument("--sham-logs", nargs="*", default=[], help="training logs of the sham stages")
+    summary.add_argument("--stage-logs", nargs="*", default=[], help="training logs of the stages they sham")
     summary.add_argument("--options", default="{}", help="JSON of LabelOptions")
     collect = commands.add_parser("collect")
     collect.add_argument("kind", choices=sorted(COLLECTED))
@@ -214,8 +285,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "summary":
-        outputs = {name: getattr(args, name) for name in ("pairs", "summary", "transfer", "quartiles")}
-        frames = summary_tables(args.scores, outputs, LabelOptions(**json.loads(args.options)))
+        outputs = {name: getattr(args, name) for name in ("pairs", "summary", "transfer", "quartiles", "controls")}
+        frames = summary_tables(args.scores, outputs, LabelOptions(**json.loads(args.options)), args.sham,
+                                args.sham_logs, args.stage_logs)
         frame = frames["summary"]
         labels = frame["label"].value_counts().to_dict()
         log.info("%d score files -> %d summary rows; labels %s", len(args.scores), len(frame), labels)

@@ -1,12 +1,22 @@
 """Gradient diagnostics during a stage ≥ 2: is the current objective's gradient aligned with,
-orthogonal to, or opposed to each earlier objective's (seed 000's near-orthogonality claim)?
+orthogonal to, or opposed to each earlier objective's (seed 000's near-orthogonality claim), and is
+that cosine any different from what two independent minibatches of one objective give?
 
-Every ``every`` optimiser steps, right after the backward pass of the step, the probe computes
-each earlier objective's DPO loss on a fixed probe batch of its train pairs (same base reference,
-same TRL loss) and its gradient on the LoRA parameters with ``torch.autograd.grad``. The cosine
-with the current gradient (the ``.grad`` the trainer is about to apply, before clipping) is
-accumulated parameter by parameter, so the probe holds at most one extra gradient copy: the earlier
-objective's.
+Every ``every`` optimiser steps, right after the backward pass of the step, the probe computes, on
+the LoRA parameters with ``torch.autograd.grad`` (same base reference, same TRL loss):
+
+- ``cross``: cos(current gradient, earlier objective's gradient on a fixed probe batch A of its train
+  pairs); the current gradient is the ``.grad`` the trainer is about to apply (before clipping).
+- ``floor_current``: cos(current gradient, the current objective's gradient on another batch of its
+  train pairs, none of them in this step's minibatch): the noise floor on the current side, the same
+  batch sizes as ``cross``.
+- ``floor_other``: cos(earlier objective on batch A, the same objective on a disjoint batch B of the
+  same size): the noise floor on the earlier side.
+
+In millions of dimensions two minibatch gradients of the *same* objective are far from parallel; a
+cross-objective cosine of 0.02 means "near-orthogonal" only if the floors are well above it. The
+floors cost one extra forward/backward per objective per probe; the probe holds at most two extra
+gradient copies (an earlier objective's A and B).
 """
 
 from __future__ import annotations
@@ -37,9 +47,14 @@ def gradient_cosine(params: list[torch.nn.Parameter], other_grads: tuple[torch.T
     Returns ``{"cosine", "norm_current", "norm_other"}`` as floats; a parameter without a gradient
     on either side counts as zeros. Accumulates in float64 without concatenating the gradients.
     """
+    return cosine_between([p.grad for p in params], other_grads)
+
+
+def cosine_between(first, second) -> dict:
+    """Cosine and norms of two gradients given as same-order sequences of tensors (None = zeros):
+    ``{"cosine", "norm_current" (first's), "norm_other" (second's)}``, accumulated in float64."""
     dot = norm_current = norm_other = torch.zeros((), dtype=torch.float64)
-    for parameter, other in zip(params, other_grads):
-        current = parameter.grad
+    for current, other in zip(first, second):
         if current is not None:
             norm_current = norm_current + current.double().pow(2).sum().cpu()
         if other is not None:
@@ -56,56 +71,122 @@ def gradient_cosine(params: list[torch.nn.Parameter], other_grads: tuple[torch.T
 
 
 class GradientProbe:
-    """Probe batches of the earlier objectives and the rows recorded so far.
+    """Probe batches of the current and earlier objectives, and the rows recorded so far.
 
     Args:
         earlier: ``(objective, stage, dataset)`` per earlier objective; each dataset has
             prompt/chosen/rejected and the base log-probs as ``ref_chosen_logps`` /
             ``ref_rejected_logps`` (as :func:`seqpref.train.training_dataset` builds it).
         options: :class:`DiagnosticsOptions`.
+        current: ``(objective, stage, dataset)`` of the objective this stage trains (its train pairs),
+            for the current-side noise floor; None records no ``floor_current`` rows.
     """
 
-    def __init__(self, earlier: list[tuple[str, int, object]], options: DiagnosticsOptions):
+    def __init__(self, earlier: list[tuple[str, int, object]], options: DiagnosticsOptions, current=None):
         self.earlier = earlier
+        self.current = current
         self.options = options
-        self.batches: list[tuple[str, int, dict]] | None = None
+        self.batches: list[tuple[str, int, dict, dict | None]] | None = None
+        self.pool = None  # (dataset, keys) of the current objective's candidate pairs
+        self.window: set = set()  # pair keys of the optimiser step's micro-batches so far
         self.rows: list[dict] = []
         self.seconds = 0.0
 
+    @staticmethod
+    def pair_keys(batch: dict) -> list[tuple]:
+        """One key per pair of a collated DPO batch (rows ``[:B]`` chosen, ``[B:]`` rejected): the
+        non-padding token ids of its chosen and rejected sequences."""
+        ids, mask = batch["input_ids"].cpu(), batch["attention_mask"].cpu().bool()
+        half = ids.shape[0] // 2
+        return [(tuple(ids[i][mask[i]].tolist()), tuple(ids[half + i][mask[half + i]].tolist())) for i in range(half)]
+
+    def _collate(self, trainer, dataset, name: str):
+        dataset = trainer._prepare_dataset(dataset, trainer.processing_class, trainer.args, name)
+        return dataset, trainer.data_collator([dataset[i] for i in range(len(dataset))])
+
     def prepare(self, trainer) -> None:
-        """Tokenize and collate each earlier objective's probe batch the way the trainer does."""
+        """Tokenize and collate the probe batches the way the trainer does: per earlier objective, batch
+        A (its first ``batch_size`` train pairs) and the disjoint batch B (the next ones); and the pool
+        the current objective's floor batch is drawn from (its first ``batch_size`` + minibatch pairs)."""
+        size = self.options.batch_size
         self.batches = []
         for objective, stage, dataset in self.earlier:
-            dataset = dataset.select(range(min(self.options.batch_size, len(dataset))))
-            dataset = trainer._prepare_dataset(dataset, trainer.processing_class, trainer.args, f"probe {objective}")
-            batch = trainer.data_collator([dataset[i] for i in range(len(dataset))])
-            self.batches.append((objective, stage, batch))
+            first = self._collate(trainer, dataset.select(range(min(size, len(dataset)))), f"probe {objective}")[1]
+            second = None
+            if len(dataset) > size:
+                rest = dataset.select(range(size, min(2 * size, len(dataset))))
+                second = self._collate(trainer, rest, f"probe {objective} (floor)")[1]
+            self.batches.append((objective, stage, first, second))
+        if self.current is not None:
+            _, _, dataset = self.current
+            per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+            pool = dataset.select(range(min(size + per_step, len(dataset))))
+            prepared, collated = self._collate(trainer, pool, "probe current (floor)")
+            self.pool = (prepared, self.pair_keys(collated))
+
+    def observe(self, inputs: dict) -> None:
+        """Note the pairs of a micro-batch the trainer is about to train on (the floor batch avoids them)."""
+        if self.current is not None:
+            self.window.update(self.pair_keys(inputs))
+
+    def end_step(self) -> None:
+        """Forget the finished optimiser step's pairs."""
+        self.window = set()
 
     def due(self, step: int) -> bool:
         """Whether optimiser step ``step`` (1-based) is probed."""
         return step == 1 or step % self.options.every == 0
 
+    def _current_floor_batch(self, trainer):
+        """The current objective's floor batch: the first ``batch_size`` pool pairs not in this step."""
+        dataset, keys = self.pool
+        picked = [i for i, key in enumerate(keys) if key not in self.window][: self.options.batch_size]
+        return trainer.data_collator([dataset[i] for i in picked]) if picked else None
+
     def record(self, trainer, model, step: int) -> None:
-        """Append one row per earlier objective for the gradient now in ``model``'s ``.grad``."""
+        """Append the ``cross``, ``floor_current`` and ``floor_other`` rows for the gradient now in
+        ``model``'s ``.grad`` (see the module docstring)."""
         from seqpref.train import lora_dropout_off
 
         start = time.perf_counter()
         if self.batches is None:
             self.prepare(trainer)
         params = [p for p in model.parameters() if p.requires_grad]
+        current_pairs = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
         # the probe's own loss must not leak into the trainer's logged metrics
         metrics, tokens = copy.deepcopy(trainer._metrics), trainer._total_train_tokens
-        spo, trainer.spo = getattr(trainer, "spo", None), None  # probe the earlier objectives' DPO loss
-        for objective, stage, batch in self.batches:
+        spo, trainer.spo = getattr(trainer, "spo", None), None  # probe the objectives' DPO loss
+
+        def gradient(batch):
             inputs = trainer._prepare_inputs(batch)
             with trainer.compute_loss_context_manager(), lora_dropout_off(model):  # deterministic, draws no RNG
                 loss = trainer.compute_loss(model, inputs)
-            other = torch.autograd.grad(loss, params, allow_unused=True)
-            row = gradient_cosine(params, other)
+            return torch.autograd.grad(loss, params, allow_unused=True)
+
+        def pairs(batch):
+            return batch["input_ids"].shape[0] // 2
+
+        rows = []
+        if self.current is not None:
+            name, stage, _ = self.current
+            batch = self._current_floor_batch(trainer)
+            if batch is not None:
+                other = gradient(batch)
+                rows.append({"kind": "floor_current", "other_objective": name, "other_stage": stage,
+                             "n_current": current_pairs, "n_other": pairs(batch), **gradient_cosine(params, other)})
+                del other
+        for objective, stage, first, second in self.batches:
+            other = gradient(first)
+            rows.append({"kind": "cross", "other_objective": objective, "other_stage": stage,
+                         "n_current": current_pairs, "n_other": pairs(first), **gradient_cosine(params, other)})
+            if second is not None:
+                again = gradient(second)
+                rows.append({"kind": "floor_other", "other_objective": objective, "other_stage": stage,
+                             "n_current": pairs(first), "n_other": pairs(second), **cosine_between(other, again)})
+                del again
             del other
-            self.rows.append({"step": step, "other_objective": objective, "other_stage": stage, **row})
         trainer._metrics, trainer._total_train_tokens, trainer.spo = metrics, tokens, spo
         elapsed = time.perf_counter() - start
         self.seconds += elapsed
-        for row in self.rows[-len(self.batches):]:
-            row["seconds"] = elapsed / len(self.batches)
+        for row in rows:
+            self.rows.append({"step": step, **row, "seconds": elapsed / len(rows)})

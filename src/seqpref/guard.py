@@ -36,7 +36,7 @@ def retrain_conflicts(results: str | Path, expected: Callable[[dict], dict | Non
     """``(adapter directory, changed options)`` of every finished adapter under ``results`` whose
     recorded training options differ from ``expected(run)`` (the options the config now gives the
     stage; ``None`` when the config no longer has that run, which is then left alone)."""
-    for path in sorted(Path(results).glob("adapters/*/*/*/seed*/stage*/training_options.json")):
+    for path in sorted(Path(results).glob("adapters/*/*/*/seed*/*/training_options.json")):
         if not (path.parent / "adapter_model.safetensors").is_file():
             continue
         record = json.loads(path.read_text())

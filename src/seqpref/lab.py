@@ -64,10 +64,11 @@ class LabObjective:
     """One synthetic preference objective of the lab.
 
     Args:
-        prefer: attribute → preferred value, e.g. ``{"opener": "comply"}``. The first attribute
-            differs between chosen and rejected in every pair.
-        differ: attribute → share of pairs (0..1) in which a further preferred attribute differs;
-            in the other pairs both responses share a random value. Defaults to 1 for each.
+        prefer: attribute → preferred value, e.g. ``{"opener": "comply"}``. Its order does not matter
+            (configs pass through sorted JSON; pairs are drawn attribute by attribute in name order).
+        differ: attribute → share of pairs (0..1) in which that preferred attribute differs between
+            chosen and rejected; in the other pairs both responses share a random value. Defaults to 1
+            for each; at least one preferred attribute must keep 1, so that every pair differs.
         label_noise: share of pairs whose chosen and rejected are swapped (a weaker signal).
     """
 
@@ -88,6 +89,9 @@ class LabObjective:
                 raise ValueError(f"'differ' names {attribute!r}, which is not in 'prefer'")
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"'differ' share of {attribute!r} must be in [0, 1], got {share}")
+        if all(self.differ.get(attribute, 1.0) < 1.0 for attribute in self.prefer):
+            raise ValueError(f"every attribute of 'prefer' has a 'differ' share below 1 ({self.differ}): at least one "
+                             "must differ in every pair, or some pairs would have chosen == rejected")
         if not 0.0 <= self.label_noise < 0.5:
             raise ValueError(f"label_noise must be in [0, 0.5), got {self.label_noise}")
 
@@ -130,8 +134,8 @@ def make_pairs(objective: LabObjective, n: int, seed: int, id_prefix: str) -> pd
         topic, prompt = _prompt(rng)
         shared = _random_attributes(rng)
         chosen, rejected = dict(shared), dict(shared)
-        for k, (attribute, value) in enumerate(objective.prefer.items()):
-            share = 1.0 if k == 0 else objective.differ.get(attribute, 1.0)
+        for attribute, value in sorted(objective.prefer.items()):  # name order: the config's order is not kept
+            share = objective.differ.get(attribute, 1.0)
             if rng.random() < share:
                 chosen[attribute], rejected[attribute] = value, _other(attribute, value)
         words_chosen = _content_words(rng, topic, chosen["content"])

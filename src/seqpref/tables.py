@@ -105,9 +105,49 @@ SUMMARY = pa.schema(
         ("reward_margin_seed_sd", pa.float64()),  # SD across seeds of the per-seed mean (NaN with one seed)
         ("share_up", pa.float64()),  # pairs whose label metric rose by more than labels.pair_move
         ("share_down", pa.float64()),  # ... fell by more than labels.pair_move (since stage k-1)
+        ("own_gain", pa.float64()),  # earlier objectives: label metric gained in its own stage (m_own − m_own−1)
+    ]
+    + _ci_columns("share_of_own_gain")  # earlier objectives: this stage's change / own_gain (paired CI)
+    + [
         ("label_metric", pa.string()),
+        ("label_threshold", pa.float64()),  # |change| needed for a non-stable label, label metric units
+        ("label_criterion", pa.string()),  # relative (labels.min_share · own_gain) | absolute (labels.min_effect)
         # trained | degradation | positive_transfer | stable | redistribution; null at stage 0
         ("label", pa.string()),
+    ]
+)
+
+#: the sham control: per sequential run (seeds pooled), sham stage k and objective not trained at k,
+#: its change from stage k-1 under the real stage and under the sham, and their difference (aggregate)
+CONTROLS = pa.schema(
+    _POOLED_KEYS
+    + [
+        ("objective", pa.string()),
+        ("stage", pa.int64()),  # the stage (>= 2) that has a sham
+        ("trained_objective", pa.string()),  # what stage k (and its sham) trained
+        ("role", pa.string()),  # earlier | later
+        ("n", pa.int64()),  # eval pairs (per seed)
+        ("metric", pa.string()),  # labels.metric
+    ]
+    + _ci_columns("change_real")  # metric(stage k) - metric(stage k-1)
+    + _ci_columns("change_sham")  # metric(sham k) - metric(stage k-1)
+    + _ci_columns("specific")  # change_real - change_sham = metric(stage k) - metric(sham k): stage k's preferences
+    + [("own_gain", pa.float64())]  # earlier objectives: metric gained in its own stage
+    + _ci_columns("specific_share")  # specific / own_gain
+    + [
+        # ‖θ_after − θ_before‖₂ of the LoRA parameters over stage k and over its sham (seed means), and
+        # sham / real: below 1, the sham moved less, and drift that grows with movement is under-counted
+        ("change_norm_real", pa.float64()),
+        ("change_norm_sham", pa.float64()),
+        ("change_norm_ratio", pa.float64()),
+    ]
+    + [
+        ("label_threshold", pa.float64()),  # as the summary's at this stage
+        ("label_criterion", pa.string()),
+        ("label_real", pa.string()),  # the summary's label of change_real
+        ("label_sham", pa.string()),  # degradation | positive_transfer | stable, of change_sham
+        # specific_degradation | specific_transfer | drift | inconclusive | stable (seqpref.controls.CONTROL_LABELS)
+        ("control_label", pa.string()),
     ]
 )
 
@@ -131,11 +171,14 @@ QUARTILES = pa.schema(
     + [
         ("objective", pa.string()),
         ("metric", pa.string()),
+        # own_margin: quartiles of the own-stage margin the change starts from; other_seed: of another
+        # seed's own-stage margins on the same pairs (the regression-to-the-mean check, seqpref.transfer)
+        ("assignment", pa.string()),
         ("own_stage", pa.int64()),
         ("stage", pa.int64()),  # a later stage
         ("quartile", pa.int64()),  # 1 = lowest own-stage margin ... 4 = highest
         ("n", pa.int64()),
-        ("own_margin_min", pa.float64()),
+        ("own_margin_min", pa.float64()),  # range of the margins the quartile was assigned on
         ("own_margin_max", pa.float64()),
     ]
     + _ci_columns("mean_change")  # metric(stage) - metric(own stage), mean over the quartile
@@ -204,12 +247,18 @@ DIAGNOSTICS = pa.schema(
     + [
         ("objective", pa.string()),  # trained at this stage
         ("step", pa.int64()),  # optimiser step within the stage
-        ("other_objective", pa.string()),  # an objective trained at an earlier stage
+        # cross: the step's gradient vs an earlier objective's probe batch A; floor_current: the step's
+        # gradient vs another batch of the current objective (none of the step's pairs); floor_other: an
+        # earlier objective's batch A vs its disjoint batch B (seqpref.diagnostics)
+        ("kind", pa.string()),
+        ("other_objective", pa.string()),  # the earlier objective (the current one for floor_current)
         ("other_stage", pa.int64()),
-        ("cosine", pa.float64()),  # cos(∇L_objective, ∇L_other) over all LoRA parameters
-        ("norm_current", pa.float64()),  # ‖∇L_objective‖₂ (before clipping)
-        ("norm_other", pa.float64()),  # ‖∇L_other‖₂ on a fixed probe batch of its train pairs
-        ("seconds", pa.float64()),  # time spent on this diagnostic
+        ("cosine", pa.float64()),  # over all LoRA parameters
+        ("norm_current", pa.float64()),  # ‖first gradient‖₂: the step's (before clipping), or batch A's for floor_other
+        ("norm_other", pa.float64()),  # ‖second gradient‖₂
+        ("n_current", pa.int64()),  # pairs behind the first gradient (the step's: batch size × accumulation)
+        ("n_other", pa.int64()),  # pairs behind the second
+        ("seconds", pa.float64()),  # time spent on this probe, shared equally by its rows
     ]
 )
 

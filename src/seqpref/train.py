@@ -178,11 +178,16 @@ def _trainer_class():
             return result + penalty
 
         def training_step(self, model, inputs, *args, **kwargs):
+            probe = self.gradient_probe
+            if probe is not None:
+                probe.observe(inputs)
             loss = super().training_step(model, inputs, *args, **kwargs)
             # after the last micro-batch's backward, .grad holds the gradient of this optimiser step
             step = self.state.global_step + 1
-            if self.gradient_probe is not None and self.accelerator.sync_gradients and self.gradient_probe.due(step):
-                self.gradient_probe.record(self, model, step)
+            if probe is not None and self.accelerator.sync_gradients:
+                if probe.due(step):
+                    probe.record(self, model, step)
+                probe.end_step()
             return loss
 
     return BaseReferenceDPOTrainer
@@ -231,6 +236,10 @@ def lora_dropout_off(peft_model):
 
 
 STOP = threading.Event()  # set by SIGUSR1/SIGTERM in the CLI: save a checkpoint at the end of the step and stop
+
+
+#: training-log metric: the L2 distance the stage moved the trainable (LoRA) parameters
+CHANGE_NORM = "adapter/change_norm"
 
 
 class StagePreempted(RuntimeError):
@@ -484,6 +493,9 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     record = provenance.provenance(
         "train_stage", {"options": asdict(options), "run": run, "previous": previous, **(record_extra or {})}
     )
+    # how far the stage moved the LoRA parameters, ‖θ_after − θ_before‖₂, logged at the last step (the
+    # sham control compares it between a stage and its sham)
+    records = [*records, {"step": trainer.state.global_step, CHANGE_NORM: change}]
     tables.write_table(training_rows(records, run), train_log_path, tables.TRAINING, record)
     return {
         "pairs": len(trainer.train_dataset),
@@ -538,6 +550,7 @@ def train_stage(
             [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer))
              for name, stage, p, b in earlier],
             diagnostics,
+            current=(run["objective"], run["stage"], dataset),
         )
     spo_options = None
     if options.method == "spo":

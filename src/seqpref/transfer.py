@@ -55,13 +55,30 @@ def quartile_of(own_margins: np.ndarray) -> np.ndarray:
     return ranks * 4 // n + 1
 
 
+#: how pairs are put into quartiles (the ``assignment`` column of the quartile table)
+ASSIGNMENTS = ("own_margin", "other_seed")
+
+
 def quartile_rows(
     values: np.ndarray, own_stage: int, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-    indices=None,
+    indices=None, assignment: str = "own_margin",
 ) -> list[dict]:
     """Per quartile of the own-stage margin and per later stage k: the mean change since the own
     stage (with CI), the share of pairs whose margin fell, and the share whose sign flipped. With
     seeds, quartiles are assigned within each seed and the rows pool every seed's pairs.
+
+    ``assignment`` says which measurement puts a pair in a quartile. ``own_margin``: the margin after
+    the own stage in the same seed, the very number the change is measured from. Any seed-specific
+    part of that margin (how well this run happened to fit the pair) then sorts pairs into the top
+    quartile *and* is what later training undoes, so "forgetting concentrates in the best-learned
+    quartile" can be regression to the mean. ``other_seed``: seed s's pairs are binned by the margins
+    another seed (the next one, cyclically) reached on the same pairs after its own stage — a
+    measurement of how learnable the pair is that shares none of seed s's training randomness (LoRA
+    initialisation, batch order), so no seed-s noise can both select a pair and regress. Where the
+    two assignments agree, the concentration is a property of the pairs; where only ``own_margin``
+    shows it, it is regression to the mean. We chose another seed over splitting a pair's tokens in
+    two halves: the noise at issue is the run's, which two token halves of one run share. Needs ≥ 2
+    seeds (``ValueError`` otherwise).
 
     A flip is a pair whose margin changed sign between the own stage and stage k (a margin of
     exactly 0 counts as its own sign, so moving from 0 to anything is a flip). The CI resamples
@@ -75,7 +92,12 @@ def quartile_rows(
     if not later:
         return []
     own_by_seed = stacked[:, :, own_stage]  # (S, n)
-    quartile_by_seed = np.stack([quartile_of(own) for own in own_by_seed])  # (S, n)
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}")
+    if assignment == "other_seed" and n_seeds < 2:
+        raise ValueError("quartiles assigned on another seed need at least 2 seeds")
+    binned_by = own_by_seed if assignment == "own_margin" else np.roll(own_by_seed, -1, axis=0)  # seed s ← seed s+1
+    quartile_by_seed = np.stack([quartile_of(margins) for margins in binned_by])  # (S, n)
     masks = np.stack([quartile_by_seed == q for q in range(1, 5)], axis=2).astype(float)  # (S, n, 4)
     changes_by_seed = stacked[:, :, later] - own_by_seed[:, :, None]  # (S, n, L)
     numerators = (changes_by_seed[:, :, :, None] * masks[:, :, None, :]).reshape(n_seeds, n_pairs, -1)  # (S, n, L*4)
@@ -83,7 +105,7 @@ def quartile_rows(
         indices = stats.Resampler.draw(n_pairs, n_boot, seed, n_seeds)
     boot = stats._resampled_means(np.concatenate([numerators, masks], axis=2), indices)
     # point estimates pool the pairs of every seed
-    own, quartile = own_by_seed.ravel(), quartile_by_seed.ravel()
+    own, quartile, binned = own_by_seed.ravel(), quartile_by_seed.ravel(), binned_by.ravel()
     changes = changes_by_seed.reshape(n_seeds * n_pairs, len(later))
     pooled = stacked.reshape(n_seeds * n_pairs, n_stages)
     with np.errstate(invalid="ignore", divide="ignore"):  # a resample may miss a small quartile
@@ -97,12 +119,13 @@ def quartile_rows(
         for q in range(1, 5):
             mask, column = quartile == q, i * 4 + q - 1
             rows.append({
+                "assignment": assignment,
                 "own_stage": own_stage,
                 "stage": stage,
                 "quartile": q,
                 "n": int(mask.sum()),
-                "own_margin_min": float(own[mask].min()),
-                "own_margin_max": float(own[mask].max()),
+                "own_margin_min": float(binned[mask].min()),
+                "own_margin_max": float(binned[mask].max()),
                 "mean_change": float(changes[mask, i].mean()),
                 "mean_change_lo": float(lo[column]),
                 "mean_change_hi": float(hi[column]),

@@ -12,21 +12,34 @@ from dpo_by_hand import BETA, MAX_LENGTH, manual_dpo_loss as _manual_dpo_loss
 from seqpref import base_model, diagnostics, lab, logps, train
 
 
-def test_probe_cosine_equals_separately_computed_gradients(tiny_base, tmp_path):
+def _flat(grads) -> torch.Tensor:
+    return torch.cat([g.ravel() for g in grads]).double()
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny_base, tmp_path):
+    """cross = cos(step gradient, earlier objective's batch A); floor_current = cos(step gradient, a
+    batch of the current objective's pairs that the step did not train on); floor_other = cos(earlier
+    batch A, earlier batch B): each equals the cosine of gradients computed here by hand."""
     from trl import DPOConfig
 
     model, tokenizer = base_model.load_base(tiny_base)
-    current = lab.make_pairs(lab.LabObjective(prefer={"opener": "comply"}), 8, seed=3, id_prefix="c")
-    other = lab.make_pairs(lab.LabObjective(prefer={"closer": "warm"}), 8, seed=4, id_prefix="o")
+    current = lab.make_pairs(lab.LabObjective(prefer={"opener": "comply"}), 16, seed=3, id_prefix="c")
+    other = lab.make_pairs(lab.LabObjective(prefer={"closer": "warm"}), 16, seed=4, id_prefix="o")
     ref_current = logps.pair_logps(model, tokenizer, current, MAX_LENGTH, 8)
     ref_other = logps.pair_logps(model, tokenizer, other, MAX_LENGTH, 8)
 
     config = DPOConfig(output_dir=str(tmp_path), beta=BETA, max_length=MAX_LENGTH, per_device_train_batch_size=8,
                        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
     options = diagnostics.DiagnosticsOptions(every=1, batch_size=8)
-    probe = diagnostics.GradientProbe([("warm", 1, train.training_dataset(other, ref_other, tokenizer))], options)
+    current_set = train.training_dataset(current, ref_current, tokenizer)
+    probe = diagnostics.GradientProbe([("warm", 1, train.training_dataset(other, ref_other, tokenizer))], options,
+                                      current=("comply", 2, current_set))
     trainer = train._trainer_class()(
-        model=model, args=config, train_dataset=train.training_dataset(current, ref_current, tokenizer),
+        model=model, args=config, train_dataset=current_set,
         processing_class=tokenizer, peft_config=train.LoraOptions(r=4, alpha=8).peft_config(), gradient_probe=probe,
     )
     peft_model = trainer.model
@@ -37,24 +50,42 @@ def test_probe_cosine_equals_separately_computed_gradients(tiny_base, tmp_path):
             p.add_(0.05 * torch.randn(p.shape, generator=generator))
     peft_model.train()
 
-    g_current = torch.autograd.grad(_manual_dpo_loss(peft_model, tokenizer, current, ref_current), params)
-    g_other = torch.autograd.grad(_manual_dpo_loss(peft_model, tokenizer, other, ref_other), params)
-    flat_current = torch.cat([g.ravel() for g in g_current]).double()
-    flat_other = torch.cat([g.ravel() for g in g_other]).double()
-    expected = float(flat_current @ flat_other / (flat_current.norm() * flat_other.norm()))
+    def by_hand(frame, ref):
+        return _flat(torch.autograd.grad(_manual_dpo_loss(peft_model, tokenizer, frame, ref), params))
 
-    for p, g in zip(params, g_current):  # the "current" gradient the trainer would apply
+    ref_c = ref_current.set_index("pair_id")
+    ref_o = ref_other.set_index("pair_id")
+    step_pairs, unseen = current.iloc[8:], current.iloc[:8]  # the step trains the second half: the floor takes the first
+    g_step = by_hand(step_pairs, ref_c.loc[step_pairs.pair_id].reset_index())
+    g_unseen = by_hand(unseen, ref_c.loc[unseen.pair_id].reset_index())
+    g_a = by_hand(other.iloc[:8], ref_o.loc[other.pair_id[:8]].reset_index())
+    g_b = by_hand(other.iloc[8:], ref_o.loc[other.pair_id[8:]].reset_index())
+
+    probe.prepare(trainer)
+    step_batch = probe._collate(trainer, current_set.select(range(8, 16)), "step")[1]
+    probe.observe(step_batch)  # as training_step does before the backward
+    grads = torch.autograd.grad(_manual_dpo_loss(peft_model, tokenizer, step_pairs, ref_c.loc[step_pairs.pair_id].reset_index()), params)
+    for p, g in zip(params, grads):  # the step's gradient the trainer would apply
         p.grad = g.clone()
     logged_before = {k: list(v) for k, v in trainer._metrics["train"].items()}
     probe.record(trainer, peft_model, step=1)
-    row = probe.rows[-1]
-    assert row["cosine"] == pytest.approx(expected, abs=1e-5)
-    assert row["norm_current"] == pytest.approx(float(flat_current.norm()), rel=1e-5)
-    assert row["norm_other"] == pytest.approx(float(flat_other.norm()), rel=1e-4)
-    assert float(flat_other.norm()) > 1e-4 and abs(expected) < 0.999  # two real, different gradients
-    for p, g in zip(params, g_current):  # the probe left the training gradient untouched
+    rows = {row["kind"]: row for row in probe.rows}
+    assert set(rows) == {"cross", "floor_current", "floor_other"}
+    assert rows["cross"]["cosine"] == pytest.approx(_cos(g_step, g_a), abs=1e-5)
+    assert rows["floor_current"]["cosine"] == pytest.approx(_cos(g_step, g_unseen), abs=1e-5)
+    assert rows["floor_other"]["cosine"] == pytest.approx(_cos(g_a, g_b), abs=1e-5)
+    assert rows["cross"]["norm_other"] == pytest.approx(float(g_a.norm()), rel=1e-4)
+    assert rows["floor_other"]["norm_other"] == pytest.approx(float(g_b.norm()), rel=1e-4)
+    assert rows["floor_current"]["norm_current"] == pytest.approx(float(g_step.norm()), rel=1e-5)
+    assert [rows[k]["n_other"] for k in ("cross", "floor_current", "floor_other")] == [8, 8, 8]
+    # four different gradients: the floors are not the cross cosine under another name
+    values = [_cos(g_step, g_a), _cos(g_step, g_unseen), _cos(g_a, g_b)]
+    assert len({round(v, 4) for v in values}) == 3
+    for p, g in zip(params, grads):  # the probe left the training gradient untouched
         torch.testing.assert_close(p.grad, g)
     assert {k: list(v) for k, v in trainer._metrics["train"].items()} == logged_before
+    probe.end_step()
+    assert probe.window == set()
 
 
 def test_gradient_cosine_accumulates_per_parameter():
@@ -85,12 +116,19 @@ def test_stage2_training_writes_diagnostics(tiny_base, pair_files, tmp_path):
     )
     frame = pd.read_parquet(tmp_path / "diag.parquet")
     assert list(frame.columns) == tables.DIAGNOSTICS.names
-    assert frame["step"].tolist() == [1, 2, 4, 6]  # 48 pairs / 8 = 6 steps; step 1 and every 2nd
-    assert (frame["other_objective"] == "refuse").all() and frame["cosine"].between(-1, 1).all()
+    cross = frame[frame.kind == "cross"]
+    assert cross["step"].tolist() == [1, 2, 4, 6]  # 48 pairs / 8 = 6 steps; step 1 and every 2nd
+    assert (cross["other_objective"] == "refuse").all()
+    # each probe also measured both noise floors (24 earlier pairs: a disjoint batch B exists)
+    assert frame.groupby("step")["kind"].apply(sorted).tolist() == [["cross", "floor_current", "floor_other"]] * 4
+    assert (frame.loc[frame.kind == "floor_current", "other_objective"] == "comply").all()
     assert (frame["norm_current"] > 0).all() and summary["diagnostics_seconds"] > 0
     # the probe's losses did not leak into the logged training metrics: one loss row per step
     log = pd.read_parquet(tmp_path / "log.parquet")
     assert log[log.metric == "loss"]["step"].tolist() == list(range(1, 7))
+    # and the distance the stage moved the adapter, at its last step (the sham control reads it)
+    moved = log[log.metric == train.CHANGE_NORM]
+    assert moved["step"].tolist() == [6] and moved["value"].item() == pytest.approx(summary["adapter_change_norm"])
 
 
 def test_diagnostics_can_be_turned_off(tiny_base, pair_files, tmp_path):

@@ -275,7 +275,7 @@ def _write_score_files(scores, directory) -> list[str]:
 
 
 def _outputs(directory):
-    return {name: str(directory / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles")}
+    return {name: str(directory / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles", "controls")}
 
 
 def test_summary_tables_writes_every_table(tmp_path, scores, summary):
@@ -353,3 +353,29 @@ def test_joint_runs_get_joint_roles_labels_and_stage_one_as_own_stage():
     assert (transfer["own_stage"] == 1).all()
     assert transfer.at["a", "bwt"] == pytest.approx(_cell(summary, "a", 2)["reward_margin"] - _cell(summary, "a", 1)["reward_margin"])
     assert transfer.at["b", "final"] == pytest.approx(_cell(summary, "b", 2)["reward_margin"])
+
+
+def test_relative_criterion_scales_the_label_with_what_the_objective_learned():
+    """An earlier objective is judged by its change as a share of its own-stage gain: losing all of a
+    small gain (0.2 → 0.05, below min_effect) is degradation, and +0.6 on a gain of 12 (5%, above
+    min_effect) is stable; with min_share null both fall back to min_effect and read the other way."""
+    small = _scores(margins={"a": [0.0, 0.2, 0.05], "b": [0.0, 0.0, 2.0]})
+    large = _scores(margins={"a": [0.0, 12.0, 12.6], "b": [0.0, 0.0, 2.0]})
+    for scores, relative, absolute, share in ((small, "degradation", "stable", -0.75), (large, "stable", "positive_transfer", 0.05)):
+        cell = _cell(aggregate.summarise(scores, OPTIONS)["summary"], "a", 2)
+        assert cell["role"] == "earlier" and cell["label_criterion"] == "relative"
+        assert cell["share_of_own_gain"] == pytest.approx(share, abs=0.05)
+        assert cell["share_of_own_gain_lo"] < cell["share_of_own_gain"] < cell["share_of_own_gain_hi"]
+        assert cell["label_threshold"] == pytest.approx(0.1 * cell["own_gain"])
+        assert cell["label"] == relative
+        cell = _cell(aggregate.summarise(scores, aggregate.LabelOptions(n_boot=300, min_share=None))["summary"], "a", 2)
+        assert cell["label_criterion"] == "absolute" and cell["label"] == absolute
+
+
+def test_relative_criterion_needs_a_demonstrated_gain():
+    """An objective whose own stage taught it nothing measurable (gain CI includes 0) is judged by
+    min_effect: a ratio to a gain of ~0 would call any wobble a huge share."""
+    scores = _scores(margins={"a": [0.0, 0.001, -1.0], "b": [0.0, 0.0, 2.0]})
+    cell = _cell(aggregate.summarise(scores, OPTIONS)["summary"], "a", 2)
+    assert cell["label_criterion"] == "absolute" and cell["label_threshold"] == OPTIONS.min_effect
+    assert cell["label"] == "degradation"

@@ -40,13 +40,14 @@ def quartiles_frame() -> pd.DataFrame:
         offset = 0.1 if order.startswith("comply") else 0.0
         for quartile in range(1, 5):
             change = sign_of_setting(setting) * 0.4 * quartile + 0.2 * seed + offset
-            rows.append({
-                "setting": setting, "method": "dpo", "order": order, "n_seeds": len(SEEDS), "objective": first,
-                "metric": "reward_margin", "own_stage": 1, "stage": N_STAGES, "quartile": quartile, "n": 25,
-                "own_margin_min": quartile - 1.0, "own_margin_max": float(quartile), "mean_change": change,
-                "mean_change_lo": change - 0.3, "mean_change_hi": change + 0.2, "share_fell": 0.5,
-                "share_flipped": 0.1 * quartile + 0.05 * seed,
-            })
+            for assignment, scale in (("own_margin", 1.0), ("other_seed", 0.5)):
+                rows.append({
+                    "setting": setting, "method": "dpo", "order": order, "n_seeds": len(SEEDS), "objective": first,
+                    "metric": "reward_margin", "assignment": assignment, "own_stage": 1, "stage": N_STAGES,
+                    "quartile": quartile, "n": 25, "own_margin_min": quartile - 1.0, "own_margin_max": float(quartile),
+                    "mean_change": scale * change, "mean_change_lo": scale * change - 0.3,
+                    "mean_change_hi": scale * change + 0.2, "share_fell": 0.5, "share_flipped": 0.1 * quartile + 0.05 * seed,
+                })
     return pd.DataFrame(rows, columns=tables.QUARTILES.names)
 
 
@@ -82,12 +83,14 @@ def diagnostics_frame() -> pd.DataFrame:
     for setting, order, seed in runs():
         first, second = order.split("-")
         for step in (1, 3, 5, 7):
-            rows.append({
-                "setting": setting, "method": "dpo", "order": order, "seed": seed, "stage": 2,
-                "objective": second, "step": step, "other_objective": first, "other_stage": 1,
-                "cosine": sign_of_setting(setting) * 0.05 * step + 0.1 * seed,
-                "norm_current": 2.0 / step + seed, "norm_other": 0.5 + 0.1 * step, "seconds": 0.2,
-            })
+            for kind, other, cosine in (("cross", first, sign_of_setting(setting) * 0.05 * step + 0.1 * seed),
+                                        ("floor_current", second, 0.3 + 0.01 * step), ("floor_other", first, 0.4 - 0.01 * step)):
+                rows.append({
+                    "setting": setting, "method": "dpo", "order": order, "seed": seed, "stage": 2,
+                    "objective": second, "step": step, "kind": kind, "other_objective": other, "other_stage": 2 if kind == "floor_current" else 1,
+                    "cosine": cosine, "norm_current": 2.0 / step + seed, "norm_other": 0.5 + 0.1 * step,
+                    "n_current": 16, "n_other": 16, "seconds": 0.2,
+                })
     return pd.DataFrame(rows, columns=tables.DIAGNOSTICS.names)
 
 
@@ -153,10 +156,15 @@ def test_quartile_bars_heights_are_pooled_changes(quartiles):
     bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
     assert sorted(bars) == ["Q1", "Q2", "Q3", "Q4"]
     rows = run_rows(quartiles, "conflicting", "comply-refuse")
+    check = rows[rows["assignment"] == "other_seed"]
+    rows = rows[rows["assignment"] == "own_margin"]
+    diamonds = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if c.get_offsets().shape[0]])
     for quartile in range(1, 5):
         (expected,) = rows.loc[rows["quartile"] == quartile, "mean_change"]
         (rect,) = bars[f"Q{quartile}"].patches  # one objective trained before the last stage
         assert rect.get_height() == pytest.approx(expected)
+        (other,) = check.loc[check["quartile"] == quartile, "mean_change"]  # the RTM check's diamond
+        assert other != pytest.approx(expected) and np.isclose(diamonds, other).any()
     q4 = rows[rows["quartile"] == 4]
     assert f"{q4['share_flipped'].item():.0%}" in [t.get_text() for t in ax.texts]
     assert "2 seeds pooled; CIs over pairs and seeds" in fig.get_suptitle()
@@ -216,9 +224,14 @@ def test_gradient_cosine_lines_are_seed_means(diagnostics):
     assert ax.get_ylim() == (-1.0, 1.0)
     label = gradient_cosine.line_label("comply-refuse", 2, "refuse", "comply", 1)
     (line,) = [line for line in ax.get_lines() if line.get_label() == label]
-    expected = run_rows(diagnostics, "conflicting", "comply-refuse").groupby("step")["cosine"].mean()
+    run = run_rows(diagnostics, "conflicting", "comply-refuse")
+    expected = run[run.kind == "cross"].groupby("step")["cosine"].mean()
     np.testing.assert_allclose(line.get_xdata(), expected.index)
     np.testing.assert_allclose(line.get_ydata(), expected.to_numpy())
+    for kind, style in (("floor_current", ":"), ("floor_other", "-.")):  # the noise floors beside it
+        (floor,) = [line for line in ax.get_lines() if line.get_label() == f"{label} · {kind}"]
+        assert floor.get_linestyle() == style
+        np.testing.assert_allclose(floor.get_ydata(), run[run.kind == kind].groupby("step")["cosine"].mean().to_numpy())
     assert panel(fig, "conflicting · gradient norms").get_yscale() == "log"
     smooth = panel(gradient_cosine.draw(diagnostics, smooth=2), "conflicting · gradient cosine")
     (line,) = [line for line in smooth.get_lines() if line.get_label() == label]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 import pytest
 
@@ -176,3 +180,45 @@ def test_pretraining_corpus_deterministic_and_balanced():
     comply = sum(_opener(r) == "comply" for r in responses) / len(responses)
     warm = sum(_closer(r) == "warm" for r in responses) / len(responses)
     assert 0.4 <= comply <= 0.6 and 0.4 <= warm <= 0.6
+
+
+def test_partial_conflict_setting_shares_one_attribute_and_conflicts_on_the_other():
+    """The lab's partial_conflict objectives (config/config.yaml): they disagree on the opener in every
+    pair and both prefer the warm closer, which differs in about half of the pairs. So a model that
+    prefers warm twice as strongly as it prefers either opener scores both objectives positive on
+    average (the model the joint methods can reach), while the openers conflict in every pair."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config/config.yaml").read_text())
+    objectives = config["settings"]["partial_conflict"]["objectives"]
+    frames = {name: lab.make_pairs(lab.LabObjective(prefer=spec["prefer"], differ=spec.get("differ", {})), 400,
+                                   seed=1, id_prefix=name) for name, spec in objectives.items()}
+
+    def margin(frame, attribute, value):  # +1 when only the chosen has it, -1 when only the rejected does
+        sources = [json.loads(s) for s in frame["source"]]
+        return np.array([(s["chosen"][attribute] == value) - (s["rejected"][attribute] == value) for s in sources])
+
+    assert (margin(frames["warm_comply"], "opener", "comply") == 1).all()  # conflicting, in every pair
+    assert (margin(frames["warm_refuse"], "opener", "comply") == -1).all()
+    for name, frame in frames.items():
+        warm = margin(frame, "closer", "warm")
+        assert set(warm) == {0, 1} and 0.4 < warm.mean() < 0.6, name  # shared, in about half the pairs
+        for opener in ("comply", "refuse"):  # margin = 1·[warm] + 0.25·[opener]: positive on average either way
+            assert (warm + 0.25 * margin(frame, "opener", opener)).mean() > 0.2
+
+
+def test_differ_applies_to_every_attribute_whatever_the_order_of_prefer():
+    """Configs reach the data step as sorted JSON, so an objective must not depend on the order of its
+    ``prefer`` keys: the opener differs in every pair and the closer in about half, in either order.
+    (The first attribute in order used to differ in every pair whatever ``differ`` said, so sorting
+    {opener, closer} to {closer, opener} silently made the closer differ everywhere.)"""
+    spec = {"opener": "comply", "closer": "warm"}
+    frames = [lab.make_pairs(lab.LabObjective(prefer=prefer, differ={"closer": 0.5}), 400, seed=1, id_prefix="x")
+              for prefer in (spec, dict(reversed(list(spec.items()))))]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    sources = [json.loads(s) for s in frames[0]["source"]]
+    assert all(s["chosen"]["opener"] != s["rejected"]["opener"] for s in sources)
+    share = np.mean([s["chosen"]["closer"] != s["rejected"]["closer"] for s in sources])
+    assert 0.4 < share < 0.6
+    with pytest.raises(ValueError, match="at least one"):
+        lab.LabObjective(prefer=spec, differ={"closer": 0.5, "opener": 0.9})

@@ -68,6 +68,44 @@ def test_quartile_rows_count_falls_and_flips():
     assert rows[4]["own_margin_min"] == 4.0 and rows[4]["own_margin_max"] == 5.0
 
 
+def _two_seeds(later_from) -> np.ndarray:
+    """(2 seeds, 400 pairs, 3 stages): a pair's learnability mu is shared by the seeds; each seed's own-stage
+    margin adds a large seed-specific fit eps; ``later_from(mu, own)`` gives the margin after stage 2."""
+    rng = np.random.default_rng(0)
+    mu = rng.normal(2.0, 1.0, 400)
+    values = []
+    for _ in range(2):
+        own = mu + rng.normal(0.0, 2.0, 400)
+        values.append(np.column_stack([np.zeros(400), own, later_from(mu, own)]))
+    return np.stack(values)
+
+
+def _q4_minus_q1(rows, assignment):
+    changes = {r["quartile"]: r["mean_change"] for r in rows if r["assignment"] == assignment}
+    return changes[4] - changes[1]
+
+
+def test_other_seed_quartiles_expose_regression_to_the_mean():
+    """Stage 2 erases each seed's own fit (later = mu): binned on their own margin, the top quartile
+    seems to lose most (Q4 − Q1 ≈ −5.4); binned on the other seed's margin, the pattern vanishes."""
+    values = _two_seeds(lambda mu, own: mu)
+    rows = [r for a in transfer.ASSIGNMENTS for r in transfer.quartile_rows(values, 1, 200, 0.95, 0, assignment=a)]
+    assert _q4_minus_q1(rows, "own_margin") < -4.0
+    assert abs(_q4_minus_q1(rows, "other_seed")) < 0.6
+    assert {r["assignment"] for r in rows} == {"own_margin", "other_seed"}
+
+
+def test_other_seed_quartiles_keep_a_real_concentration():
+    """Stage 2 takes back half of each pair's learnability (later = own − mu/2): the best-learned pairs
+    really lose most, and both assignments show it."""
+    values = _two_seeds(lambda mu, own: own - mu / 2)
+    rows = [r for a in transfer.ASSIGNMENTS for r in transfer.quartile_rows(values, 1, 200, 0.95, 0, assignment=a)]
+    assert _q4_minus_q1(rows, "own_margin") < -0.5
+    assert _q4_minus_q1(rows, "other_seed") < -0.5
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        transfer.quartile_rows(values[:1], 1, 200, 0.95, 0, assignment="other_seed")
+
+
 def _scores(a_stage2: np.ndarray) -> pd.DataFrame:
     """PAIR_SCORES rows of one run (order a-b): objective a is trained at stage 1 (margin 2 each pair)
     and has ``a_stage2`` after stage 2; b is trained at stage 2."""

@@ -50,12 +50,20 @@ def test_compatible_training_one_objective_raises_the_other(summary, order):
 
 
 @pytest.mark.parametrize("order", ["comply-warm", "warm-comply"])
-def test_independent_earlier_objective_stays_stable(summary, order):
+def test_independent_earlier_objective_keeps_what_it_learned(summary, order):
+    """Independent attributes: the later stage takes nothing from the earlier objective. It moves it
+    by a small share of its own gain, well under the conflicting setting's loss of (nearly) all of it;
+    whether that small share reads stable or positive_transfer depends on labels.min_share (in the
+    reduced lab it is a gain of about a fifth, README "The lab")."""
     first, _ = order.split("-")
     row = _label(summary, "independent", order, 2, first)
-    assert row.label == "stable", row.to_dict()
+    assert row.label in ("stable", "positive_transfer"), row.to_dict()
+    assert row.label_criterion == "relative" and -0.1 < row.share_of_own_gain < 0.5, row.to_dict()
+    assert abs(row.reward_margin_change) < 0.25  # the old absolute criterion: within min_effect
     trained = _label(summary, "independent", order, 1, first)
     assert trained.reward_margin > 0 and trained.reward_margin_lo > 0  # it was learned, and then kept
+    conflicting = _label(summary, "conflicting", "comply-refuse", 2, "comply")
+    assert conflicting.share_of_own_gain < -0.5
 
 
 def test_every_trained_stage_learns_its_objective(summary):
@@ -92,7 +100,7 @@ def test_figures_and_data_reports_exist(lab_run):
 
 def test_adapters_are_protected(lab_run):
     weights = list((lab_run / "results/adapters").rglob("adapter_model.safetensors"))
-    assert len(weights) == 12
+    assert len(weights) == 12 + 6  # 6 runs × 2 stages, and each run's sham of stage 2
     assert all(not (w.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) for w in weights)
 
 
@@ -197,10 +205,15 @@ def test_gradient_cosines_follow_the_construction(lab_run):
     compatible, near-orthogonal when independent."""
     diagnostics = pd.read_parquet(lab_run / "results/tables/diagnostics.parquet")
     assert set(diagnostics["stage"]) == {2}
-    cosine = diagnostics.groupby("setting")["cosine"].mean()
+    assert set(diagnostics["kind"]) == {"cross", "floor_current", "floor_other"}
+    cosine = diagnostics[diagnostics.kind == "cross"].groupby("setting")["cosine"].mean()
     assert cosine["conflicting"] < -0.5
     assert cosine["compatible"] > 0.5
     assert abs(cosine["independent"]) < 0.4
+    # the independent setting is near-orthogonal against its noise floor: two batches of one
+    # objective agree far more than the two objectives do
+    floors = diagnostics[diagnostics.kind != "cross"].groupby("setting")["cosine"].min()
+    assert floors["independent"] > abs(cosine["independent"]) + 0.3, (floors, cosine)
     assert (diagnostics.groupby(["setting", "order"])["step"].min() == 1).all()
 
 
@@ -212,6 +225,24 @@ def test_adapter_movement_follows_the_construction(lab_run):
     assert movement[movement.module != "all"]["module"].str.contains("layers.0.self_attn.q_proj").any()
 
 
+def test_sham_stage_is_a_seeded_half_swap_scored_like_a_stage(lab_run):
+    """Every sequential run's stage 2 has a sham, trained on its objective's pairs with exactly half of
+    them swapped, and the conflicting setting's degradation survives it as preference-specific."""
+    results = lab_run / "results"
+    real = pd.read_parquet(results / "data/conflicting/refuse/train.parquet").set_index("pair_id")
+    sham = pd.read_parquet(results / "sham/conflicting/refuse/seed0/train.parquet").set_index("pair_id").loc[real.index]
+    swapped = sham["chosen"] != real["chosen"]
+    assert swapped.sum() == len(real) // 2 and (sham.loc[swapped, "chosen"] == real.loc[swapped, "rejected"]).all()
+    controls = pd.read_parquet(results / "tables/controls.parquet")
+    assert list(controls.columns) == tables.CONTROLS.names
+    assert len(controls) == 3 * 2 and set(controls["role"]) == {"earlier"} and set(controls["stage"]) == {2}
+    conflicting = controls[controls.setting == "conflicting"]
+    assert (conflicting["control_label"] == "specific_degradation").all(), conflicting.to_dict("records")
+    assert (conflicting["specific_hi"] < 0).all()
+    assert controls["change_norm_real"].gt(0).all() and controls["change_norm_sham"].gt(0).all()
+    assert (results / "figures/sham_control.png").stat().st_size > 10_000
+
+
 def test_transfer_and_quartile_tables(lab_run):
     transfer = pd.read_parquet(lab_run / "results/tables/transfer.parquet")
     rows = transfer[(transfer.setting == "conflicting") & (transfer.metric == "reward_margin")]
@@ -219,6 +250,7 @@ def test_transfer_and_quartile_tables(lab_run):
     assert len(first) == 2 and (first["bwt_hi"] < 0).all()
     quartiles = pd.read_parquet(lab_run / "results/tables/quartiles.parquet")
     assert set(quartiles["quartile"]) == {1, 2, 3, 4}
+    assert set(quartiles["assignment"]) == {"own_margin"}  # one seed: no other seed to bin on
     assert quartiles.groupby(["setting", "order", "objective"])["n"].sum().gt(100).all()
 
 

@@ -67,10 +67,13 @@ def _incomplete(workdir: Path) -> set[Path]:
 
 
 def _finished(workdir: Path) -> dict[Path, int]:
-    """Outputs on disk that no killed job was writing: path → mtime (ns)."""
+    """Outputs on disk that no killed job was writing: path → mtime (ns). A killed job's folder (an
+    adapter's README and training options beside its declared weights) counts as the job's."""
     incomplete = _incomplete(workdir)
+    folders = {p.parent for p in incomplete if "adapters" in p.parts}  # a stage's own folder, not a shared one
     return {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*")
-            if p.is_file() and p not in incomplete and p.relative_to(workdir / "results").parts[0] not in NOT_OUTPUTS}
+            if p.is_file() and p not in incomplete and p.parent not in folders
+            and p.relative_to(workdir / "results").parts[0] not in NOT_OUTPUTS}
 
 
 def test_killed_twice_and_resumed_equals_an_uninterrupted_run(lab_run, tmp_path):

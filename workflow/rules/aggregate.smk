@@ -10,22 +10,27 @@ localrules:
 
 rule aggregate:
     input:
-        score_files(),
+        scores=score_files(),
+        sham=sham_score_files(),
+        **sham_train_logs(),
     output:
         pairs=f"{RESULTS}/tables/pairs.parquet",
         summary=f"{RESULTS}/tables/summary.parquet",
         transfer=f"{RESULTS}/tables/transfer.parquet",
         quartiles=f"{RESULTS}/tables/quartiles.parquet",
+        controls=f"{RESULTS}/tables/controls.parquet",
     params:
         options=as_json(config["labels"]),
+        sham=lambda wc, input: (f"--sham {' '.join(input.sham)} --sham-logs {' '.join(input.sham_logs)}"
+                                f" --stage-logs {' '.join(input.stage_logs)}") if input.sham else "",
     log:
         f"{RESULTS}/logs/aggregate.log",
     benchmark:
         f"{RESULTS}/benchmarks/aggregate.tsv"
     shell:
         "{PYTHON} -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
-        " --transfer {output.transfer} --quartiles {output.quartiles} {input}"
-        " --options {params.options:q} > {log} 2>&1"
+        " --transfer {output.transfer} --quartiles {output.quartiles} --controls {output.controls}"
+        " {input.scores} {params.sham} --options {params.options:q} > {log} 2>&1"
 
 
 rule collect_training:

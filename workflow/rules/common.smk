@@ -43,6 +43,7 @@ FIGURES = [
     "flip_plot",
     "gradient_cosine",
     "adapter_movement",
+    "sham_control",
 ]
 FIGURE_CODE = Path(seqpref.__file__).parent / "figures"
 
@@ -307,6 +308,48 @@ def all_runs():
     return plan.runs(config)
 
 
+# ---- the sham stage (controls.sham) ----------------------------------------------------------
+
+
+def sham_stages(run):
+    """Stages of ``run`` that get a sham: every stage >= 2 of a sequential method, when controls.sham."""
+    if not config["controls"]["sham"] or plan.is_joint(run["method"]):
+        return []
+    return list(range(2, plan.n_stages(run["order"]) + 1))
+
+
+def sham_train_inputs(wildcards):
+    """The sham's pairs and base log-probs (stage k's objective, this seed's swapped half), and the
+    real stage k-1 adapter it continues."""
+    objective = plan.stage_objective(wildcards.order, int(wildcards.stage))
+    folder = f"{RESULTS}/sham/{wildcards.setting}/{objective}/seed{wildcards.seed}"
+    return {
+        "pairs": f"{folder}/train.parquet",
+        "base_logps": f"{folder}/base_logps.parquet",
+        "base": base_inputs(),
+        "previous": adapter_files(RUN.format(**wildcards), int(wildcards.stage) - 1)["weights"],
+    }
+
+
+def sham_adapter_files(run_dir, stage):
+    directory = f"{RESULTS}/adapters/{run_dir}/sham{stage}"
+    return {"weights": f"{directory}/adapter_model.safetensors", "config": f"{directory}/adapter_config.json"}
+
+
+def sham_train_logs():
+    """The training logs of every sham stage and, in the same order, of the real stage it shams."""
+    runs = [(plan.run_dir(run), stage) for run in all_runs() for stage in sham_stages(run)]
+    return {
+        "sham_logs": [f"{RESULTS}/train_logs/{d}/sham{k}.parquet" for d, k in runs],
+        "stage_logs": [f"{RESULTS}/train_logs/{d}/stage{k}.parquet" for d, k in runs],
+    }
+
+
+def sham_score_files():
+    """Every sham stage's pair scores, in run order."""
+    return [f"{RESULTS}/scores/{plan.run_dir(run)}/sham{stage}.parquet" for run in all_runs() for stage in sham_stages(run)]
+
+
 def score_files():
     return [
         score_path(plan.run_dir(run), stage)
@@ -340,6 +383,7 @@ def movement_files():
 def final_outputs():
     """What `snakemake` builds by default: the tables, every figure and every data report."""
     reports = data_reports() + [f"{RESULTS}/tables/data_report.tsv"]
-    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "transfer", "quartiles", "training", "diagnostics", "movement")]
-    figures = [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "transfer", "quartiles", "controls", "training", "diagnostics", "movement")]
+    drawn = [name for name in FIGURES if name != "sham_control" or config["controls"]["sham"]]  # no sham, no rows
+    figures = [f"{RESULTS}/figures/{name}.{ext}" for name in drawn for ext in ("png", "pdf")]
     return reports + tables + figures

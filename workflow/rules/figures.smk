@@ -12,6 +12,7 @@ FIGURE_SOURCES = {
     "training_curves": ("training", "Training"),
     "gradient_cosine": ("diagnostics", "Mechanisms"),
     "adapter_movement": ("movement", "Mechanisms"),
+    "sham_control": ("controls", "Transfer and degradation"),
 }
 
 

@@ -3,9 +3,12 @@
 One row of panels per setting. Left: the cosine between the LoRA gradient of the objective being trained
 (stage ≥ 2) and the gradient of each earlier objective on a fixed probe batch, against the optimiser step
 within the stage; one line per (order, stage, earlier objective), averaged over seeds, the lines of one
-order in its colour (later ones darker). Right: the two gradient norms on a log scale (solid: the current
-objective's, dashed: the earlier objective's). When the table is empty (``diagnostics.enabled: false``)
-the figure says so instead.
+order in its colour (later ones darker). Beside each, in the same colour, its noise floors: dotted, the
+cosine between the step's gradient and another batch of the *current* objective; dash-dotted, between two
+disjoint batches of the *earlier* objective (seqpref.diagnostics). A cross-objective cosine means
+"orthogonal" only against floors well above it. Right: the two gradient norms on a log scale (solid: the
+current objective's, dashed: the earlier objective's). When the table is empty
+(``diagnostics.enabled: false``) the figure says so instead.
 
 CLI: ``python -m seqpref.figures.gradient_cosine DIAGNOSTICS.parquet STYLE PNG PDF --options JSON``.
 """
@@ -22,6 +25,7 @@ from matplotlib.lines import Line2D
 from seqpref.figures import common
 
 LINE = ["order", "stage", "objective", "other_objective", "other_stage"]
+FLOOR_STYLES = {"floor_current": ":", "floor_other": "-."}  # kind → line style of the noise floors
 EMPTY_TEXT = "no gradient diagnostics recorded (diagnostics.enabled: false)"
 
 
@@ -69,6 +73,8 @@ def draw_row(ax_cos, ax_norm, rows: pd.DataFrame, orders: list[str], colours: li
     (once per stage) and the earlier objective's dashed.
     """
     ax_cos.axhline(0, color="0.3", linewidth=0.8, zorder=1)
+    floors = rows[rows["kind"] != "cross"]
+    rows = rows[rows["kind"] == "cross"]
     for position, order in enumerate(orders):
         lines = list(rows[rows["order"] == order].groupby(LINE[1:], sort=True))
         drawn = set()
@@ -79,6 +85,16 @@ def draw_row(ax_cos, ax_norm, rows: pd.DataFrame, orders: list[str], colours: li
             cosine = seed_mean(group, "cosine", smooth)
             ax_cos.plot(cosine.index, cosine.to_numpy(), color=colour, label=label, zorder=2)
             common.seed_band(ax_cos, group, "step", "cosine", colour)
+            same_run = (floors["order"] == order) & (floors["stage"] == stage)
+            for kind, style in FLOOR_STYLES.items():
+                which = floors["kind"] == kind
+                if kind == "floor_other":
+                    which &= floors["other_objective"] == other
+                floor = floors[same_run & which]
+                if len(floor):
+                    line = seed_mean(floor, "cosine", smooth)
+                    ax_cos.plot(line.index, line.to_numpy(), color=colour, linestyle=style, linewidth=1.0,
+                                label=f"{label} · {kind}", zorder=2)
             norm = seed_mean(group, "norm_other", smooth)
             ax_norm.plot(norm.index, norm.to_numpy(), color=colour, linestyle="--", label=f"{label} · norm_other")
             if stage not in drawn:  # the current gradient is the same against every earlier objective
@@ -120,8 +136,13 @@ def draw(diagnostics: pd.DataFrame, method: str = "dpo", smooth: int = 1):
             for ax in (ax_cos, ax_norm):
                 ax.set_xlabel("optimiser step within the stage")
         handles, labels = ax_cos.get_legend_handles_labels()
-        styles = [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]
-        ax_norm.legend(handles + styles, labels + ["norms: current objective", "norms: earlier objective (probe)"],
+        kept = [(h, t) for h, t in zip(handles, labels) if " · floor_" not in t]  # floors: by style, below
+        styles = [Line2D([], [], color="0.3", linestyle=":"), Line2D([], [], color="0.3", linestyle="-."),
+                  Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]
+        ax_norm.legend([h for h, _ in kept] + styles,
+                       [t for _, t in kept] + ["cosine floor: two batches of the current objective",
+                                               "cosine floor: two batches of the earlier objective",
+                                               "norms: current objective", "norms: earlier objective (probe)"],
                        loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     smoothing = f" · rolling mean of {int(smooth)}" if smooth > 1 else ""
     fig.suptitle(f"LoRA gradient of the stage's objective vs each earlier objective's · {method} · "

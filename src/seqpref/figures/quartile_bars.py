@@ -5,7 +5,9 @@ objective trained before the chosen later stage gets a group of four bars: its e
 quartiles by their margin right after the objective's own stage (Q1 lowest … Q4 highest), each bar the
 mean change of the metric from the own stage to the later stage (seeds pooled), with its bootstrap CI
 over pairs and seeds as error bar. The number on each bar is the share of the quartile's pairs whose
-margin changed sign.
+margin changed sign. With two or more seeds, a black diamond on each bar is the same quartile's mean change
+when the pairs are assigned to quartiles by *another seed's* own-stage margins (seqpref.transfer): where
+the bars fall with the margin but the diamonds do not, the pattern is regression to the mean.
 
 CLI: ``python -m seqpref.figures.quartile_bars QUARTILES.parquet STYLE PNG PDF --options JSON``.
 """
@@ -23,6 +25,7 @@ QUARTILES = (1, 2, 3, 4)
 #: bar colour of Q1 … Q4: light → dark blue (a quartile's rank, not a sign)
 QUARTILE_COLOURS = ("#c6dbef", "#6baed6", "#2171b5", "#08306b")
 VALUES = ["mean_change", "mean_change_lo", "mean_change_hi", "share_flipped"]
+OTHER_SEED = "quartiles by another seed's margins"
 
 
 def check_stage(stage) -> str | int:
@@ -70,10 +73,11 @@ def group_label(objective: str, bars: pd.DataFrame) -> str:
     return f"{objective}\nstage {own} → {later}"
 
 
-def draw_panel(ax, bars: pd.DataFrame, width: float = 0.2) -> None:
+def draw_panel(ax, bars: pd.DataFrame, width: float = 0.2, check: pd.DataFrame | None = None) -> None:
     """Draw one panel's grouped bars (from :func:`panel_bars`) on ``ax``, with CIs and flip shares.
 
     The bars of quartile q are one BarContainer labelled ``Qq``; heights are the mean changes (seeds pooled).
+    ``check`` (:func:`panel_bars` of the ``other_seed`` assignment) adds a diamond per bar at its mean change.
     """
     ax.axhline(0, color="0.3", linewidth=0.8, zorder=1)
     if bars.empty:
@@ -91,6 +95,10 @@ def draw_panel(ax, bars: pd.DataFrame, width: float = 0.2) -> None:
         above = np.clip(part["mean_change_hi"].to_numpy(dtype=float) - heights, 0, None)
         ax.bar(x, heights, width=width * 0.95, color=QUARTILE_COLOURS[index], label=f"Q{quartile}", zorder=2,
                yerr=np.vstack([below, above]), error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "0.2"})
+        if check is not None and not check.empty:
+            other = check[check["quartile"] == quartile].set_index("objective").reindex(objectives)
+            ax.scatter(x, other["mean_change"].to_numpy(dtype=float), marker="D", s=12, color="black", zorder=3,
+                       label=OTHER_SEED if index == 0 else None)
         for xi, height, low, high, flipped in zip(x, heights, below, above, part["share_flipped"]):
             if not np.isfinite(height) or not np.isfinite(flipped):
                 continue
@@ -128,6 +136,8 @@ def draw(quartiles: pd.DataFrame, method: str = "dpo", stage="last"):
         raise ValueError(f"quartiles: expected rows of one metric, found {metrics}")
     (metric,) = metrics
     chosen = at_stage(quartiles, stage)
+    check = chosen[chosen["assignment"] == "other_seed"]
+    chosen = chosen[chosen["assignment"] == "own_margin"]
     settings, orders = common.panel_grid(quartiles)
     ncols = max(len(o) for o in orders.values())
     n_groups = max(chosen.groupby(["setting", "order"])["objective"].nunique().max(), 1) if len(chosen) else 1
@@ -139,12 +149,13 @@ def draw(quartiles: pd.DataFrame, method: str = "dpo", stage="last"):
         for col, order in enumerate(orders[setting]):
             ax = axes[row, col]
             rows = chosen[(chosen["setting"] == setting) & (chosen["order"] == order)]
-            draw_panel(ax, panel_bars(rows))
+            other = check[(check["setting"] == setting) & (check["order"] == order)]
+            draw_panel(ax, panel_bars(rows), check=panel_bars(other) if len(other) else None)
             ax.set_title(common.order_title(setting, order))
     fig.supylabel(f"change in {metric} since own stage" + (f" ({unit})" if unit else ""), fontsize=9)
     handles, labels = next((ax.get_legend_handles_labels() for ax in fig.axes if ax.containers), ([], []))
     if handles:
-        names = {"Q1": "Q1 (lowest own-stage margin)", "Q4": "Q4 (highest)"}
+        names = {"Q1": "Q1 (lowest own-stage margin)", "Q4": "Q4 (highest)", OTHER_SEED: "◆ " + OTHER_SEED + " (RTM check)"}
         fig.legend(handles, [names.get(label, label) for label in labels], loc="outside lower center",
                    ncols=len(handles), title="quartiles of the pairs by their margin right after their own stage\n"
                    "numbers on the bars: % of the quartile's pairs whose sign flipped since then",

@@ -1,0 +1,87 @@
+# The sham stage (controls.sham): stage k retrained on its objective's train pairs with a seeded
+# random half of them swapped, continuing the same stage k-1 adapter, and scored like any stage, so
+# that the aggregate can tell a change caused by stage k's preferences from drift (seqpref.controls).
+
+
+rule prepare_sham:
+    """Stage k's train pairs with a seeded half swapped, and their base log-probs swapped with them."""
+    input:
+        pairs=lambda wc: data_path(wc.setting, wc.objective, "train"),
+        base_logps=lambda wc: base_logps_path(wc.setting, wc.objective, "train"),
+    output:
+        pairs=f"{RESULTS}/sham/{{setting}}/{{objective}}/seed{{seed}}/train.parquet",
+        base_logps=f"{RESULTS}/sham/{{setting}}/{{objective}}/seed{{seed}}/base_logps.parquet",
+    log:
+        f"{RESULTS}/logs/prepare_sham/{{setting}}/{{objective}}/seed{{seed}}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{PYTHON} -m seqpref.controls sham {input.pairs} {input.base_logps} {output.pairs} {output.base_logps}"
+        " --seed {wildcards.seed} > {log} 2>&1"
+
+
+rule train_sham_stage:
+    """The sham of sequential stage k >= 2: same options, steps and previous adapter as stage k."""
+    input:
+        unpack(sham_train_inputs),
+    wildcard_constraints:
+        method="|".join(plan.SEQUENTIAL_METHODS),
+        stage="[2-9]|[1-9][0-9]+",
+    output:
+        weights=protected(f"{RESULTS}/adapters/{RUN}/sham{{stage}}/adapter_model.safetensors"),
+        config=protected(f"{RESULTS}/adapters/{RUN}/sham{{stage}}/adapter_config.json"),
+        train_log=f"{RESULTS}/train_logs/{RUN}/sham{{stage}}.parquet",
+    params:
+        base=base_model(),
+        out_dir=lambda wc, output: os.path.dirname(output.weights),
+        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/sham{wc.stage}",
+        previous=lambda wc, input: os.path.dirname(input.previous),
+        options=lambda wc: as_json(train_options(wc.method)),
+        run=lambda wc: as_json(
+            {**run_of(wc), "stage": int(wc.stage), "objective": plan.stage_objective(wc.order, int(wc.stage)), "arm": "sham"}
+        ),
+    log:
+        f"{RESULTS}/logs/train_stage/{RUN}/sham{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_stage/{RUN}/sham{{stage}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1,
+        checkpoint_every=config["train"]["checkpoint_every"],
+    shell:
+        "{ON_GPU} {PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
+        " --previous {params.previous} --options {params.options:q} --run {params.run:q}"
+        " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every} > {log} 2>&1"
+
+
+rule score_sham_stage:
+    input:
+        unpack(lambda wc: sham_adapter_files(RUN.format(**wc), wc.stage)),
+        base=base_inputs,
+        eval=eval_inputs,
+    output:
+        f"{RESULTS}/scores/{RUN}/sham{{stage}}.parquet",
+    wildcard_constraints:
+        method="|".join(plan.SEQUENTIAL_METHODS),
+        stage="[2-9]|[1-9][0-9]+",
+    params:
+        base=base_model(),
+        adapter=lambda wc, input: os.path.dirname(input.weights),
+        objectives=eval_objective_args,
+        options=score_options(),
+        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "trained_objective": plan.trained_at(wc.method, wc.order, int(wc.stage))}),
+    log:
+        f"{RESULTS}/logs/score_stage/{RUN}/sham{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score_stage/{RUN}/sham{{stage}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    shell:
+        "{ON_GPU} {PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --adapter {params.adapter}"
+        " --base {params.base} --options {params.options:q} > {log} 2>&1"
