@@ -35,8 +35,8 @@ def run_budget(epochs: int, out: Path, cores: int) -> tuple[Path, float]:
     patch.write_text(yaml.safe_dump({"results": str(folder), "methods": ["dpo"], "train": {"epochs": epochs},
                                      "controls": {"sham": True}}))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", "config/config.yaml",
-                    str(patch), f"{folder}/tables/controls.parquet", f"{folder}/tables/summary.parquet"],
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), f"{folder}/tables/controls.parquet",
+                    f"{folder}/tables/summary.parquet", "--configfile", "config/config.yaml", str(patch)],
                    cwd=REPO, check=True)
     return folder, time.perf_counter() - start
 

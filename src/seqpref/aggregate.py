@@ -86,16 +86,33 @@ def _label(role: str, change: float, lo: float, hi: float, up: float, down: floa
     return label
 
 
+def ratio_ci(numerator: np.ndarray, denominator: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile CI of ``numerator / denominator`` over paired bootstrap replicates ``(n_boot,)``;
+    replicates whose ratio is not finite (a denominator of exactly 0) are dropped, and NaN is returned
+    when more than 1% of them are (the ratio is then not estimable)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = numerator / denominator
+    finite = np.isfinite(ratios)
+    if finite.mean() < 0.99:
+        return float("nan"), float("nan")
+    lo, hi = stats.percentile_ci(ratios[finite], confidence)
+    return float(lo), float(hi)
+
+
 def own_gain_shares(boot: np.ndarray, means: np.ndarray, roles: list[str], own_stage: int, options: LabelOptions) -> dict:
     """What each stage's change is as a share of what the objective gained in its own stage.
 
     ``boot`` ``(n_boot, n_stages)`` and ``means`` ``(n_stages,)`` are the label metric's resampled and
-    point stage means, ``roles`` each stage's :func:`seqpref.plan.role`. For an ``earlier`` stage k:
-    ``share`` = (m_k − m_{k−1}) / (m_own − m_{own−1}) with a percentile CI from the same resamples
-    (the ratio taken per resample, so paired). Returns arrays ``(n_stages,)``: ``own_gain`` (metric
-    units), ``share``, ``share_lo``, ``share_hi`` (NaN where the role is not ``earlier``), and the
-    label ``threshold`` and ``criterion`` per stage: ``relative`` (min_share · own gain) where the
-    objective demonstrably learned (the gain's CI lies above 0), else ``absolute`` (min_effect).
+    point stage means, ``roles`` each stage's :func:`seqpref.plan.role`. For a stage k after the own
+    stage — an ``earlier`` objective of a sequential run, or any objective of a joint run (whose own
+    stage is 1) — ``share`` = (m_k − m_{k−1}) / (m_own − m_{own−1}), with a percentile CI from the same
+    resamples (the ratio per resample, so paired), reported only where the objective demonstrably
+    learned (the gain's CI lies above 0; NaN otherwise, where a ratio to a gain of ~0 means nothing).
+    Returns arrays ``(n_stages,)``: ``own_gain`` (metric units), ``share``, ``share_lo``, ``share_hi``,
+    and the label ``threshold`` and ``criterion`` per stage: ``relative`` where the share is reported —
+    min_share · own gain, never below min_share · min_effect (a gain of 0.03 nats would otherwise make
+    a 0.003-nat wobble a label) — else ``absolute`` (min_effect: an untrained objective, one that
+    learned nothing measurable, or ``min_share: null``).
     """
     n = len(means)
     out = {key: np.full(n, np.nan) for key in ("own_gain", "share", "share_lo", "share_hi")}
@@ -105,17 +122,17 @@ def own_gain_shares(boot: np.ndarray, means: np.ndarray, roles: list[str], own_s
         return out
     gain, boot_gain = means[own_stage] - means[own_stage - 1], boot[:, own_stage] - boot[:, own_stage - 1]
     gain_lo, _ = stats.percentile_ci(boot_gain, options.confidence)
-    for k in range(1, n):
-        if roles[k] != "earlier":
+    for k in range(own_stage + 1, n):
+        if roles[k] not in ("earlier", plan.JOINT):
             continue
         out["own_gain"][k] = gain
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = (boot[:, k] - boot[:, k - 1]) / boot_gain
-        out["share"][k] = (means[k] - means[k - 1]) / gain if gain != 0 else np.nan
-        alpha = (1.0 - options.confidence) / 2.0
-        out["share_lo"][k], out["share_hi"][k] = np.nanquantile(ratios, [alpha, 1 - alpha])
-        if options.min_share is not None and gain_lo > 0:
-            out["threshold"][k], out["criterion"][k] = options.min_share * gain, "relative"
+        if gain_lo <= 0:
+            continue
+        out["share"][k] = (means[k] - means[k - 1]) / gain
+        out["share_lo"][k], out["share_hi"][k] = ratio_ci(boot[:, k] - boot[:, k - 1], boot_gain, options.confidence)
+        if options.min_share is not None:
+            threshold = max(options.min_share * gain, options.min_share * options.min_effect)
+            out["threshold"][k], out["criterion"][k] = threshold, "relative"
     return out
 
 

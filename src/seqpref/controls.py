@@ -63,26 +63,29 @@ def sham_pairs(pairs: pd.DataFrame, base_logps: pd.DataFrame, seed: int) -> tupl
 
 #: what a control label says (``control_label`` in tables/controls.parquet)
 CONTROL_LABELS = {
-    "specific_degradation": "the real stage lowered the objective more than the sham did (the difference's CI "
-                            "is below 0 and passes the label threshold): caused by stage k's preferences",
-    "specific_transfer": "the real stage raised it more than the sham did: a preference-specific gain",
-    "drift": "no specific effect, and the sham alone moves the objective the same way the real stage does "
-             "(both labelled alike): further training on those prompts and responses moves it whatever the labels",
-    "inconclusive": "the real stage's change is labelled, but neither the difference from the sham nor the sham's "
-                    "own change is: the control cannot tell",
-    "stable": "the real stage's change is not labelled and the difference from the sham is not either",
+    "specific_degradation": "the objective ends lower after the real stage than after the sham (the difference's CI "
+                            "is below 0 and it passes the label threshold): stage k's preferences lowered it beyond "
+                            "what training on the same text without a net preference did",
+    "specific_transfer": "it ends higher after the real stage than after the sham: a preference-specific gain",
+    "drift": "the real stage's change is labelled, the sham's change is labelled alike, and the difference is shown "
+             "to be small (its CI lies within ± the label threshold): training on that text moves the objective "
+             "whatever the labels",
+    "inconclusive": "the real stage's change is labelled, but the difference from the sham is neither shown to be "
+                    "specific nor shown to be small, or the sham moved the objective the other way",
+    "stable": "neither the real stage's change nor the difference from the sham is labelled",
 }
 
 
-def control_label(real_label: str, sham_label: str, specific_label: str) -> str:
+def control_label(real_label: str, sham_label: str, specific_label: str, specific_within_threshold: bool) -> str:
     """The control label from the labels (:func:`seqpref.stats.label_change`, plus ``redistribution``)
-    of the real change, the sham's change and their difference (real − sham); see :data:`CONTROL_LABELS`."""
+    of the real change, the sham's change and their difference (real − sham), and whether the
+    difference's CI lies within ± the label threshold (equivalence); see :data:`CONTROL_LABELS`."""
     if specific_label == "degradation":
         return "specific_degradation"
     if specific_label == "positive_transfer":
         return "specific_transfer"
     if real_label in ("degradation", "positive_transfer"):
-        return "drift" if sham_label == real_label else "inconclusive"
+        return "drift" if sham_label == real_label and specific_within_threshold else "inconclusive"
     return "stable"
 
 
@@ -96,12 +99,31 @@ def change_norms(training: pd.DataFrame, arm: str) -> pd.DataFrame:
     return rows[keys].assign(arm=arm, change_norm=rows["value"].to_numpy()).reset_index(drop=True)
 
 
+def _metric_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``frame`` with the label metric as a column (``rel_accuracy`` is derived per pair, as the summary does)."""
+    from seqpref import metrics
+
+    if metric == "rel_accuracy" and metric not in frame:
+        return frame.assign(rel_accuracy=metrics.correct(frame["reward_margin"].to_numpy()))
+    return frame
+
+
+def _seed_pair_matrix(columns: list[pd.DataFrame], metric: str, seeds: list, where: str) -> np.ndarray:
+    """``(n_seeds, n_pairs, len(columns))`` of ``metric``: each column a frame of the same pairs for every seed."""
+    wide = [c.pivot(index="pair_id", columns="seed", values=metric).reindex(columns=seeds) for c in columns]
+    index = wide[0].index
+    matrix = np.stack([w.reindex(index).to_numpy().T for w in wide], axis=2)
+    if np.isnan(matrix).any() or any(len(w) != len(index) for w in wide):
+        raise ValueError(f"{where}: the sham and the real stages did not score the same pairs for every seed")
+    return matrix
+
+
 def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame, options,
                  movement: pd.DataFrame | None = None) -> pd.DataFrame:
     """One CONTROLS row per sequential run (seeds pooled), sham stage k and objective other than the
     one stage k trains: its change in the label metric from stage k−1 under the real stage k and under
     the sham, and the difference (``specific`` = real − sham), each with a paired bootstrap CI over
-    pairs and seeds (every column from the same resamples as the summary's CIs: same ``options.seed``).
+    pairs and seeds (the same resamples as the summary's CIs: same ``options.seed`` and seeds).
 
     ``pairs`` and ``sham`` are PAIR_SCORES frames (the real stages, the sham stages); ``summary`` is the
     SUMMARY table of ``pairs``, whose label and label threshold at stage k the row reuses (so the
@@ -110,61 +132,78 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
     both arms) adds how far the real stage and the sham moved the adapter, seed means: the sham's
     half-swapped labels partly cancel, so it moves less, and drift that grows with the distance moved
     is then under-counted by the sham (read ``change_norm_ratio`` beside ``specific``).
+
+    The sham is neutral only where stage k's own pairs start near a zero margin: half-swapped labels
+    pull those margins toward 0, so where the stage k−1 adapter already scores stage k's pairs (a
+    conflicting or shared attribute) the sham moves them, and with them what shares their features,
+    through the preference itself, and ``specific`` under-counts the interference. ``sham_own_change``
+    (stage k's objective's change under the sham, with its CI) is that neutrality check: far from 0,
+    read ``specific`` as a lower bound.
     """
     from seqpref import plan, stats, tables
 
     metric, rows = options.metric, []
-    keys = ["setting", "method", "order", "objective"]
-    for key, group in sham.groupby(keys, sort=True, observed=True):
-        setting, method, order, objective = key
-        real = pairs[(pairs.setting == setting) & (pairs.method == method) & (pairs.order == order)
-                     & (pairs.objective == objective)]
-        seeds = sorted(group["seed"].unique())
-        own = plan.own_stage(objective, order, method)
-        for stage in sorted(group["stage"].unique()):
-            if plan.stage_objective(order, stage) == objective:
-                continue
-            columns = [real[real.stage == stage - 1], real[real.stage == stage], group[group.stage == stage]]
-            if own < stage:
-                columns += [real[real.stage == own - 1], real[real.stage == own]]
-            wide = [c.pivot(index="pair_id", columns="seed", values=metric).reindex(columns=seeds) for c in columns]
-            index = wide[0].index
-            matrix = np.stack([w.reindex(index).to_numpy().T for w in wide], axis=2)  # (seeds, pairs, columns)
-            if np.isnan(matrix).any():
-                raise ValueError(f"{setting}/{method}/{order} {objective} stage {stage}: the sham and the real "
-                                 "stages did not score the same pairs for every seed")
-            resampler = stats.Resampler.draw(matrix.shape[1], options.n_boot, options.seed, len(seeds))
-            boot, means = stats._resampled_means(matrix, resampler), stats.stage_means(matrix)
-            contrasts = {"change_real": (1, 0), "change_sham": (2, 0), "specific": (1, 2)}
-            row = {"setting": setting, "method": method, "order": order, "n_seeds": len(seeds), "objective": objective,
-                   "stage": int(stage), "trained_objective": plan.stage_objective(order, stage),
-                   "role": plan.role(objective, order, stage, method), "n": matrix.shape[1], "metric": metric}
-            for name, (a, b) in contrasts.items():
-                lo, hi = stats.percentile_ci(boot[:, a] - boot[:, b], options.confidence)
-                row.update({name: float(means[a] - means[b]), f"{name}_lo": float(lo), f"{name}_hi": float(hi)})
-            row["own_gain"] = row["specific_share"] = row["specific_share_lo"] = row["specific_share_hi"] = np.nan
-            if own < stage:
-                gain = boot[:, 4] - boot[:, 3]
-                row["own_gain"] = float(means[4] - means[3])
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    lo, hi = np.nanquantile((boot[:, 1] - boot[:, 2]) / gain, [(1 - options.confidence) / 2, (1 + options.confidence) / 2])
-                row.update(specific_share=row["specific"] / row["own_gain"] if row["own_gain"] else np.nan,
-                           specific_share_lo=float(lo), specific_share_hi=float(hi))
-            for arm in ("real", "sham"):
-                row[f"change_norm_{arm}"] = np.nan
-                if movement is not None:
-                    moved = movement[(movement.setting == setting) & (movement.method == method) & (movement.order == order)
-                                     & (movement.stage == stage) & (movement.arm == arm) & movement.seed.isin(seeds)]
-                    row[f"change_norm_{arm}"] = float(moved["change_norm"].mean()) if len(moved) else np.nan
-            row["change_norm_ratio"] = row["change_norm_sham"] / row["change_norm_real"]
-            cell = summary[(summary.setting == setting) & (summary.method == method) & (summary.order == order)
-                           & (summary.objective == objective) & (summary.stage == stage)].iloc[0]
-            threshold = float(cell["label_threshold"])
-            row["label_threshold"], row["label_criterion"], row["label_real"] = threshold, cell["label_criterion"], cell["label"]
-            row["label_sham"] = stats.label_change(row["change_sham"], row["change_sham_lo"], row["change_sham_hi"], threshold)
-            specific = stats.label_change(row["specific"], row["specific_lo"], row["specific_hi"], threshold)
-            row["control_label"] = control_label(row["label_real"], row["label_sham"], specific)
-            rows.append(row)
+    pairs, sham = _metric_frame(pairs, metric), _metric_frame(sham, metric)
+    keys = ["setting", "method", "order"]
+    for (setting, method, order), run_sham in sham.groupby(keys, sort=True, observed=True):
+        real_run = pairs[(pairs.setting == setting) & (pairs.method == method) & (pairs.order == order)]
+        seeds = sorted(run_sham["seed"].unique())
+        if seeds != sorted(real_run["seed"].unique()):
+            raise ValueError(f"{setting}/{method}/{order}: shams for seeds {seeds}, stages for seeds "
+                             f"{sorted(real_run['seed'].unique())}: every seed needs its sham")
+        for stage in sorted(run_sham["stage"].unique()):
+            trained = plan.stage_objective(order, stage)
+            own_real, own_sham = real_run[real_run.objective == trained], run_sham[run_sham.objective == trained]
+            neutral = _seed_pair_matrix([own_real[own_real.stage == stage - 1], own_sham[own_sham.stage == stage]],
+                                        metric, seeds, f"{setting}/{method}/{order} {trained} sham {stage}")
+            boot = stats._resampled_means(neutral, stats.Resampler.draw(neutral.shape[1], options.n_boot, options.seed, len(seeds)))
+            means = stats.stage_means(neutral)
+            own_lo, own_hi = stats.percentile_ci(boot[:, 1] - boot[:, 0], options.confidence)
+            for objective in plan.stage_objectives(order):
+                if objective == trained:
+                    continue
+                real = real_run[real_run.objective == objective]
+                group = run_sham[(run_sham.objective == objective) & (run_sham.stage == stage)]
+                own = plan.own_stage(objective, order, method)
+                columns = [real[real.stage == stage - 1], real[real.stage == stage], group]
+                if own < stage:
+                    columns += [real[real.stage == own - 1], real[real.stage == own]]
+                matrix = _seed_pair_matrix(columns, metric, seeds, f"{setting}/{method}/{order} {objective} stage {stage}")
+                resampler = stats.Resampler.draw(matrix.shape[1], options.n_boot, options.seed, len(seeds))
+                boot, means_k = stats._resampled_means(matrix, resampler), stats.stage_means(matrix)
+                row = {"setting": setting, "method": method, "order": order, "n_seeds": len(seeds), "objective": objective,
+                       "stage": int(stage), "trained_objective": trained,
+                       "role": plan.role(objective, order, stage, method), "n": matrix.shape[1], "metric": metric}
+                for name, (x, y) in {"change_real": (1, 0), "change_sham": (2, 0), "specific": (1, 2)}.items():
+                    lo, hi = stats.percentile_ci(boot[:, x] - boot[:, y], options.confidence)
+                    row.update({name: float(means_k[x] - means_k[y]), f"{name}_lo": float(lo), f"{name}_hi": float(hi)})
+                row.update(sham_own_change=float(means[1] - means[0]), sham_own_change_lo=float(own_lo),
+                           sham_own_change_hi=float(own_hi))
+                row["own_gain"] = row["specific_share"] = row["specific_share_lo"] = row["specific_share_hi"] = np.nan
+                if own < stage:
+                    from seqpref.aggregate import ratio_ci
+
+                    gain = boot[:, 4] - boot[:, 3]
+                    row["own_gain"] = float(means_k[4] - means_k[3])
+                    if stats.percentile_ci(gain, options.confidence)[0] > 0:  # a share of a gain of ~0 means nothing
+                        lo, hi = ratio_ci(boot[:, 1] - boot[:, 2], gain, options.confidence)
+                        row.update(specific_share=row["specific"] / row["own_gain"], specific_share_lo=lo, specific_share_hi=hi)
+                for arm in ("real", "sham"):
+                    row[f"change_norm_{arm}"] = np.nan
+                    if movement is not None:
+                        moved = movement[(movement.setting == setting) & (movement.method == method) & (movement.order == order)
+                                         & (movement.stage == stage) & (movement.arm == arm) & movement.seed.isin(seeds)]
+                        row[f"change_norm_{arm}"] = float(moved["change_norm"].mean()) if len(moved) else np.nan
+                row["change_norm_ratio"] = row["change_norm_sham"] / row["change_norm_real"]
+                cell = summary[(summary.setting == setting) & (summary.method == method) & (summary.order == order)
+                               & (summary.objective == objective) & (summary.stage == stage)].iloc[0]
+                threshold = float(cell["label_threshold"])
+                row["label_threshold"], row["label_criterion"], row["label_real"] = threshold, cell["label_criterion"], cell["label"]
+                row["label_sham"] = stats.label_change(row["change_sham"], row["change_sham_lo"], row["change_sham_hi"], threshold)
+                specific = stats.label_change(row["specific"], row["specific_lo"], row["specific_hi"], threshold)
+                within = -threshold < row["specific_lo"] and row["specific_hi"] < threshold
+                row["control_label"] = control_label(row["label_real"], row["label_sham"], specific, within)
+                rows.append(row)
     return pd.DataFrame(rows, columns=tables.CONTROLS.names)
 
 

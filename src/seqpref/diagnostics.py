@@ -10,8 +10,13 @@ the LoRA parameters with ``torch.autograd.grad`` (same base reference, same TRL 
 - ``floor_current``: cos(current gradient, the current objective's gradient on another batch of its
   train pairs, none of them in this step's minibatch): the noise floor on the current side, the same
   batch sizes as ``cross``.
-- ``floor_other``: cos(earlier objective on batch A, the same objective on a disjoint batch B of the
-  same size): the noise floor on the earlier side.
+- ``floor_other``: cos(the earlier objective on a disjoint batch B of the step's size, the same
+  objective on batch A): the noise floor on the earlier side.
+
+All three compare a gradient over the step's number of pairs (batch size × accumulation) with one over
+``batch_size`` pairs, so their expected values under pure minibatch noise match. In an SPO stage the
+step's gradient includes the SPO penalty's while the probes' are DPO-only, so there ``floor_current``
+runs low.
 
 In millions of dimensions two minibatch gradients of the *same* objective are far from parallel; a
 cross-objective cosine of 0.02 means "near-orthogonal" only if the floors are well above it. The
@@ -106,20 +111,21 @@ class GradientProbe:
 
     def prepare(self, trainer) -> None:
         """Tokenize and collate the probe batches the way the trainer does: per earlier objective, batch
-        A (its first ``batch_size`` train pairs) and the disjoint batch B (the next ones); and the pool
-        the current objective's floor batch is drawn from (its first ``batch_size`` + minibatch pairs)."""
+        A (its first ``batch_size`` train pairs) and the disjoint batch B (the next batch size ×
+        accumulation ones, the step's size); and the pool the current objective's floor batch is drawn
+        from (its first ``batch_size`` + step-size pairs)."""
         size = self.options.batch_size
+        per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
         self.batches = []
         for objective, stage, dataset in self.earlier:
             first = self._collate(trainer, dataset.select(range(min(size, len(dataset)))), f"probe {objective}")[1]
             second = None
             if len(dataset) > size:
-                rest = dataset.select(range(size, min(2 * size, len(dataset))))
+                rest = dataset.select(range(size, min(size + per_step, len(dataset))))
                 second = self._collate(trainer, rest, f"probe {objective} (floor)")[1]
             self.batches.append((objective, stage, first, second))
         if self.current is not None:
             _, _, dataset = self.current
-            per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
             pool = dataset.select(range(min(size + per_step, len(dataset))))
             prepared, collated = self._collate(trainer, pool, "probe current (floor)")
             self.pool = (prepared, self.pair_keys(collated))
@@ -182,7 +188,7 @@ class GradientProbe:
             if second is not None:
                 again = gradient(second)
                 rows.append({"kind": "floor_other", "other_objective": objective, "other_stage": stage,
-                             "n_current": pairs(first), "n_other": pairs(second), **cosine_between(other, again)})
+                             "n_current": pairs(second), "n_other": pairs(first), **cosine_between(again, other)})
                 del again
             del other
         trainer._metrics, trainer._total_train_tokens, trainer.spo = metrics, tokens, spo

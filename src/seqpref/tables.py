@@ -132,6 +132,9 @@ CONTROLS = pa.schema(
     + _ci_columns("change_real")  # metric(stage k) - metric(stage k-1)
     + _ci_columns("change_sham")  # metric(sham k) - metric(stage k-1)
     + _ci_columns("specific")  # change_real - change_sham = metric(stage k) - metric(sham k): stage k's preferences
+    # the neutrality check: stage k's own objective's change from stage k-1 under the sham; far from 0,
+    # the sham moved the preference itself and ``specific`` under-counts (seqpref.controls)
+    + _ci_columns("sham_own_change")
     + [("own_gain", pa.float64())]  # earlier objectives: metric gained in its own stage
     + _ci_columns("specific_share")  # specific / own_gain
     + [
@@ -174,6 +177,9 @@ QUARTILES = pa.schema(
         # own_margin: quartiles of the own-stage margin the change starts from; other_seed: of another
         # seed's own-stage margins on the same pairs (the regression-to-the-mean check, seqpref.transfer)
         ("assignment", pa.string()),
+        # correlation (mean over seeds) of the binning margins with the margins the change starts from:
+        # 1 for own_margin; for other_seed the seeds' agreement, which also flattens a real pattern
+        ("binning_correlation", pa.float64()),
         ("own_stage", pa.int64()),
         ("stage", pa.int64()),  # a later stage
         ("quartile", pa.int64()),  # 1 = lowest own-stage margin ... 4 = highest
@@ -254,7 +260,7 @@ DIAGNOSTICS = pa.schema(
         ("other_objective", pa.string()),  # the earlier objective (the current one for floor_current)
         ("other_stage", pa.int64()),
         ("cosine", pa.float64()),  # over all LoRA parameters
-        ("norm_current", pa.float64()),  # ‖first gradient‖₂: the step's (before clipping), or batch A's for floor_other
+        ("norm_current", pa.float64()),  # ‖first gradient‖₂: the step's (before clipping), or batch B's for floor_other
         ("norm_other", pa.float64()),  # ‖second gradient‖₂
         ("n_current", pa.int64()),  # pairs behind the first gradient (the step's: batch size × accumulation)
         ("n_other", pa.int64()),  # pairs behind the second

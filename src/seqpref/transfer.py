@@ -74,9 +74,11 @@ def quartile_rows(
     quartile" can be regression to the mean. ``other_seed``: seed s's pairs are binned by the margins
     another seed (the next one, cyclically) reached on the same pairs after its own stage — a
     measurement of how learnable the pair is that shares none of seed s's training randomness (LoRA
-    initialisation, batch order), so no seed-s noise can both select a pair and regress. Where the
-    two assignments agree, the concentration is a property of the pairs; where only ``own_margin``
-    shows it, it is regression to the mean. We chose another seed over splitting a pair's tokens in
+    initialisation, batch order), so no seed-s noise can both select a pair and regress. The other
+    seed measures learnability with a reliability below 1 (``binning_correlation``: the seeds'
+    correlation of own-stage margins), which flattens a real pattern as well; so read the two together:
+    a pattern that survives the other-seed binning (scaled by that correlation) is a property of the
+    pairs, one that vanishes far beyond it is regression to the mean. We chose another seed over splitting a pair's tokens in
     two halves: the noise at issue is the run's, which two token halves of one run share. Needs ≥ 2
     seeds (``ValueError`` otherwise).
 
@@ -97,6 +99,9 @@ def quartile_rows(
     if assignment == "other_seed" and n_seeds < 2:
         raise ValueError("quartiles assigned on another seed need at least 2 seeds")
     binned_by = own_by_seed if assignment == "own_margin" else np.roll(own_by_seed, -1, axis=0)  # seed s ← seed s+1
+    # how well the binning measurement tracks the one the change starts from (1 for own_margin): below 1,
+    # a real quartile pattern is flattened too, so diamonds flatter than bars are not RTM by themselves
+    reliability = float(np.mean([np.corrcoef(own_by_seed[i], binned_by[i])[0, 1] for i in range(n_seeds)]))
     quartile_by_seed = np.stack([quartile_of(margins) for margins in binned_by])  # (S, n)
     masks = np.stack([quartile_by_seed == q for q in range(1, 5)], axis=2).astype(float)  # (S, n, 4)
     changes_by_seed = stacked[:, :, later] - own_by_seed[:, :, None]  # (S, n, L)
@@ -120,6 +125,7 @@ def quartile_rows(
             mask, column = quartile == q, i * 4 + q - 1
             rows.append({
                 "assignment": assignment,
+                "binning_correlation": reliability,
                 "own_stage": own_stage,
                 "stage": stage,
                 "quartile": q,

@@ -75,7 +75,8 @@ def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny
     assert rows["floor_current"]["cosine"] == pytest.approx(_cos(g_step, g_unseen), abs=1e-5)
     assert rows["floor_other"]["cosine"] == pytest.approx(_cos(g_a, g_b), abs=1e-5)
     assert rows["cross"]["norm_other"] == pytest.approx(float(g_a.norm()), rel=1e-4)
-    assert rows["floor_other"]["norm_other"] == pytest.approx(float(g_b.norm()), rel=1e-4)
+    assert rows["floor_other"]["norm_current"] == pytest.approx(float(g_b.norm()), rel=1e-4)  # B: the step-sized side
+    assert rows["floor_other"]["norm_other"] == pytest.approx(float(g_a.norm()), rel=1e-4)
     assert rows["floor_current"]["norm_current"] == pytest.approx(float(g_step.norm()), rel=1e-5)
     assert [rows[k]["n_other"] for k in ("cross", "floor_current", "floor_other")] == [8, 8, 8]
     # four different gradients: the floors are not the cross cosine under another name

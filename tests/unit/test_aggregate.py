@@ -366,7 +366,7 @@ def test_relative_criterion_scales_the_label_with_what_the_objective_learned():
         assert cell["role"] == "earlier" and cell["label_criterion"] == "relative"
         assert cell["share_of_own_gain"] == pytest.approx(share, abs=0.05)
         assert cell["share_of_own_gain_lo"] < cell["share_of_own_gain"] < cell["share_of_own_gain_hi"]
-        assert cell["label_threshold"] == pytest.approx(0.1 * cell["own_gain"])
+        assert cell["label_threshold"] == pytest.approx(max(0.1 * cell["own_gain"], 0.1 * OPTIONS.min_effect))
         assert cell["label"] == relative
         cell = _cell(aggregate.summarise(scores, aggregate.LabelOptions(n_boot=300, min_share=None))["summary"], "a", 2)
         assert cell["label_criterion"] == "absolute" and cell["label"] == absolute
@@ -379,3 +379,17 @@ def test_relative_criterion_needs_a_demonstrated_gain():
     cell = _cell(aggregate.summarise(scores, OPTIONS)["summary"], "a", 2)
     assert cell["label_criterion"] == "absolute" and cell["label_threshold"] == OPTIONS.min_effect
     assert cell["label"] == "degradation"
+    assert np.isnan(cell["share_of_own_gain"]) and np.isnan(cell["share_of_own_gain_lo"])  # no ratio to ~0
+
+
+def test_relative_criterion_applies_to_joint_runs_from_their_stage_one_gain():
+    """A joint run trains every objective from stage 1: its later changes are judged against the
+    stage-1 gain, as a sequential run's earlier objective is against its own stage's, so the methods'
+    labels compare."""
+    scores = _scores(margins={"a": [0.0, 0.2, 0.05], "b": [0.0, 0.3, 0.6]})
+    scores["method"], scores["trained_objective"] = "mix", np.where(scores["stage"] > 0, "joint", None)
+    summary = aggregate.summarise(scores, OPTIONS)["summary"]
+    a, b = _cell(summary, "a", 2, method="mix"), _cell(summary, "b", 2, method="mix")
+    assert a["role"] == "joint" and a["label_criterion"] == "relative" and a["label"] == "degradation"
+    assert a["share_of_own_gain"] == pytest.approx(-0.75, abs=0.05)
+    assert b["label"] == "positive_transfer" and b["share_of_own_gain"] == pytest.approx(1.0, abs=0.05)

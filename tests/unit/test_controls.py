@@ -89,11 +89,39 @@ def test_control_rows_need_the_same_pairs():
 
 
 def test_control_label_rules():
-    assert controls.control_label("degradation", "stable", "stable") == "inconclusive"
-    assert controls.control_label("degradation", "degradation", "stable") == "drift"
-    assert controls.control_label("stable", "degradation", "positive_transfer") == "specific_transfer"
-    assert controls.control_label("redistribution", "stable", "stable") == "stable"
+    assert controls.control_label("degradation", "stable", "stable", True) == "inconclusive"
+    assert controls.control_label("degradation", "degradation", "stable", True) == "drift"
+    # a difference that is merely not significant is not shown to be small: no "drift" then
+    assert controls.control_label("degradation", "degradation", "stable", False) == "inconclusive"
+    assert controls.control_label("degradation", "positive_transfer", "stable", True) == "inconclusive"
+    assert controls.control_label("stable", "degradation", "positive_transfer", False) == "specific_transfer"
+    assert controls.control_label("redistribution", "stable", "stable", True) == "stable"
     assert set(controls.CONTROL_LABELS) == {"specific_degradation", "specific_transfer", "drift", "inconclusive", "stable"}
+
+
+def test_control_rows_report_the_shams_effect_on_its_own_objective():
+    """The neutrality check: stage k's own objective under the sham. Here b's pairs sit at 0 after
+    stage 1 and at 1.0 after the sham: the sham was not neutral, and the row says so."""
+    pairs = _scores(margins={"a": [0.0, 2.0, 0.5], "b": [0.0, 0.0, 2.0]})
+    summary = aggregate.summarise(pairs, OPTIONS)["summary"]
+    row = controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, OPTIONS).iloc[0]
+    assert row["sham_own_change"] == pytest.approx(1.0, abs=0.05)
+    assert row["sham_own_change_lo"] > 0.9
+    neutral = controls.control_rows(pairs, _sham({"a": 2.0, "b": 0.0}), summary, OPTIONS).iloc[0]
+    assert neutral["sham_own_change_lo"] < 0 < neutral["sham_own_change_hi"]
+
+
+def test_control_rows_with_rel_accuracy_and_every_seed():
+    pairs = _scores(margins={"a": [0.0, 2.0, -0.5], "b": [0.0, 0.0, 2.0]})
+    options = aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, seed=0)
+    summary = aggregate.summarise(pairs, options)["summary"]
+    row = controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, options).iloc[0]
+    assert row["metric"] == "rel_accuracy" and row["change_real"] == pytest.approx(-1.0)  # 1 → 0: every pair flipped
+    assert row["control_label"] == "specific_degradation"
+    two_seeds = pd.concat([pairs, pairs.assign(seed=1)], ignore_index=True)
+    summary = aggregate.summarise(two_seeds, OPTIONS)["summary"]
+    with pytest.raises(ValueError, match="every seed needs its sham"):
+        controls.control_rows(two_seeds, _sham({"a": 2.0, "b": 1.0}), summary, OPTIONS)
 
 
 def test_sham_control_figure_draws_real_and_sham_bars_with_the_control_label():

@@ -81,6 +81,7 @@ def summary() -> pd.DataFrame:
                     row[f"{name}_change_lo"], row[f"{name}_change_hi"] = change - 0.1, change + 0.1
                 row["label_metric"] = "reward_margin"
                 row["label"] = label(row["reward_margin_change"], row["role"])
+                row["share_of_own_gain"] = row["reward_margin_change"] / 2.0 if row["role"] == "earlier" else np.nan
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -171,7 +172,9 @@ def test_heatmap_panels_and_cell_values(summary):
     assert expected < 0
     assert np.ma.getmaskarray(values)[:, stages.index(0)].all()  # the change is undefined at the base
     texts = [t.get_text() for t in ax.texts]
-    assert f"{expected:+.2f}▼" in texts
+    share = cell["share_of_own_gain"].item()  # the change as a share of its own-stage gain, under the value
+    assert f"{expected:+.2f}▼\n{share:+.0%} of own" in texts and share == pytest.approx(expected / 2.0)
+    assert sum("of own" in t for t in texts) == 1  # only the earlier objective's cell has an own gain
     assert "2 seeds pooled; CIs over pairs and seeds" in fig.get_suptitle()
 
 

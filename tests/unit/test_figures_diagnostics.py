@@ -43,7 +43,8 @@ def quartiles_frame() -> pd.DataFrame:
             for assignment, scale in (("own_margin", 1.0), ("other_seed", 0.5)):
                 rows.append({
                     "setting": setting, "method": "dpo", "order": order, "n_seeds": len(SEEDS), "objective": first,
-                    "metric": "reward_margin", "assignment": assignment, "own_stage": 1, "stage": N_STAGES,
+                    "metric": "reward_margin", "assignment": assignment, "binning_correlation": scale,
+                    "own_stage": 1, "stage": N_STAGES,
                     "quartile": quartile, "n": 25, "own_margin_min": quartile - 1.0, "own_margin_max": float(quartile),
                     "mean_change": scale * change, "mean_change_lo": scale * change - 0.3,
                     "mean_change_hi": scale * change + 0.2, "share_fell": 0.5, "share_flipped": 0.1 * quartile + 0.05 * seed,

@@ -102,6 +102,8 @@ def test_other_seed_quartiles_keep_a_real_concentration():
     rows = [r for a in transfer.ASSIGNMENTS for r in transfer.quartile_rows(values, 1, 200, 0.95, 0, assignment=a)]
     assert _q4_minus_q1(rows, "own_margin") < -0.5
     assert _q4_minus_q1(rows, "other_seed") < -0.5
+    correlation = {r["assignment"]: r["binning_correlation"] for r in rows}
+    assert correlation["own_margin"] == pytest.approx(1.0) and 0.05 < correlation["other_seed"] < 0.4  # var 1 vs 4: ~0.2
     with pytest.raises(ValueError, match="at least 2 seeds"):
         transfer.quartile_rows(values[:1], 1, 200, 0.95, 0, assignment="other_seed")
 

@@ -45,8 +45,9 @@ def panel_cells(rows: pd.DataFrame, metric: str) -> dict:
 
     Takes that panel's summary rows (seeds pooled) and the metric column; returns a dict with
     ``objectives`` (row names), ``stages`` (column stages 0..K), ``values`` (float array objectives ×
-    stages, NaN where missing), ``labels`` (object array of consensus labels or None) and
-    ``trained`` (bool array: the objective trained at that stage).
+    stages, NaN where missing), ``labels`` (object array of consensus labels or None), ``trained``
+    (bool array: the objective trained at that stage) and ``shares`` (the change as a share of the
+    objective's own-stage gain, NaN where the summary has none).
     """
     order = rows["order"].iloc[0]
     objectives = panel_objectives(order, rows["objective"].unique())
@@ -54,8 +55,10 @@ def panel_cells(rows: pd.DataFrame, metric: str) -> dict:
     grouped = rows.groupby(["objective", "stage"])
     means = grouped[metric].mean()
     labels = grouped["label"].agg(consensus_label)
+    shares_of = grouped["share_of_own_gain"].mean() if "share_of_own_gain" in rows else None
     shape = (len(objectives), len(stages))
     values = np.full(shape, np.nan)
+    shares = np.full(shape, np.nan)
     cell_labels = np.full(shape, None, dtype=object)
     trained = np.zeros(shape, dtype=bool)
     stage_objectives = common.order_objectives(order)
@@ -64,8 +67,11 @@ def panel_cells(rows: pd.DataFrame, metric: str) -> dict:
             if (objective, stage) in means.index:
                 values[i, j] = means[(objective, stage)]
                 cell_labels[i, j] = labels[(objective, stage)]
+                if shares_of is not None:
+                    shares[i, j] = shares_of[(objective, stage)]
             trained[i, j] = 0 < stage <= len(stage_objectives) and stage_objectives[stage - 1] == objective
-    return {"objectives": objectives, "stages": stages, "values": values, "labels": cell_labels, "trained": trained}
+    return {"objectives": objectives, "stages": stages, "values": values, "labels": cell_labels, "trained": trained,
+            "shares": shares}
 
 
 def stage_ticklabels(order: str, stages: list[int]) -> list[str]:
@@ -81,11 +87,13 @@ def symmetric_limit(panels: list[dict]) -> float:
     return float(limit) if limit > 0 else 1.0
 
 
-def cell_text(value: float, label, metric: str, mark: bool) -> str:
-    """Annotation of one cell: the value (signed for change metrics) and the label's marker if ``mark``."""
+def cell_text(value: float, label, metric: str, mark: bool, share: float = float("nan")) -> str:
+    """Annotation of one cell: the value (signed for change metrics), the label's marker if ``mark``,
+    and below it the change as a share of the objective's own-stage gain when ``mark`` and it is known."""
     text = f"{value:+.2f}" if common.is_change_metric(metric) else f"{value:.2f}"
     marker = common.LABEL_MARKERS.get(label, "") if mark and label else ""
-    return f"{text}{marker}"
+    below = f"\n{share:+.0%} of own" if mark and np.isfinite(share) else ""
+    return f"{text}{marker}{below}"
 
 
 def draw_panel(ax, panel: dict, order: str, title: str, cmap, norm, metric: str, annotate: bool):
@@ -106,7 +114,7 @@ def draw_panel(ax, panel: dict, order: str, title: str, cmap, norm, metric: str,
         if annotate and np.isfinite(value):
             red, green, blue, _ = cmap(norm(value))
             colour = "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
-            text = cell_text(value, panel["labels"][i, j], metric, mark)
+            text = cell_text(value, panel["labels"][i, j], metric, mark, panel["shares"][i, j])
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
     return image
 
@@ -159,7 +167,8 @@ def draw(
         on = f" of the {label_metric} change" if label_metric else ""
         fig.supxlabel(
             f"▼ degradation   ▲ positive transfer   ◆ redistribution   (labels{on}, from the CI over pairs and seeds)\n"
-            "boxed: objective trained at that stage   ·   grey: no change at the base (stage 0)",
+            "boxed: objective trained at that stage   ·   grey: no change at the base (stage 0)   ·   "
+            "% of own: the change as a share of what the objective gained in its own stage",
             fontsize=7.5,
         )
     return fig
