@@ -9,7 +9,7 @@ settings are what config/config.yaml says.
 
     python benchmarks/lab_robustness.py [--cores 2] [--budgets 1 3] [--out results/robustness]
 
-~10 min (x1) and ~20 min (x3) on 2 cores; a rerun reuses what is done.
+9.5 min (x1) and 11.5 min (x3) on 2 cores; a rerun reuses what is done.
 """
 
 from __future__ import annotations
