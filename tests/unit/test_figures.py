@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 import matplotlib
@@ -262,3 +263,13 @@ def test_cli_unknown_option_fails_naming_it(tmp_path):
     assert result.returncode != 0
     assert "max_point" in result.stderr and "max_points" in result.stderr
     assert not (tmp_path / "a.png").exists()
+
+
+def test_figure_code_lists_the_figure_modules_each_figure_imports():
+    from seqpref.figures import sources
+
+    names = {figure: sorted(Path(p).name for p in sources.figure_code(figure))
+             for figure in ("margin_trajectory", "transfer_heatmap", "sham_control")}
+    assert names["margin_trajectory"] == ["common.py", "margin_trajectory.py", "method_comparison.py"]
+    assert names["transfer_heatmap"] == ["common.py", "transfer_heatmap.py"]
+    assert names["sham_control"] == ["common.py", "sham_control.py"]

@@ -125,6 +125,20 @@ def test_changing_one_figure_option_reruns_only_that_figure(lab_run, tmp_path):
     assert jobs == {"plot_pair_scatter", "all"}
 
 
+@pytest.mark.parametrize(("figure", "shared"), [
+    ("margin_trajectory", {"common.py", "method_comparison.py"}),  # it imports the method colours
+    ("quartile_bars", {"common.py"}),
+])
+def test_a_figure_rule_takes_the_figure_modules_it_imports_as_input(lab_run, figure, shared):
+    """A figure's code inputs are its module and the figure modules it imports, so editing a shared
+    one (Snakemake compares the inputs' content, not only their mtime) redraws exactly the figures
+    that use it."""
+    result = snakemake(lab_run, "-n", "-f", f"results/figures/{figure}.png")
+    (inputs,) = [line.split("input:")[1] for line in result.stdout.splitlines() if "input:" in line]
+    modules = {Path(p.strip()).name for p in inputs.split(",") if p.strip().endswith(".py")}
+    assert modules == shared | {f"{figure}.py"}
+
+
 def test_changing_a_training_option_never_deletes_finished_adapters(lab_run, tmp_path):
     """A changed learning rate stops the run before any job, as root too (protected() checks
     os.access, which root passes), naming the adapters and the option; nothing is lost. With the

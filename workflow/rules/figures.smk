@@ -1,5 +1,8 @@
-# One rule per figure: its inputs are the table it draws, the shared style and its own code, and its
-# params are only its own options, so changing one figure reruns that figure alone.
+# One rule per figure: its inputs are the table it draws, the shared style and its code (its module and
+# the figure modules it imports), and its params are only its own options, so changing one figure
+# reruns that figure alone, and changing a shared module reruns the figures that import it.
+
+from seqpref.figures import sources as figure_sources
 
 # figure -> (table it draws, report category)
 FIGURE_SOURCES = {
@@ -25,7 +28,7 @@ for _figure, (_table, _category) in FIGURE_SOURCES.items():
         input:
             table=f"{RESULTS}/tables/{_table}.parquet",
             style=str(FIGURE_CODE / "seqpref.mplstyle"),
-            code=str(FIGURE_CODE / f"{_figure}.py"),
+            code=figure_sources.figure_code(_figure),  # its module and the shared ones it imports
         output:
             png=report(
                 f"{RESULTS}/figures/{_figure}.png",
