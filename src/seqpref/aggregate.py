@@ -86,19 +86,6 @@ def _label(role: str, change: float, lo: float, hi: float, up: float, down: floa
     return label
 
 
-def ratio_ci(numerator: np.ndarray, denominator: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile CI of ``numerator / denominator`` over paired bootstrap replicates ``(n_boot,)``;
-    replicates whose ratio is not finite (a denominator of exactly 0) are dropped, and NaN is returned
-    when more than 1% of them are (the ratio is then not estimable)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = numerator / denominator
-    finite = np.isfinite(ratios)
-    if finite.mean() < 0.99:
-        return float("nan"), float("nan")
-    lo, hi = stats.percentile_ci(ratios[finite], confidence)
-    return float(lo), float(hi)
-
-
 def own_gain_shares(boot: np.ndarray, means: np.ndarray, roles: list[str], own_stage: int, options: LabelOptions) -> dict:
     """What each stage's change is as a share of what the objective gained in its own stage.
 
@@ -129,7 +116,7 @@ def own_gain_shares(boot: np.ndarray, means: np.ndarray, roles: list[str], own_s
         if gain_lo <= 0:
             continue
         out["share"][k] = (means[k] - means[k - 1]) / gain
-        out["share_lo"][k], out["share_hi"][k] = ratio_ci(boot[:, k] - boot[:, k - 1], boot_gain, options.confidence)
+        out["share_lo"][k], out["share_hi"][k] = stats.ratio_ci(boot[:, k] - boot[:, k - 1], boot_gain, options.confidence)
         if options.min_share is not None:
             threshold = max(options.min_share * gain, options.min_share * options.min_effect)
             out["threshold"][k], out["criterion"][k] = threshold, "relative"

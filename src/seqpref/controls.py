@@ -181,12 +181,10 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
                            sham_own_change_hi=float(own_hi))
                 row["own_gain"] = row["specific_share"] = row["specific_share_lo"] = row["specific_share_hi"] = np.nan
                 if own < stage:
-                    from seqpref.aggregate import ratio_ci
-
                     gain = boot[:, 4] - boot[:, 3]
                     row["own_gain"] = float(means_k[4] - means_k[3])
                     if stats.percentile_ci(gain, options.confidence)[0] > 0:  # a share of a gain of ~0 means nothing
-                        lo, hi = ratio_ci(boot[:, 1] - boot[:, 2], gain, options.confidence)
+                        lo, hi = stats.ratio_ci(boot[:, 1] - boot[:, 2], gain, options.confidence)
                         row.update(specific_share=row["specific"] / row["own_gain"], specific_share_lo=lo, specific_share_hi=hi)
                 for arm in ("real", "sham"):
                     row[f"change_norm_{arm}"] = np.nan

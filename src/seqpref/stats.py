@@ -106,6 +106,19 @@ def percentile_ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.n
     return lo, hi
 
 
+def ratio_ci(numerator: np.ndarray, denominator: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile CI of ``numerator / denominator`` over paired bootstrap replicates ``(n_boot,)``;
+    replicates whose ratio is not finite (a denominator of exactly 0) are dropped, and NaN is returned
+    when more than 1% of them are (the ratio is then not estimable)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = numerator / denominator
+    finite = np.isfinite(ratios)
+    if finite.mean() < 0.99:
+        return float("nan"), float("nan")
+    lo, hi = percentile_ci(ratios[finite], confidence)
+    return float(lo), float(hi)
+
+
 def paired_stage_ci(
     values: np.ndarray, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, indices=None
 ) -> dict[str, np.ndarray]:
