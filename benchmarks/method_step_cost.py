@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from seqpref import base_model, data, joint, logps, tables, train
+from seqpref import base_model, data, joint, logps, methods, tables, train
 
 SPEC = {"source": "lab", "train_size": 256, "eval_size": 64}
 METHODS = ("dpo", "spo", "mix", "alright", "maxright")
@@ -55,15 +55,14 @@ def main() -> None:
     for repeat in range(args.repeats):
         for method in METHODS:
             out, log_path = work / f"{method}-{repeat}", work / f"{method}-{repeat}.parquet"
-            options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128,
-                                         method="spo" if method == "spo" else "dpo")
+            options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128)
             run = {"setting": "conflicting", "method": method, "order": "comply-refuse", "seed": repeat, "stage": 1}
-            if method in ("dpo", "spo"):
+            if methods.kind(method) == methods.SEQUENTIAL:
                 train.train_stage(base, objectives[0][1], objectives[0][2], str(out), str(log_path), options,
                                   {**run, "objective": "comply"})
             else:
-                settings = joint.JointOptions(method=method, eval_every=10,
-                                              optimum={"comply": 0.6, "refuse": 0.6} if method == "maxright" else {})
+                settings = methods.options(method, **({"eval_every": 10, "optimum": {"comply": 0.6, "refuse": 0.6}}
+                                                      if method == "maxright" else {}))
                 joint.train_joint_stage(base, objectives, 1, str(out), str(log_path), options, settings,
                                         {**run, "objective": "joint"})
             timings[method].append(stage_step_ms(log_path))

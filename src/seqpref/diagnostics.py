@@ -161,7 +161,8 @@ class GradientProbe:
         current_pairs = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
         # the probe's own loss must not leak into the trainer's logged metrics
         metrics, tokens = copy.deepcopy(trainer._metrics), trainer._total_train_tokens
-        spo, trainer.spo = getattr(trainer, "spo", None), None  # probe the objectives' DPO loss
+        # probe the objectives' DPO loss, without a method's own term (SPO's penalty)
+        method_loss, trainer.method_loss = getattr(trainer, "method_loss", None), None
 
         def gradient(batch):
             inputs = trainer._prepare_inputs(batch)
@@ -191,7 +192,7 @@ class GradientProbe:
                              "n_current": pairs(second), "n_other": pairs(first), **cosine_between(again, other)})
                 del again
             del other
-        trainer._metrics, trainer._total_train_tokens, trainer.spo = metrics, tokens, spo
+        trainer._metrics, trainer._total_train_tokens, trainer.method_loss = metrics, tokens, method_loss
         elapsed = time.perf_counter() - start
         self.seconds += elapsed
         for row in rows:

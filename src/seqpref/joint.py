@@ -3,26 +3,17 @@
 Seed 001 (Fernando, Shen, Ram, Zhou, Samulowitz, Baracaldo and Chen, "Understanding Forgetting in
 LLM SFT and Preference Learning – A Convex Optimization Perspective", arXiv 2410.15483, earlier
 titled "Mitigating Forgetting in LLM Supervised Fine-Tuning and Preference Learning"; code: XRIGHT;
-papers.md §2.2) trains two objectives together instead of one after the other. We apply its three methods to preference objectives, every loss a DPO loss against the
-base model (DESIGN.md, "Methods"):
-
-* ``mix``: each optimiser step takes one batch of every objective o and descends Σ_o w_o·L_o
-  (the paper's Mix baseline; one forward/backward per objective).
-* ``alright`` (ALRIGHT): each step draws one objective o ~ Categorical(w) and takes a DPO step on
-  a batch of it; only o's batch stream advances.
-* ``maxright`` (MAXRIGHT): each optimiser step takes the objective with the largest weighted gap
-  w_o·(L_o − f*_o), Chebyshev scalarisation of the trade-off. Every ``eval_every`` optimiser steps
-  all gaps are recomputed on the step's (first micro-)batches without gradient; otherwise only the
-  stepped objective's gap is refreshed from its pre-update loss (the mean over the step's
-  micro-batches) and the others stay stale, as in the paper's code. Under gradient accumulation the
-  pick is made once per optimiser step, so one step never mixes objectives.
-  f*_o is the eval DPO loss of the single-objective run of o: stage 1 of the ``dpo`` order that
-  starts with o (a DAG dependency), unless the config overrides it.
+papers.md §2.2) trains two objectives together instead of one after the other. We apply its three
+methods to preference objectives, every loss a DPO loss against the base model (DESIGN.md,
+"Methods"). Each is a module of the method registry, which this trainer runs: ``mix``
+(:mod:`seqpref.methods.mix`), ``alright`` (:mod:`seqpref.methods.alright`) and ``maxright``
+(:mod:`seqpref.methods.maxright`); a joint method gives the objectives each optimiser step receives
+(its ``plan``) and the micro-batch loss from their batches (its ``loss``).
 
 A joint run has the sequential runs' stage columns: its stage k takes as many optimiser steps as a
 sequential stage on the k-th objective (config order), continues stage k−1's adapter, and is scored
 like any stage. ``python -m seqpref.joint BASE OUT_DIR TRAIN_LOG --stage K --objective NAME PAIRS
-BASE_LOGPS ... --options JSON --joint JSON --run JSON [--previous DIR] [--optimum NAME SCORES]``.
+BASE_LOGPS ... --options JSON --method-options JSON --run JSON [--previous DIR] [--optimum NAME SCORES]``.
 """
 
 from __future__ import annotations
@@ -32,78 +23,17 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from seqpref import train
+from seqpref import methods, train
+from seqpref.methods import maxright
+from seqpref.methods.weights import normalised_weights
 
 log = logging.getLogger("seqpref.joint")
-
-JOINT_METHODS = ("mix", "alright", "maxright")
-
-
-@dataclass
-class JointOptions:
-    """``method_options.<method>`` of a joint method, resolved for one setting."""
-
-    method: str = "mix"
-    weights: dict[str, float] = field(default_factory=dict)  # objective → w (missing = 1), normalised to sum 1
-    eval_every: int = 10  # maxright: optimiser steps between re-evaluations of every gap (k)
-    optimum: dict[str, float] = field(default_factory=dict)  # maxright: f*_o typed in the config (override)
-
-    def __post_init__(self):
-        if self.method not in JOINT_METHODS:
-            raise ValueError(f"joint method must be one of {JOINT_METHODS}, got {self.method!r}")
-        if any(w <= 0 for w in self.weights.values()):
-            raise ValueError(f"{self.method}.weights must be > 0, got {self.weights}")
-        if self.eval_every < 1:
-            raise ValueError(f"maxright.eval_every must be >= 1, got {self.eval_every}")
-
-
-def normalised_weights(names: list[str], weights: dict[str, float]) -> np.ndarray:
-    """w_o for ``names`` (in order): the configured weight (1 if absent), scaled to sum 1; shape (n,).
-    Weights of other objectives (of other settings) are ignored."""
-    raw = np.array([float(weights.get(name, 1.0)) for name in names])
-    return raw / raw.sum()
-
-
-def alright_draws(weights: np.ndarray, steps: int, seed: int) -> np.ndarray:
-    """ALRIGHT's objective per optimiser step: ``steps`` draws from Categorical(``weights``), int (steps,)."""
-    return np.random.default_rng(seed).choice(len(weights), size=steps, p=weights)
-
-
-def weighted_gaps(losses: np.ndarray, optimum: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """MAXRIGHT's gaps w_o·(L_o − f*_o), shape (n,) (loss units, nats)."""
-    return weights * (np.asarray(losses, dtype=float) - optimum)
-
-
-def maxright_pick(gaps: np.ndarray) -> int:
-    """The objective MAXRIGHT steps on: argmax of the weighted gaps (the first on a tie)."""
-    return int(np.argmax(gaps))
-
-
-def mix_loss(losses: list[torch.Tensor], weights: np.ndarray) -> torch.Tensor:
-    """Mix's loss Σ_o w_o·L_o of per-objective scalar losses (a 0-d tensor with their graphs)."""
-    return sum(float(w) * loss for w, loss in zip(weights, losses))
-
-
-def dpo_eval_loss(scores: pd.DataFrame, objective: str, beta: float) -> float:
-    """Mean DPO loss −log σ(β·reward_margin) of ``objective``'s scored eval pairs (nats): f*_o."""
-    margins = scores.loc[scores["objective"] == objective, "reward_margin"].to_numpy(dtype=float)
-    if len(margins) == 0:
-        raise ValueError(f"the score file has no pairs of objective {objective!r}")
-    return float(np.mean(np.logaddexp(0.0, -beta * margins)))  # −log σ(z) = log(1 + e^−z)
-
-
-def step_plan(method: str, n_objectives: int, steps: int, weights: np.ndarray, seed: int) -> list[list[int]]:
-    """The objectives whose batches each optimiser step receives: every objective for mix and
-    maxright (maxright picks among them), ALRIGHT's draw alone for alright; a list of ``steps`` lists."""
-    if method == "alright":
-        return [[int(o)] for o in alright_draws(weights, steps, seed)]
-    return [list(range(n_objectives)) for _ in range(steps)]
 
 
 class JointBatchSampler(torch.utils.data.Sampler):
@@ -152,14 +82,15 @@ class JointCollator:
 
 @dataclass
 class JointPlan:
-    """What a joint trainer needs: method, objective names, weights, step plan, f* and interval."""
+    """What a joint trainer needs: the method (registry record) and its options, objective names,
+    normalised weights, the batch sampler, and MAXRIGHT's f*."""
 
-    method: str
+    method: methods.Method
     names: list[str]
     weights: np.ndarray
-    sampler: JointBatchSampler
+    sampler: "JointBatchSampler"
+    options: object = None
     optimum: np.ndarray | None = None
-    eval_every: int = 10
 
 
 def _joint_trainer_class():
@@ -221,39 +152,12 @@ def _joint_trainer_class():
             return loss
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            """One micro-batch's loss. Under gradient accumulation every micro-batch of an optimiser
-            step descends the same objectives: the sampler gives alright's draw to all of them, and
-            maxright picks once, at the step's first micro-batch (re-evaluating every gap on that
-            micro-batch's batches when the step index is a multiple of ``eval_every``), and refreshes
-            the stepped objective's gap from the mean of its micro-batch losses at the step's last."""
-            parts = inputs["parts"]
-            method, weights = self.joint.method, self.joint.weights
-            accumulation = self.joint.sampler.accumulation
-            step, position = divmod(self.micro_batches, accumulation)
-            present = sorted(parts)
-            stepped = set(parts)
-            if method == "mix":
-                loss = mix_loss([self.objective_loss(model, o, parts[o]) for o in present], weights[present])
-            elif method == "alright":
-                (o, batch), = parts.items()
-                loss = self.objective_loss(model, o, batch)
-            else:
-                if position == 0:
-                    if self.gaps is None or step % self.joint.eval_every == 0:
-                        with torch.no_grad(), train.lora_dropout_off(model):
-                            losses = [self.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in present]
-                        self.gaps = weighted_gaps(losses, self.joint.optimum, weights)
-                        self.refresh_steps.append(step)
-                    self.pick = maxright_pick(self.gaps)
-                    self.step_losses = []
-                o = self.pick
-                loss = self.objective_loss(model, o, parts[o])
-                self.step_losses.append(loss.item())
-                if position == accumulation - 1:
-                    self.gaps[o] = weights[o] * (float(np.mean(self.step_losses)) - self.joint.optimum[o])
-                stepped = {o}
-                for i, name in enumerate(self.joint.names):
-                    self._metrics["train"][f"{name}{train.JOINT_SEPARATOR}joint/gap"].append(float(self.gaps[i]))
+            """One micro-batch's loss, by the method's ``loss`` (which also says which objectives it
+            descended). Under gradient accumulation every micro-batch of an optimiser step descends the
+            same objectives: the sampler gives alright's draw to all of them, and maxright picks once
+            per optimiser step (:func:`seqpref.methods.maxright.loss`)."""
+            step, position = divmod(self.micro_batches, self.joint.sampler.accumulation)
+            loss, stepped = self.joint.method.loss(self, model, inputs["parts"], step, position)
             for i, name in enumerate(self.joint.names):
                 self._metrics["train"][f"{name}{train.JOINT_SEPARATOR}joint/stepped"].append(float(i in stepped))
                 self.stepped_counts[i] += i in stepped
@@ -271,7 +175,7 @@ def train_joint_stage(
     out_dir: str,
     train_log_path: str,
     options: train.TrainOptions,
-    joint: JointOptions,
+    method_options,
     run: dict,
     previous: str | None = None,
     optimum_scores: dict[str, str] | None = None,
@@ -281,10 +185,16 @@ def train_joint_stage(
 
     ``objectives`` lists ``(name, train_pairs_path, base_logps_path)`` of every objective in config
     order; the stage takes :func:`seqpref.train.stage_steps` of the ``stage``-th objective's train
-    pairs (the sequential budget of that stage). ``optimum_scores`` maps objective → stage-1 score
-    file of its single-objective DPO run (maxright's f*, unless ``joint.optimum`` gives it).
+    pairs (the sequential budget of that stage). The method is ``run["method"]`` (a joint method of
+    :mod:`seqpref.methods`) with ``method_options`` (its options dataclass, resolved for this setting).
+    ``optimum_scores`` maps objective → stage-1 score file of its single-objective DPO run (maxright's
+    f*, unless its options type it).
     Returns the stage summary (steps, seconds, …, and f* when maxright).
     """
+    method = methods.get(run["method"])
+    if method.kind != methods.JOINT:
+        raise ValueError(f"train_joint_stage trains a joint method ({', '.join(methods.names(methods.JOINT))}), "
+                         f"not {method.name!r}")
     start = time.time()
     names = [name for name, _, _ in objectives]
     if not 1 <= stage <= len(names):
@@ -292,27 +202,20 @@ def train_joint_stage(
     model, tokenizer, workdir = train.start_stage(base, options, out_dir, checkpoint_dir)
     frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in objectives]
     steps = train.stage_steps(len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs)
-    weights = normalised_weights(names, joint.weights)
+    weights = normalised_weights(names, method_options.weights)
     optimum = None
-    if joint.method == "maxright":
-        optimum_scores = optimum_scores or {}
-        missing = [n for n in names if n not in joint.optimum and n not in optimum_scores]
-        if missing:
-            raise ValueError(f"maxright needs f* of {missing}: a stage-1 score file or a configured optimum")
-        optimum = np.array([
-            joint.optimum[n] if n in joint.optimum else dpo_eval_loss(pd.read_parquet(optimum_scores[n]), n, options.beta)
-            for n in names
-        ])
+    if method is maxright.METHOD:
+        optimum = maxright.optimum(method_options, names, optimum_scores)
         log.info("maxright f*: %s", dict(zip(names, optimum.round(4).tolist())))
     seed = int(run["seed"]) * 1000 + stage  # each stage draws afresh, reproducibly
-    plan = step_plan(joint.method, len(names), steps, weights, seed)
+    plan = method.plan(len(names), steps, weights, seed)
     from datasets import concatenate_datasets
 
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
     sampler = JointBatchSampler([len(f) for f in frames], options.batch_size, plan, seed, options.gradient_accumulation_steps)
     records: list[dict] = []
     trainer = _joint_trainer_class()(
-        joint=JointPlan(joint.method, names, weights, sampler, optimum, joint.eval_every),
+        joint=JointPlan(method, names, weights, sampler, method_options, optimum),
         log_records=records,
         model=model,
         args=train.dpo_config(options, run, workdir, max_steps=steps),
@@ -323,10 +226,11 @@ def train_joint_stage(
     )
     if len(trainer.train_dataset) != len(dataset):
         raise ValueError(f"TRL dropped {len(dataset) - len(trainer.train_dataset)} pairs whose prompt fills max_length")
-    extra = {"joint": {**asdict(joint), "weights": dict(zip(names, weights.tolist()))}}
+    extra = {"joint": {**asdict(method_options), "weights": dict(zip(names, weights.tolist()))}}
     if optimum is not None:
         extra["joint"]["optimum"] = dict(zip(names, optimum.tolist()))
-    summary = train.run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, extra)
+    summary = train.run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, extra,
+                              method_options=method_options)
     summary.pop("record")
     if summary["steps"] != steps:
         raise RuntimeError(f"the stage took {summary['steps']} optimiser steps, its budget is {steps}")
@@ -346,8 +250,8 @@ def main(argv=None) -> None:
     parser.add_argument("--previous", default=None, help="adapter directory of the previous stage")
     parser.add_argument("--optimum", nargs=2, action="append", default=[], metavar=("NAME", "SCORES"),
                         help="maxright: stage-1 score file of NAME's single-objective DPO run")
-    parser.add_argument("--options", default="{}", help="JSON of TrainOptions (method dpo)")
-    parser.add_argument("--joint", required=True, help="JSON of JointOptions")
+    parser.add_argument("--options", default="{}", help="JSON of TrainOptions")
+    parser.add_argument("--method-options", default="{}", help="JSON of the run's method's options, for this setting")
     parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
@@ -356,11 +260,13 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
     options = train.TrainOptions(**{**json.loads(args.options), **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every})})
-    joint = JointOptions(**json.loads(args.joint))
-    log.info("options %s joint %s run %s previous %s", json.dumps(asdict(options)), json.dumps(asdict(joint)), args.run, args.previous)
+    run = json.loads(args.run)
+    method_options = methods.options(run["method"], **json.loads(args.method_options))
+    log.info("options %s method %s %s run %s previous %s", json.dumps(asdict(options)), run["method"],
+             json.dumps(asdict(method_options)), args.run, args.previous)
     summary = train_joint_stage(
-        args.base, [tuple(o) for o in args.objective], args.stage, args.out_dir, args.train_log, options, joint,
-        json.loads(args.run), args.previous, dict(args.optimum), args.checkpoint_dir,
+        args.base, [tuple(o) for o in args.objective], args.stage, args.out_dir, args.train_log, options,
+        method_options, run, args.previous, dict(args.optimum), args.checkpoint_dir,
     )
     log.info("trained %s", json.dumps(summary, default=str))
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,25 @@ import torch
 from seqpref.tokenization import TokenizedPair, model_inputs, tokenize_pair
 
 log = logging.getLogger("seqpref.logps")
+
+@dataclass
+class LogpsOptions:
+    """How log-probs are computed (the ``base_logps`` rule; :class:`seqpref.score.ScoreOptions` adds β).
+
+    The defaults are the schema's (``train.max_length``, ``score.batch_size``, ``score.dtype``,
+    ``attn_implementation``; ``tests/unit/test_defaults.py`` checks them): the eval split's reference.
+    The DAG computes the train split's, the training reference, in the training ``dtype``.
+    """
+
+    max_length: int = field(default=128, metadata={"help": "Tokens of prompt + response (train.max_length)."})
+    batch_size: int = field(default=64, metadata={"help": "Sequences per forward pass (score.batch_size)."})
+    dtype: str = field(default="float32", metadata={"help": "Model precision (score.dtype; the train split: dtype)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
+
+    def __post_init__(self):
+        if self.max_length < 8 or self.batch_size < 1:
+            raise ValueError(f"need max_length >= 8 and batch_size >= 1, got {self.max_length}, {self.batch_size}")
+
 
 #: what the scorer and the trainer read of a pairs file
 PAIR_COLUMNS = ["pair_id", "prompt", "prompt_messages", "chosen", "rejected"]
@@ -107,16 +127,15 @@ def main(argv=None) -> None:
     parser.add_argument("model", help="base model id or local directory")
     parser.add_argument("pairs", help="pairs Parquet of one split")
     parser.add_argument("out", help="log-probs Parquet to write")
-    parser.add_argument("--options", default="{}", help="JSON: max_length, batch_size, dtype, attn_implementation")
+    parser.add_argument("--options", default="{}", help="JSON of LogpsOptions")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    options = {"max_length": 512, "batch_size": 32, "dtype": "auto", "attn_implementation": None}
-    options.update(json.loads(args.options))
+    options = LogpsOptions(**json.loads(args.options))
     start = time.time()
-    model, tokenizer = base_model.load_base(args.model, options["dtype"], options["attn_implementation"])
+    model, tokenizer = base_model.load_base(args.model, options.dtype, options.attn_implementation)
     pairs = read_pairs(args.pairs)
-    frame = pair_logps(model, tokenizer, pairs, options["max_length"], options["batch_size"])
-    record = provenance.provenance("base_logps", {**options, "model": args.model, "pairs": args.pairs})
+    frame = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size)
+    record = provenance.provenance("base_logps", {**asdict(options), "model": args.model, "pairs": args.pairs})
     tables.write_table(frame, args.out, tables.LOGPS, record)
     log.info(
         "base log-probs of %d pairs (%d truncated) in %.1fs -> %s",

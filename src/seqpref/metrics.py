@@ -28,8 +28,31 @@ def reward_margin(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected
 
 
 def dpo_margin(reward_margin_nats, beta: float) -> np.ndarray:
-    """DPO-relativistic margin β·reward_margin: the argument of the DPO sigmoid. ``(n,)`` → ``(n,)``."""
+    """DPO-relativistic margin β·reward_margin: the argument of the DPO sigmoid. ``(n,)`` → ``(n,)``
+    (a torch tensor stays a tensor, with its graph)."""
+    if hasattr(reward_margin_nats, "detach"):
+        return beta * reward_margin_nats
     return beta * np.asarray(reward_margin_nats)
+
+
+def dpo_loss(dpo_margin_values):
+    """The DPO loss −log σ(β·reward_margin) (Rafailov et al., 2023, eq. 7) of each pair, from its
+    ``dpo_margin`` (= β·reward_margin, :func:`dpo_margin`): ``(n,)`` → ``(n,)`` in nats. Written as
+    log(1 + e^−z), which is exact for large |z|. A torch tensor gives a tensor (with its graph)."""
+    if hasattr(dpo_margin_values, "detach"):  # a torch tensor: softplus(−z) = log(1 + e^−z)
+        import torch.nn.functional as F
+
+        return F.softplus(-dpo_margin_values)
+    return np.logaddexp(0.0, -np.asarray(dpo_margin_values, dtype=np.float64))
+
+
+def dpo_eval_loss(scores, objective: str) -> float:
+    """Mean DPO loss (nats) of ``objective``'s scored pairs in a pair-score frame (``tables.PAIR_SCORES``,
+    whose ``dpo_margin`` carries the β it was scored with): MAXRIGHT's f*."""
+    margins = scores.loc[scores["objective"] == objective, "dpo_margin"].to_numpy(dtype=float)
+    if len(margins) == 0:
+        raise ValueError(f"the score file has no pairs of objective {objective!r}")
+    return float(np.mean(dpo_loss(margins)))
 
 
 def correct(reward_margin_nats) -> np.ndarray:

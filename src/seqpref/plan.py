@@ -1,9 +1,10 @@
 """The experiment grid: which runs, stages and files a config asks for.
 
-A *run* is one (setting, method, order, seed). A sequential method (``dpo``, ``spo``) runs every
-order of its setting; a joint method (``mix``, ``alright``, ``maxright``) trains all objectives at
-once and runs one "order", the setting's objectives in config order, with the same stage count. An order is written as the setting's objective
-names joined by ``-`` in training order (``comply-refuse``), so it can be a path component and a
+A *run* is one (setting, method, order, seed). A sequential method (``dpo``, ``spo``, ``replay``)
+runs every order of its setting; a joint method (``mix``, ``alright``, ``maxright``) trains all
+objectives at once and a post-hoc one (``merge``) builds its stages from other runs' adapters: both run
+one "order", the setting's objectives in config order, with the same stage count (the kinds are the
+method registry's, :mod:`seqpref.methods`). An order is written as the setting's objective names joined by ``-`` in training order (``comply-refuse``), so it can be a path component and a
 Snakemake wildcard; objective names therefore may not contain ``-``.
 """
 
@@ -11,15 +12,27 @@ from __future__ import annotations
 
 import itertools
 
+from seqpref import methods
+
 ORDER_SEPARATOR = "-"
-SEQUENTIAL_METHODS = ("dpo", "spo")
-JOINT_METHODS = ("mix", "alright", "maxright")
 JOINT = "joint"  # what a joint stage trains, in place of an objective name
 
 
 def is_joint(method: str) -> bool:
     """True for the methods that train every objective at every stage."""
-    return method in JOINT_METHODS
+    return methods.kind(method) == methods.JOINT
+
+
+def is_sequential(method: str) -> bool:
+    """True for the methods that train one objective per stage, in every order."""
+    return methods.kind(method) == methods.SEQUENTIAL
+
+
+def trains(method: str) -> bool:
+    """True for the methods whose stages are trained (and so have training logs); False for post-hoc ones."""
+    return methods.kind(method) != methods.POST_HOC
+
+
 RUN_PATTERN = "{setting}/{method}/{order}/seed{seed}"
 
 
@@ -46,7 +59,7 @@ def orders(config: dict, setting: str) -> list[str]:
 
 def method_orders(config: dict, setting: str, method: str) -> list[str]:
     """Orders ``method`` runs in ``setting``: all of :func:`orders` when sequential, else the config order."""
-    if is_joint(method):
+    if not is_sequential(method):
         return [ORDER_SEPARATOR.join(objectives(config, setting))]
     return orders(config, setting)
 

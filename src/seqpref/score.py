@@ -20,13 +20,23 @@ import json
 import logging
 import os
 import time
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import torch
 
 from seqpref import metrics, provenance, tables
+from seqpref.logps import LogpsOptions
 
 log = logging.getLogger("seqpref.score")
+
+
+@dataclass
+class ScoreOptions(LogpsOptions):
+    """How a stage is scored: :class:`~seqpref.logps.LogpsOptions` (the tokenization of training,
+    ``score.batch_size``, ``score.dtype``) and β of the ``dpo_margin`` column (``train.beta``)."""
+
+    beta: float = field(default=0.1, metadata={"help": "DPO β of the dpo_margin column (train.beta)."})
 
 
 def load_policy(base: str, adapter_dir: str, dtype: str = "float32", attn_implementation: str | None = None):
@@ -80,17 +90,20 @@ def score_rows(policy_logps: pd.DataFrame, base_logps: pd.DataFrame, run: dict, 
     return frame.sort_values("pair_id", kind="stable").reset_index(drop=True)
 
 
-def score_stage(run: dict, objectives: list[tuple[str, str, str]], options: dict, base=None, adapter=None):
+def score_stage(run: dict, objectives: list[tuple[str, str, str]], options: ScoreOptions, base=None, adapter=None):
     """Pair scores of every ``(objective, eval_pairs_path, base_logps_path)`` after one stage.
 
     With no ``adapter`` (stage 0) the policy is the base and its log-probs are the base log-probs.
-    Returns one frame with the ``tables.PAIR_SCORES`` columns.
+    ``options`` is a :class:`ScoreOptions` or a dict of its fields. Returns one frame with the
+    ``tables.PAIR_SCORES`` columns.
     """
+    if isinstance(options, dict):
+        options = ScoreOptions(**options)
     from seqpref.logps import pair_logps, read_pairs
 
     model = tokenizer = None
     if adapter:
-        model, tokenizer = load_policy(base, adapter, options["dtype"], options["attn_implementation"])
+        model, tokenizer = load_policy(base, adapter, options.dtype, options.attn_implementation)
     frames = []
     for objective, eval_path, base_logps_path in objectives:
         base_logps = pd.read_parquet(base_logps_path)
@@ -98,8 +111,8 @@ def score_stage(run: dict, objectives: list[tuple[str, str, str]], options: dict
             policy = base_logps.copy()
         else:
             pairs = read_pairs(eval_path)
-            policy = pair_logps(model, tokenizer, pairs, options["max_length"], options["batch_size"])
-        frames.append(score_rows(policy, base_logps, run, objective, options["beta"]))
+            policy = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size)
+        frames.append(score_rows(policy, base_logps, run, objective, options.beta))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -113,18 +126,17 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--adapter", default=None, help="adapter directory (omit for stage 0)")
     parser.add_argument("--base", default=None, help="base model id or directory (with --adapter)")
-    parser.add_argument("--options", default="{}", help="JSON: beta, max_length, batch_size, dtype (score.dtype)")
+    parser.add_argument("--options", default="{}", help="JSON of ScoreOptions")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.adapter and not args.base:
         parser.error("--adapter needs --base")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = {"beta": 0.1, "max_length": 512, "batch_size": 32, "dtype": "float32", "attn_implementation": None}
-    options.update(json.loads(args.options))
+    options = ScoreOptions(**json.loads(args.options))
     run = json.loads(args.run)
     start = time.time()
     frame = score_stage(run, [tuple(o) for o in args.objective], options, args.base, args.adapter)
-    record = provenance.provenance("score_stage", {"options": options, "run": run, "adapter": args.adapter})
+    record = provenance.provenance("score_stage", {"options": asdict(options), "run": run, "adapter": args.adapter})
     tables.write_table(frame, args.out, tables.PAIR_SCORES, record)
     means = frame.groupby("objective")["reward_margin"].mean().round(3).to_dict()
     log.info("scored %d pairs in %.1fs; mean reward_margin %s -> %s", len(frame), time.time() - start, means, args.out)

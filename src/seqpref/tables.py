@@ -117,6 +117,41 @@ SUMMARY = pa.schema(
     ]
 )
 
+#: the trade-off of a two-objective setting: every run's final point and the merge front's (seqpref.pareto)
+PARETO = pa.schema(
+    _POOLED_KEYS
+    + [
+        ("point", pa.string()),  # final (a run's last stage) | lambda=<λ> (a merge front point)
+        ("lam", pa.float64()),  # the front point's λ (weight share of objective_x); null for a run's final point
+        ("objective_x", pa.string()),  # the setting's first objective (config order)
+        ("objective_y", pa.string()),  # its second
+        ("metric", pa.string()),  # reward_margin (nats)
+    ]
+    + _ci_columns("x")
+    + _ci_columns("y")
+    + [
+        ("reference_x", pa.float64()),  # the base model (stage 0) on objective_x: the hypervolume's reference
+        ("reference_y", pa.float64()),
+        ("dominated", pa.bool_()),  # another point of the setting is at least as good on both, better on one (means)
+    ]
+)
+
+#: per (setting, method): the area its points dominate beyond the base model (seqpref.pareto)
+HYPERVOLUME = pa.schema(
+    [
+        ("setting", pa.string()),
+        ("method", pa.string()),
+        ("objective_x", pa.string()),
+        ("objective_y", pa.string()),
+        ("metric", pa.string()),
+        ("n_points", pa.int64()),  # the method's points: one per run (order), and the merge front's
+        ("n_nondominated", pa.int64()),  # of them, not dominated by any point of the setting
+        ("reference_x", pa.float64()),
+        ("reference_y", pa.float64()),
+        ("hypervolume", pa.float64()),  # metric units squared (nats²)
+    ]
+)
+
 #: the sham control: per sequential run (seeds pooled), sham stage k and objective not trained at k,
 #: its change from stage k-1 under the real stage and under the sham, and their difference (aggregate)
 CONTROLS = pa.schema(

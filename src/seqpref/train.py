@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -70,42 +70,57 @@ class LoraOptions:
         )
 
 
+def _to_dpo_config(name: str | bool = True) -> dict:
+    """Field metadata marking an option that ``trl.DPOConfig`` takes: under the same name (True) or ``name``."""
+    return {"dpo_config": name}
+
+
 @dataclass
 class TrainOptions:
-    """Options of one DPO stage (``train`` in the config, minus what the DAG decides)."""
+    """Options of one training stage (``train`` in the config, plus ``dtype`` and ``attn_implementation``).
 
-    beta: float = field(default=0.1, metadata={"help": "DPO temperature β (Rafailov et al., 2023)."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak AdamW learning rate."})
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the stage's train pairs."})
-    batch_size: int = field(default=8, metadata={"help": "Pairs per device per micro-batch."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step."})
-    max_length: int = field(default=1024, metadata={"help": "Tokens of prompt + response; longer is truncated."})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name."})
-    optim: str = field(default="adamw_torch", metadata={"help": "transformers optimizer name (adamw_torch, sgd, ...)."})
-    warmup_steps: float = field(default=0.0, metadata={"help": "Warm-up steps (a float < 1 is a share)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    logging_steps: int = field(default=1, metadata={"help": "Optimiser steps between training-log rows."})
-    train_reference: str = field(default="base", metadata={"help": "Training reference: the base model."})
-    activation_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (GPU memory)."})
+    The defaults are the schema's (``workflow/schemas/config.schema.yaml``, where the workflow's
+    defaults live; ``tests/unit/test_defaults.py`` checks they agree), so ``python -m seqpref.train``
+    run by hand trains what the DAG trains. Fields marked ``dpo_config`` go to ``trl.DPOConfig`` as
+    they are (:func:`dpo_config`); the method and its options are the run's (``--method-options``).
+    """
+
+    beta: float = field(default=0.1, metadata={"help": "DPO temperature β (Rafailov et al., 2023).", **_to_dpo_config()})
+    learning_rate: float = field(default=0.003, metadata={"help": "Peak learning rate.", **_to_dpo_config()})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the stage's train pairs.",
+                                                  **_to_dpo_config("num_train_epochs")})
+    batch_size: int = field(default=16, metadata={"help": "Pairs per device per micro-batch.",
+                                                  **_to_dpo_config("per_device_train_batch_size")})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step.",
+                                                                  **_to_dpo_config()})
+    max_length: int = field(default=128, metadata={"help": "Tokens of prompt + response; longer is truncated.",
+                                                   **_to_dpo_config()})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name.", **_to_dpo_config()})
+    optim: str = field(default="adamw_torch", metadata={"help": "transformers optimizer name (adamw_torch, sgd, ...).",
+                                                        **_to_dpo_config()})
+    warmup_steps: float = field(default=0.0, metadata={"help": "Warm-up steps (a float < 1 is a share).", **_to_dpo_config()})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", **_to_dpo_config()})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm.", **_to_dpo_config()})
+    logging_steps: int = field(default=1, metadata={"help": "Optimiser steps between training-log rows.", **_to_dpo_config()})
+    activation_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (GPU memory).",
+                                                                    **_to_dpo_config()})
     checkpoint_every: int = field(default=0, metadata={"help": "Optimiser steps between resumable checkpoints; 0 = none."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
     dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU."})
     lora: LoraOptions = field(default_factory=LoraOptions)
-    method: str = field(default="dpo", metadata={"help": "dpo, or spo (DPO + the SPO penalty, seqpref.spo)."})
-    spo: dict = field(default_factory=dict, metadata={"help": "SPOOptions when method is spo."})
 
     def __post_init__(self):
         if isinstance(self.lora, dict):
             self.lora = LoraOptions(**self.lora)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.method not in ("dpo", "spo"):
-            raise ValueError(f"a sequential stage trains method dpo or spo, not {self.method!r}")
-        if self.train_reference != "base":
-            raise ValueError(f"train_reference must be 'base', got {self.train_reference!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+    def dpo_config_fields(self) -> dict:
+        """The options ``trl.DPOConfig`` takes, under its names."""
+        return {(f.metadata["dpo_config"] if isinstance(f.metadata["dpo_config"], str) else f.name): getattr(self, f.name)
+                for f in fields(self) if f.metadata.get("dpo_config")}
 
 
 def _trainer_class():
@@ -121,12 +136,15 @@ def _trainer_class():
         to TRL's own reference forward is an error: nothing but the base log-probs may be used.
         """
 
-        def __init__(self, *args, gradient_probe=None, spo=None, log_records=None, **kwargs):
+        def __init__(self, *args, gradient_probe=None, method_loss=None, method_options=None, batch_sampler=None,
+                     log_records=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.log_records = log_records if log_records is not None else []
-            self.stop_requested = False  # set by a signal handler: checkpoint at the end of this step, then stop
             self.gradient_probe = gradient_probe
-            self.spo = spo  # SPOOptions with lookahead_lr set, or None for plain DPO
+            # a sequential method's term added to the DPO loss (seqpref.methods.base.Method.loss), or None
+            self.method_loss = method_loss
+            self.method_options = method_options
+            self.batch_sampler = batch_sampler  # a method's batch composition (replay), or None: TRL's sampler
             columns = set(self.train_dataset.column_names)
             if not {"ref_chosen_logps", "ref_rejected_logps"} <= columns:
                 raise ValueError(f"the train dataset lacks precomputed base log-probs (columns: {sorted(columns)})")
@@ -157,25 +175,25 @@ def _trainer_class():
             os.replace(staging, folder / STAGE_STATE)  # written last: its presence marks a complete checkpoint
             log.info("checkpoint at step %d -> %s", self.state.global_step, folder)
 
+        def get_train_dataloader(self):
+            if self.batch_sampler is None:
+                return super().get_train_dataloader()
+            self._set_signature_columns_if_needed()
+            loader = torch.utils.data.DataLoader(self.train_dataset.select_columns(self._signature_columns),
+                                                 batch_sampler=self.batch_sampler, collate_fn=self.data_collator)
+            return self.accelerator.prepare(loader)
+
         def compute_ref_log_probs(self, model, inputs):
             raise RuntimeError("the reference is the precomputed base model; TRL must not compute its own")
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if self.spo is None or not model.training:
+            if self.method_loss is None or not model.training:
                 return result
-            from seqpref import spo
-
-            ids, mask, completion = spo.chosen_half(inputs)
-            with lora_dropout_off(model):  # θ̃ and θ must see the same network: no dropout masks
-                ahead = spo.lookahead_logps(model, ids, mask, completion, self.spo.lookahead_lr)
-                policy = spo.completion_logps(model, ids, mask, completion)
-                penalty = spo.spo_penalty(policy, ahead, self.spo.penalty)
-            self._metrics["train"]["spo/penalty"].append(penalty.item())
-            self._metrics["train"]["spo/gate_share"].append(spo.gate(policy, ahead).float().mean().item())
+            term = self.method_loss(self, model, inputs)
             if return_outputs:
-                return result[0] + penalty, result[1]
-            return result + penalty
+                return result[0] + term, result[1]
+            return result + term
 
         def training_step(self, model, inputs, *args, **kwargs):
             probe = self.gradient_probe
@@ -390,20 +408,8 @@ def dpo_config(options: TrainOptions, run: dict, workdir: str, max_steps: int = 
     use_bf16 = device.type == "cuda" and options.dtype in ("auto", "bfloat16")
     return DPOConfig(
         output_dir=workdir,
-        beta=options.beta,
-        learning_rate=options.learning_rate,
-        num_train_epochs=options.epochs,
+        **options.dpo_config_fields(),
         max_steps=max_steps,
-        per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps,
-        max_length=options.max_length,
-        lr_scheduler_type=options.lr_scheduler_type,
-        optim=options.optim,
-        warmup_steps=options.warmup_steps,
-        weight_decay=options.weight_decay,
-        max_grad_norm=options.max_grad_norm,
-        logging_steps=options.logging_steps,
-        activation_checkpointing=options.activation_checkpointing,
         precompute_ref_log_probs=False,  # the base log-probs are already in the dataset
         # checkpoints (adapter, optimiser, scheduler, RNG, step) every checkpoint_every steps, the last two kept
         save_strategy="steps" if options.checkpoint_every else "no",
@@ -449,8 +455,14 @@ def start_stage(base: str, options: TrainOptions, out_dir: str, checkpoint_dir: 
     return model, tokenizer, tempfile.mkdtemp(prefix="trainer-", dir=Path(out_dir).parent)
 
 
+def recorded_options(options: TrainOptions, method_options) -> dict:
+    """What a stage records as its options (``training_options.json``, which the retrain guard compares
+    with what the config now gives the stage): the train options and the method's options."""
+    return {**asdict(options), "method_options": asdict(method_options)}
+
+
 def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, train_log_path: str,
-              previous: str | None, start: float, record_extra: dict | None = None) -> dict:
+              previous: str | None, start: float, record_extra: dict | None = None, method_options=None) -> dict:
     """Continue ``previous``'s adapter, train, save the adapter only (checked) and the training log.
 
     Returns the stage summary: steps, pairs, seconds, trainable parameters, tensors loaded and the
@@ -481,7 +493,8 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     trainer.model.save_pretrained(staging, selected_adapters=["default"])
     check_saved_adapter(staging, after)
     (staging / "training_options.json").write_text(
-        json.dumps({"options": asdict(options), "run": run, **(record_extra or {})}, indent=2, default=str)
+        json.dumps({"options": recorded_options(options, method_options), "run": run, **(record_extra or {})},
+                   indent=2, default=str)
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -491,7 +504,8 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
 
     record = provenance.provenance(
-        "train_stage", {"options": asdict(options), "run": run, "previous": previous, **(record_extra or {})}
+        "train_stage", {"options": recorded_options(options, method_options), "run": run, "previous": previous,
+                        **(record_extra or {})}
     )
     # how far the stage moved the LoRA parameters, ‖θ_after − θ_before‖₂, logged at the last step (the
     # sham control compares it between a stage and its sham)
@@ -522,58 +536,71 @@ def train_stage(
     diagnostics: "DiagnosticsOptions | None" = None,
     diagnostics_path: str | None = None,
     checkpoint_dir: str | None = None,
+    method_options=None,
 ) -> dict:
     """Train one sequential stage and save its adapter to ``out_dir`` and its log to ``train_log_path``.
+
+    The method is ``run["method"]`` (a sequential method of :mod:`seqpref.methods`) with
+    ``method_options`` (its options dataclass; its defaults when None): its loss term is added to the
+    DPO loss, and a method that composes its own batches (replay) draws them from this stage's pairs
+    and the ``earlier`` objectives' train pairs, over the same optimiser steps as a DPO stage.
 
     With ``checkpoint_dir``, checkpoints (every ``options.checkpoint_every`` steps, and on SIGUSR1 /
     SIGTERM in the CLI) go there, a rerun resumes from the newest complete one, and the folder is
     removed when the stage succeeds.
 
     ``earlier`` lists ``(objective, stage, train_pairs_path, base_logps_path)`` of the objectives
-    trained before this stage; with ``diagnostics`` enabled, the gradient cosines against them are
+    trained before this stage (replayed by replay); with ``diagnostics`` enabled, the gradient cosines against them are
     written to ``diagnostics_path`` (a DIAGNOSTICS table, empty at stage 1 or when disabled).
 
     ``run`` holds setting, method, order, seed, stage and objective (they label the log rows).
     Returns a summary: steps, pairs, seconds, trainable parameters, and the adapter's change norm.
     """
-    from seqpref import tables
+    from seqpref import methods, tables
 
+    method = methods.get(run["method"])
+    if method.kind != methods.SEQUENTIAL:
+        raise ValueError(f"train_stage trains a sequential method ({', '.join(methods.names(methods.SEQUENTIAL))}), "
+                         f"not {method.name!r}")
+    method_options = method_options if method_options is not None else method.options()
     start = time.time()
     model, tokenizer, workdir = start_stage(base, options, out_dir, checkpoint_dir)
     dataset = training_dataset(pd.read_parquet(pairs_path), pd.read_parquet(base_logps_path), tokenizer)
+    earlier_sets = [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer))
+                    for name, stage, p, b in (earlier or [])]
     records: list[dict] = []
     probe = None
-    if diagnostics is not None and diagnostics.enabled and earlier:
+    if diagnostics is not None and diagnostics.enabled and earlier_sets:
         from seqpref.diagnostics import GradientProbe
 
-        probe = GradientProbe(
-            [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer))
-             for name, stage, p, b in earlier],
-            diagnostics,
-            current=(run["objective"], run["stage"], dataset),
-        )
-    spo_options = None
-    if options.method == "spo":
-        from seqpref.spo import SPOOptions
+        probe = GradientProbe(earlier_sets, diagnostics, current=(run["objective"], run["stage"], dataset))
+    sampler, max_steps, train_set = None, -1, dataset
+    if method.batches is not None and earlier_sets:
+        from datasets import concatenate_datasets
 
-        spo_options = SPOOptions(**options.spo)
-        if spo_options.lookahead_lr is None:
-            spo_options.lookahead_lr = options.learning_rate
+        max_steps = stage_steps(len(dataset), options.batch_size, options.gradient_accumulation_steps, options.epochs)
+        sampler = method.batches(method_options, [len(dataset)] + [len(d) for _, _, d in earlier_sets],
+                                 options.batch_size, max_steps, int(run["seed"]) * 1000 + int(run["stage"]),
+                                 options.gradient_accumulation_steps)
+        train_set = concatenate_datasets([dataset] + [d for _, _, d in earlier_sets])
     trainer = _trainer_class()(
         gradient_probe=probe,
-        spo=spo_options,
+        method_loss=method.loss,
+        method_options=method_options,
+        batch_sampler=sampler,
         log_records=records,
         model=model,
-        args=dpo_config(options, run, workdir),
-        train_dataset=dataset,
+        args=dpo_config(options, run, workdir, max_steps=max_steps),
+        train_dataset=train_set,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
         callbacks=[_log_callback(records)],
     )
-    dropped = len(dataset) - len(trainer.train_dataset)
+    dropped = len(train_set) - len(trainer.train_dataset)
     if dropped:
         raise ValueError(f"TRL dropped {dropped} pairs whose prompt alone fills max_length={options.max_length}")
-    summary = run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start)
+    summary = run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start,
+                        method_options=method_options)
     record = summary.pop("record")
     if diagnostics_path:
         keys = {k: run[k] for k in ("setting", "method", "order", "seed", "stage", "objective")}
@@ -593,10 +620,11 @@ def main(argv=None) -> None:
     parser.add_argument("train_log", help="training-log Parquet to write")
     parser.add_argument("--previous", default=None, help="adapter directory of the previous stage")
     parser.add_argument("--options", default="{}", help="JSON of TrainOptions")
+    parser.add_argument("--method-options", default="{}", help="JSON of the run's method's options (method_options.<method>)")
     parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
     parser.add_argument(
         "--earlier", nargs=4, action="append", default=[], metavar=("NAME", "STAGE", "TRAIN_PAIRS", "BASE_LOGPS"),
-        help="an objective trained at an earlier stage (for the gradient diagnostics)",
+        help="an objective trained at an earlier stage (for the gradient diagnostics and replay)",
     )
     parser.add_argument("--diagnostics", default='{"enabled": false}', help="JSON of DiagnosticsOptions")
     parser.add_argument("--diagnostics-out", default=None, help="diagnostics Parquet to write")
@@ -608,13 +636,18 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
     options = TrainOptions(**{**json.loads(args.options), **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every})})
     run = json.loads(args.run)
-    log.info("options %s run %s previous %s", json.dumps(asdict(options)), json.dumps(run), args.previous)
+    from seqpref import methods
     from seqpref.diagnostics import DiagnosticsOptions
+
+    method_options = methods.options(run["method"], **json.loads(args.method_options))
+    log.info("options %s method %s %s run %s previous %s", json.dumps(asdict(options)), run["method"],
+             json.dumps(asdict(method_options)), json.dumps(run), args.previous)
 
     earlier = [(name, int(stage), pairs, logps) for name, stage, pairs, logps in args.earlier]
     summary = train_stage(
         args.base, args.pairs, args.base_logps, args.out_dir, args.train_log, options, run, args.previous,
         earlier, DiagnosticsOptions(**json.loads(args.diagnostics)), args.diagnostics_out, args.checkpoint_dir,
+        method_options,
     )
     log.info("trained %s", json.dumps(summary))
 

@@ -1,12 +1,12 @@
-"""A DPO loss written out by hand, independent of TRL, for tests that check TRL-based code against it."""
+"""A DPO loss written out by hand, independent of TRL, for tests that check TRL-based code against it:
+the log-probs summed by hand here, the loss of the margin by ``seqpref.metrics.dpo_loss`` (the one
+formula every part of seqpref uses)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
-
-from seqpref import tokenization
+from seqpref import metrics, tokenization
 
 BETA = 0.1
 MAX_LENGTH = 256  # the tiny tokenizer is almost byte-level: keep every closer in the window
@@ -27,5 +27,5 @@ def manual_dpo_loss(model, tokenizer, pairs: pd.DataFrame, ref: pd.DataFrame, be
             token = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)[0]
             sums.append(token[len(pair.prompt_ids) - 1 :].sum())
         margin = (sums[0] - ref_c) - (sums[1] - ref_r)
-        losses.append(-F.logsigmoid(beta * margin))
+        losses.append(metrics.dpo_loss(metrics.dpo_margin(margin, beta)))
     return torch.stack(losses).mean()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from seqpref import joint, train
+from seqpref import joint, methods, train
 
 RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
 # 48 pairs, micro-batches of 4, accumulation 2: 6 optimiser steps; LoRA dropout on, so the RNG matters
@@ -90,7 +90,7 @@ def test_interrupted_maxright_stage_resumes_to_the_same_adapter(tiny_base, pair_
     """MAXRIGHT's gaps and pick are part of the checkpoint: the resumed stage picks as the whole one did."""
     objectives = [("comply", pair_files["pairs"], pair_files["base_logps"]),
                   ("again", pair_files["pairs"], pair_files["base_logps"])]
-    settings = joint.JointOptions(method="maxright", eval_every=2, optimum={"comply": 0.69, "again": 0.70})
+    settings = methods.options("maxright", eval_every=2, optimum={"comply": 0.69, "again": 0.70})
     run = {**RUN, "method": "maxright", "objective": "joint"}
 
     def stage(name):

@@ -8,7 +8,8 @@ import pytest
 import torch
 from dpo_by_hand import BETA, MAX_LENGTH, manual_dpo_loss
 
-from seqpref import base_model, joint, lab, logps, tables, train
+from seqpref import base_model, joint, lab, logps, methods, tables, train
+from seqpref.methods import alright
 
 RUN = {"setting": "lab", "order": "comply-warm", "seed": 0, "objective": "joint"}
 OPTIONS = dict(beta=BETA, learning_rate=3e-3, batch_size=8, max_length=64, lora={"r": 4, "alpha": 8})
@@ -33,7 +34,7 @@ def test_mix_loss_equals_weighted_sum_of_separate_dpo_losses(tiny_base, tmp_path
     config = DPOConfig(output_dir=str(tmp_path), beta=BETA, max_length=MAX_LENGTH, per_device_train_batch_size=4,
                        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
     trainer = joint._joint_trainer_class()(
-        joint=joint.JointPlan("mix", ["comply", "warm"], weights, sampler), model=model, args=config,
+        joint=joint.JointPlan(methods.get("mix"), ["comply", "warm"], weights, sampler), model=model, args=config,
         train_dataset=dataset, processing_class=tokenizer, peft_config=train.LoraOptions(r=4, alpha=8).peft_config(),
     )
     peft_model = trainer.model
@@ -74,8 +75,8 @@ def two_objectives(tiny_base, pair_files, tmp_path_factory):
 @pytest.mark.parametrize("method", ["mix", "alright", "maxright"])
 def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectives, tmp_path):
     options = train.TrainOptions(**OPTIONS)
-    settings = joint.JointOptions(method=method, weights={"warm": 3.0}, eval_every=2,
-                                  optimum={"comply": 0.60, "warm": 0.65} if method == "maxright" else {})
+    settings = methods.options(method, weights={"warm": 3.0}, **(
+        {"eval_every": 2, "optimum": {"comply": 0.60, "warm": 0.65}} if method == "maxright" else {}))
     previous = None
     for stage, budget in ((1, 6), (2, 3)):  # ceil(48/8) steps, then ceil(24/8): the k-th objective's
         run = {**RUN, "method": method, "stage": stage}
@@ -90,7 +91,7 @@ def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectiv
         else:
             assert sum(counts.values()) == budget
         if method == "alright":
-            draws = joint.alright_draws(np.array([0.25, 0.75]), budget, seed=stage)
+            draws = alright.alright_draws(np.array([0.25, 0.75]), budget, seed=stage)
             assert [counts["comply"], counts["warm"]] == np.bincount(draws, minlength=2).tolist()
         previous = str(tmp_path / f"stage{stage}")
     assert summary["tensors_loaded_from_previous"] > 0
@@ -105,7 +106,7 @@ def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectiv
 
 def test_maxright_without_an_optimum_names_the_objective(tiny_base, two_objectives, tmp_path):
     options = train.TrainOptions(**OPTIONS)
-    settings = joint.JointOptions(method="maxright", optimum={"comply": 0.6})
+    settings = methods.options("maxright", optimum={"comply": 0.6})
     with pytest.raises(ValueError, match=r"maxright needs f\* of \['warm'\]"):
         joint.train_joint_stage(tiny_base, two_objectives, 1, str(tmp_path / "s1"), str(tmp_path / "l.parquet"),
                                 options, settings, {**RUN, "method": "maxright", "stage": 1})
@@ -163,12 +164,14 @@ def _joint_trainer(method, two_objectives_paths, tiny_base, tmp_path, batch_size
 
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
     weights = np.array([0.5, 0.5])
-    plan = joint.step_plan(method, 2, steps, weights, seed=7)
+    plan = methods.get(method).plan(2, steps, weights, seed=7)
     sampler = joint.JointBatchSampler([len(f) for f in frames], batch_size, plan, seed=7, accumulation=accumulation)
     run = {**RUN, "method": method, "stage": 1}
     return joint._joint_trainer_class()(
         # f* at log 2 (the untrained loss) makes both gaps near 0: the pick is a close call at every step
-        joint=joint.JointPlan(method, ["comply", "warm"], weights, sampler, np.array([0.6931, 0.6931]), eval_every),
+        joint=joint.JointPlan(methods.get(method), ["comply", "warm"], weights, sampler,
+                              methods.options(method, **({"eval_every": eval_every} if method == "maxright" else {})),
+                              np.array([0.6931, 0.6931])),
         model=model, args=train.dpo_config(options, run, str(tmp_path), max_steps=steps), train_dataset=dataset,
         processing_class=tokenizer, peft_config=options.lora.peft_config(),
         callbacks=[train._log_callback(records if records is not None else [])],
@@ -197,7 +200,7 @@ def test_one_objective_per_optimiser_step_under_accumulation(method, tiny_base, 
     if method == "maxright":
         assert trainer.refresh_steps == list(range(0, steps, every))
     else:
-        draws = joint.alright_draws(np.array([0.5, 0.5]), steps, seed=7)
+        draws = alright.alright_draws(np.array([0.5, 0.5]), steps, seed=7)
         assert [step[0][0] for step in per_step] == draws.tolist()
 
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from seqpref import base_model, lab, spo, tokenization, train
+from seqpref import base_model, lab, methods, tokenization, train
+from seqpref.methods import spo
 
 
 def test_penalty_is_zero_when_the_policy_is_already_ahead_and_positive_otherwise():
@@ -113,18 +114,18 @@ def test_penalty_gradient_is_lambda_weighted_nll_of_the_gated_pairs_whatever_eta
 
 
 def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
-    options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8},
-                                 method="spo", spo={"penalty": 1.0})
+    options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8})
     run = {"setting": "lab", "method": "spo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
     summary = train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "a"),
-                                str(tmp_path / "log.parquet"), options, run)
+                                str(tmp_path / "log.parquet"), options, run, method_options=spo.SPOOptions(penalty=1.0))
     log = pd.read_parquet(tmp_path / "log.parquet")
     penalties = log[log.metric == "spo/penalty"]["value"]
     assert len(penalties) == summary["steps"] and penalties.max() > 0
     gate = log[log.metric == "spo/gate_share"]["value"]
     assert len(gate) == summary["steps"] and gate.between(0, 1).all() and gate.max() > 0
-    with pytest.raises(ValueError, match="dpo or spo"):
-        train.TrainOptions(method="mix")
+    with pytest.raises(ValueError, match="train_stage trains a sequential method"):
+        train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "m"),
+                          str(tmp_path / "m.parquet"), options, {**run, "method": "mix"})
 
 
 def test_spo_penalty_ignores_lora_dropout(tiny_base, pair_files, tmp_path):
@@ -132,15 +133,15 @@ def test_spo_penalty_ignores_lora_dropout(tiny_base, pair_files, tmp_path):
     look-ahead and policy forwards drawn their own dropout masks, the ReLU of the mask noise would
     make it positive at every step."""
     options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
-                                 lora={"r": 4, "alpha": 8, "dropout": 0.5}, method="spo",
-                                 spo={"penalty": 1.0, "lookahead_lr": 1e-12})
+                                 lora={"r": 4, "alpha": 8, "dropout": 0.5})
+    penalty = methods.options("spo", penalty=1.0, lookahead_lr=1e-12)
     run = {"setting": "lab", "method": "spo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
     previous = tmp_path / "start"
     train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(previous),
                       str(tmp_path / "log0.parquet"), train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16,
                                                                           max_length=64, lora={"r": 4, "alpha": 8}), run)
     train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "b"),
-                      str(tmp_path / "log.parquet"), options, {**run, "stage": 2}, str(previous))
+                      str(tmp_path / "log.parquet"), options, {**run, "stage": 2}, str(previous), method_options=penalty)
     log = pd.read_parquet(tmp_path / "log.parquet")
     penalties = log[log.metric == "spo/penalty"]["value"]
     assert len(penalties) > 0

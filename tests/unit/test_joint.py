@@ -10,56 +10,59 @@ import pandas as pd
 import pytest
 import torch
 
-from seqpref import joint, plan, train
+from seqpref import joint, methods, metrics, plan, train
+from seqpref.methods import alright, maxright, mix
+from seqpref.methods.weights import normalised_weights
 
 
 def test_alright_draws_follow_the_configured_probabilities():
-    weights = joint.normalised_weights(["a", "b", "c"], {"a": 1.0, "b": 3.0, "c": 6.0})
+    weights = normalised_weights(["a", "b", "c"], {"a": 1.0, "b": 3.0, "c": 6.0})
     assert weights == pytest.approx([0.1, 0.3, 0.6])
-    draws = joint.alright_draws(weights, 20_000, seed=7)
+    draws = alright.alright_draws(weights, 20_000, seed=7)
     frequencies = np.bincount(draws, minlength=3) / len(draws)
     # binomial SD at n = 20000 is ≤ 0.0035: 0.015 is > 4 SD
     assert frequencies == pytest.approx(weights, abs=0.015)
-    assert (joint.alright_draws(weights, 200, seed=7) == draws[:200]).all()  # seeded
-    assert not (joint.alright_draws(weights, 200, seed=8) == draws[:200]).all()
+    assert (alright.alright_draws(weights, 200, seed=7) == draws[:200]).all()  # seeded
+    assert not (alright.alright_draws(weights, 200, seed=8) == draws[:200]).all()
 
 
 def test_alright_plan_gives_each_step_one_objective_and_mix_all():
     weights = np.array([0.25, 0.75])
-    alright = joint.step_plan("alright", 2, 400, weights, seed=1)
+    alright = methods.get("alright").plan(2, 400, weights, seed=1)
     assert len(alright) == 400 and all(len(step) == 1 for step in alright)
     share = np.mean([step[0] == 1 for step in alright])
     assert 0.68 < share < 0.82
-    assert joint.step_plan("mix", 2, 3, weights, seed=1) == [[0, 1]] * 3
-    assert joint.step_plan("maxright", 2, 3, weights, seed=1) == [[0, 1]] * 3
+    assert methods.get("mix").plan(2, 3, weights, seed=1) == [[0, 1]] * 3
+    assert methods.get("maxright").plan(2, 3, weights, seed=1) == [[0, 1]] * 3
 
 
 def test_maxright_picks_the_larger_weighted_gap_not_the_larger_loss():
     losses, optimum = np.array([0.5, 0.9]), np.array([0.1, 0.8])
-    gaps = joint.weighted_gaps(losses, optimum, np.array([0.5, 0.5]))
+    gaps = maxright.weighted_gaps(losses, optimum, np.array([0.5, 0.5]))
     assert gaps == pytest.approx([0.2, 0.05])
-    assert joint.maxright_pick(gaps) == 0  # objective 1 has the larger loss but is nearer its optimum
-    gaps = joint.weighted_gaps(losses, optimum, np.array([0.1, 0.9]))
+    assert maxright.maxright_pick(gaps) == 0  # objective 1 has the larger loss but is nearer its optimum
+    gaps = maxright.weighted_gaps(losses, optimum, np.array([0.1, 0.9]))
     assert gaps == pytest.approx([0.04, 0.09])
-    assert joint.maxright_pick(gaps) == 1  # the weights turn it round
-    assert joint.maxright_pick(np.array([0.3, 0.3])) == 0  # tie: the first
+    assert maxright.maxright_pick(gaps) == 1  # the weights turn it round
+    assert maxright.maxright_pick(np.array([0.3, 0.3])) == 0  # tie: the first
 
 
 def test_mix_loss_is_the_weighted_sum():
     losses = [torch.tensor(2.0, requires_grad=True), torch.tensor(4.0, requires_grad=True)]
-    total = joint.mix_loss(losses, np.array([0.25, 0.75]))
+    total = mix.mix_loss(losses, np.array([0.25, 0.75]))
     assert total.item() == pytest.approx(3.5)
     total.backward()
     assert [l.grad.item() for l in losses] == pytest.approx([0.25, 0.75])
 
 
 def test_weights_default_to_one_and_must_be_positive():
-    assert joint.normalised_weights(["a", "b"], {"x": 2.0, "b": 3.0}) == pytest.approx([0.25, 0.75])  # x: another setting's
-    assert joint.normalised_weights(["a", "b"], {}) == pytest.approx([0.5, 0.5])
-    with pytest.raises(ValueError, match="weights must be > 0"):
-        joint.JointOptions(method="mix", weights={"a": 0.0})
-    with pytest.raises(ValueError, match="joint method"):
-        joint.JointOptions(method="dpo")
+    assert normalised_weights(["a", "b"], {"x": 2.0, "b": 3.0}) == pytest.approx([0.25, 0.75])  # x: another setting's
+    assert normalised_weights(["a", "b"], {}) == pytest.approx([0.5, 0.5])
+    for name in ("mix", "alright", "maxright"):
+        with pytest.raises(ValueError, match=f"{name}.weights must be > 0"):
+            methods.options(name, weights={"a": 0.0})
+    with pytest.raises(ValueError, match="unknown method 'dop'; expected one of dpo, spo"):
+        methods.options("dop")
 
 
 def test_sampler_batches_follow_the_plan_and_only_used_streams_advance():
@@ -97,12 +100,25 @@ def test_collator_splits_by_objective():
     assert seen[1] == [{"x": 3}]  # the objective column is not handed to TRL's collator
 
 
-def test_dpo_eval_loss_is_the_mean_logistic_loss():
-    scores = pd.DataFrame({"objective": ["a", "a", "b"], "reward_margin": [0.0, 10.0, -3.0]})
+def test_dpo_eval_loss_is_the_mean_logistic_loss_of_the_scored_dpo_margin():
+    """f* reads the score file's dpo_margin (β·reward_margin, β as scored), not a β given again."""
+    scores = pd.DataFrame({"objective": ["a", "a", "b"], "reward_margin": [0.0, 10.0, -3.0],
+                           "dpo_margin": [0.0, 1.0, -0.3]})
     expected = np.mean([math.log(2.0), math.log1p(math.exp(-1.0))])
-    assert joint.dpo_eval_loss(scores, "a", beta=0.1) == pytest.approx(expected)
+    assert metrics.dpo_eval_loss(scores, "a") == pytest.approx(expected)
     with pytest.raises(ValueError, match="no pairs of objective 'c'"):
-        joint.dpo_eval_loss(scores, "c", beta=0.1)
+        metrics.dpo_eval_loss(scores, "c")
+
+
+def test_dpo_loss_is_minus_log_sigmoid_for_arrays_and_tensors_alike():
+    margins = np.array([-800.0, -2.0, 0.0, 3.0, 800.0])
+    expected = [800.0, math.log1p(math.exp(2.0)), math.log(2.0), math.log1p(math.exp(-3.0)), 0.0]
+    assert metrics.dpo_loss(margins) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    tensor = torch.tensor(margins, requires_grad=True)
+    loss = metrics.dpo_loss(tensor)
+    assert loss.detach().numpy() == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    loss.sum().backward()  # d/dz −log σ(z) = −σ(−z)
+    assert tensor.grad.numpy() == pytest.approx(-1 / (1 + np.exp(margins)), abs=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 
 localrules:
     aggregate,
+    pareto,
     collect_training,
     collect_diagnostics,
     collect_movement,
@@ -27,10 +28,34 @@ rule aggregate:
         f"{RESULTS}/logs/aggregate.log",
     benchmark:
         f"{RESULTS}/benchmarks/aggregate.tsv"
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
+        "python -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
         " --transfer {output.transfer} --quartiles {output.quartiles} --controls {output.controls}"
         " {input.scores} {params.sham} --options {params.options:q} > {log} 2>&1"
+
+
+rule pareto:
+    """Every run's final point on a two-objective setting's objectives, the merge front, dominance and
+    each method's hypervolume against the base (seqpref.pareto)."""
+    input:
+        summary=f"{RESULTS}/tables/summary.parquet",
+        front=front_score_files(),
+    output:
+        points=f"{RESULTS}/tables/pareto.parquet",
+        hypervolume=f"{RESULTS}/tables/hypervolume.parquet",
+    params:
+        front=lambda wc, input: " ".join(f"--front {path} {lam}" for path, lam in zip(input.front, front_lambdas())),
+        objectives=as_json({setting: plan.objectives(config, setting) for setting in config["settings"]}),
+        options=as_json(config["labels"]),
+    log:
+        f"{RESULTS}/logs/pareto.log",
+    conda:
+        ENV
+    shell:
+        "python -m seqpref.pareto {input.summary} {params.front} --objectives {params.objectives:q}"
+        " --points {output.points} --hypervolume {output.hypervolume} --options {params.options:q} > {log} 2>&1"
 
 
 rule collect_training:
@@ -40,8 +65,10 @@ rule collect_training:
         f"{RESULTS}/tables/training.parquet",
     log:
         f"{RESULTS}/logs/collect_training.log",
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.aggregate collect training {output} {input} > {log} 2>&1"
+        "python -m seqpref.aggregate collect training {output} {input} > {log} 2>&1"
 
 
 rule collect_diagnostics:
@@ -51,8 +78,10 @@ rule collect_diagnostics:
         f"{RESULTS}/tables/diagnostics.parquet",
     log:
         f"{RESULTS}/logs/collect_diagnostics.log",
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.aggregate collect diagnostics {output} {input} > {log} 2>&1"
+        "python -m seqpref.aggregate collect diagnostics {output} {input} > {log} 2>&1"
 
 
 rule collect_movement:
@@ -62,5 +91,7 @@ rule collect_movement:
         f"{RESULTS}/tables/movement.parquet",
     log:
         f"{RESULTS}/logs/collect_movement.log",
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.aggregate collect movement {output} {input} > {log} 2>&1"
+        "python -m seqpref.aggregate collect movement {output} {input} > {log} 2>&1"

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import seqpref
-from seqpref import guard, gguf_import, plan
+from seqpref import guard, gguf_import, methods, plan
 from seqpref.config import check_config
 
 
@@ -19,14 +19,16 @@ validate(config, "../schemas/config.schema.yaml")
 for _setting in config["settings"]:
     plan.orders(config, _setting)  # a listed order that is not a permutation fails here, by name
 
-# the Python that runs snakemake runs the steps too (a venv need not be activated)
-PYTHON = sys.executable
-# steps that load a model run through seqpref.gpus: on a workstation with several GPUs each local job
-# gets a GPU of its own (snakemake does not assign GPU ids, snakemake issue #281); under SLURM, and
-# without GPUs, the step runs as is. Each such rule declares resources gpu=1, so
+# the Python that runs snakemake runs the steps too (a venv need not be activated): its folder goes
+# first on the PATH the rules' shell commands see, so their `python` is this one (under --sdm conda,
+# the rule's environment, workflow/envs/seqpref.yaml, is activated after and comes first). Steps that
+# load a model run through `python -m seqpref.gpus --`: on a workstation with several GPUs each local
+# job gets a GPU of its own (snakemake does not assign GPU ids, snakemake issue #281); under SLURM,
+# and without GPUs, the step runs as is. Each such rule declares resources gpu=1, so
 # `--resources gpu=N` runs N of them at once.
-ON_GPU = f"{PYTHON} -m seqpref.gpus --"
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ENV = "../envs/seqpref.yaml"  # every rule's conda environment: what pyproject.toml pins
 
 RESULTS = config["results"].rstrip("/")
 # train options that change how a stage runs, not what it trains: passed as resources, so that
@@ -44,6 +46,7 @@ FIGURES = [
     "gradient_cosine",
     "adapter_movement",
     "sham_control",
+    "pareto_front",
 ]
 FIGURE_CODE = Path(seqpref.__file__).parent / "figures"
 
@@ -51,7 +54,7 @@ FIGURE_CODE = Path(seqpref.__file__).parent / "figures"
 wildcard_constraints:
     setting="[A-Za-z0-9_]+",
     objective="[A-Za-z0-9_]+",
-    method="|".join(plan.SEQUENTIAL_METHODS + plan.JOINT_METHODS),
+    method="|".join(methods.names()),
     order="[A-Za-z0-9_]+(-[A-Za-z0-9_]+)+",
     seed=r"\d+",
     stage=r"\d+",
@@ -104,46 +107,34 @@ def model_options():
     return {"dtype": config["dtype"], "attn_implementation": config["attn_implementation"]}
 
 
-def train_options(method):
-    """TrainOptions of a stage of ``method``: the shared ``train`` block plus that method's options
-    only (so changing SPO's options retrains SPO runs, not DPO runs). A joint method's losses are
-    DPO losses; its own options are :func:`joint_options`."""
+def train_options():
+    """TrainOptions of every trained stage: the shared ``train`` block and the model options (what a
+    stage does beyond them is its method's, :func:`method_options`)."""
     train = {k: v for k, v in config["train"].items() if k not in EXECUTION_ONLY}
-    options = {**train, **model_options(), "method": "dpo" if plan.is_joint(method) else method}
-    if method == "spo":
-        options["spo"] = config["method_options"]["spo"]
-    return options
+    return {**train, **model_options()}
+
+
+def method_options(method, setting):
+    """``method_options.<method>`` as the runs of ``setting`` see it (seqpref.methods.base.Method.setting_options):
+    changing another method's options, or a weight of another setting's objective, retrains nothing here."""
+    return methods.get(method).setting_options(config["method_options"][method], setting, plan.objectives(config, setting))
 
 
 def expected_train_options(run):
-    """The resolved TrainOptions (as recorded beside an adapter) the config now gives a stage of
-    ``run``; None when the config no longer has the run."""
+    """The resolved options (as recorded beside an adapter, seqpref.train.recorded_options) the config
+    now gives a stage of ``run``; None when the config no longer has the run."""
     key = {k: run[k] for k in ("setting", "method", "order", "seed")}
     if key not in plan.runs(config):
         return None
-    from dataclasses import asdict
+    from seqpref.train import TrainOptions, recorded_options  # imports torch: only reached when adapters exist
 
-    from seqpref.train import TrainOptions  # imports torch: only reached when adapters exist
-
-    return {k: v for k, v in asdict(TrainOptions(**train_options(run["method"]))).items() if k not in EXECUTION_ONLY}
-
-
-def joint_options(method, setting):
-    """JointOptions of a joint method in ``setting``: its weights, and for maxright the gap interval
-    and the f* typed for this setting (the others come from the single-objective runs)."""
-    options = config["method_options"][method]
-    names = plan.objectives(config, setting)
-    # only this setting's weights: a weight of another setting's objective retrains nothing here
-    joint = {"method": method, "weights": {k: w for k, w in options.get("weights", {}).items() if k in names}}
-    if method == "maxright":
-        joint["eval_every"] = options["eval_every"]
-        joint["optimum"] = options["optimum"].get(setting, {})
-    return joint
+    recorded = recorded_options(TrainOptions(**train_options()), methods.options(run["method"], **method_options(run["method"], run["setting"])))
+    return {k: v for k, v in recorded.items() if k not in EXECUTION_ONLY}
 
 
 def score_options():
-    """Scoring options: β and max_length of training (the same tokenization), the score batch size
-    and precision (``score.dtype``)."""
+    """ScoreOptions (seqpref.score): β and max_length of training (the same tokenization), the score
+    batch size and precision (``score.dtype``)."""
     return as_json(
         {
             "beta": config["train"]["beta"],
@@ -156,7 +147,7 @@ def score_options():
 
 
 def base_logps_options(wildcards):
-    """Options of one split's base log-probs: the train split is the training reference, computed in
+    """LogpsOptions (seqpref.logps) of one split's base log-probs: the train split is the training reference, computed in
     the training dtype; the eval split is the evaluation reference, in the scoring dtype."""
     dtype = config["dtype"] if wildcards.split == "train" else config["score"]["dtype"]
     return as_json(
@@ -223,16 +214,29 @@ def train_inputs(wildcards):
     }
     if stage > 1:
         inputs["previous"] = adapter_files(RUN.format(**wildcards), stage - 1)["weights"]
-    if config["diagnostics"]["enabled"]:
-        for name in plan.stage_objectives(wildcards.order)[: stage - 1]:
-            inputs[f"earlier_pairs_{name}"] = data_path(wildcards.setting, name, "train")
-            inputs[f"earlier_logps_{name}"] = base_logps_path(wildcards.setting, name, "train")
+    return {**inputs, **earlier_inputs(wildcards)}
+
+
+def needs_earlier(wildcards):
+    """Whether a sequential stage reads the earlier objectives' train pairs: for the gradient
+    diagnostics, or because its method composes batches from them (replay)."""
+    return config["diagnostics"]["enabled"] or methods.get(wildcards.method).batches is not None
+
+
+def earlier_inputs(wildcards):
+    """Train pairs and base log-probs of every objective trained before this stage, when read (:func:`needs_earlier`)."""
+    if not needs_earlier(wildcards):
+        return {}
+    inputs = {}
+    for name in plan.stage_objectives(wildcards.order)[: int(wildcards.stage) - 1]:
+        inputs[f"earlier_pairs_{name}"] = data_path(wildcards.setting, name, "train")
+        inputs[f"earlier_logps_{name}"] = base_logps_path(wildcards.setting, name, "train")
     return inputs
 
 
 def earlier_objective_args(wildcards):
     """``--earlier NAME STAGE TRAIN_PAIRS BASE_LOGPS`` for each objective trained before this stage."""
-    if not config["diagnostics"]["enabled"]:
+    if not needs_earlier(wildcards):
         return ""
     names = plan.stage_objectives(wildcards.order)[: int(wildcards.stage) - 1]
     return " ".join(
@@ -241,24 +245,62 @@ def earlier_objective_args(wildcards):
     )
 
 
+# scoring one adapter: every objective's eval pairs against the base model (score_stage, score_sham_stage, score_front)
+SCORE_SHELL = (
+    "python -m seqpref.gpus -- python -m seqpref.score {output} --run {params.run:q} {params.objectives}"
+    " --adapter {params.adapter} --base {params.base} --options {params.options:q} > {log} 2>&1"
+)
+
+
 def score_path(run_dir, stage):
     return f"{RESULTS}/scores/{run_dir}/stage{stage}.parquet"
 
 
+def single_objective_run(setting, objective, seed):
+    """The run dir whose stage 1 is ``objective``'s single-objective run: the ``dpo`` order starting with it."""
+    return RUN.format(setting=setting, method="dpo", order=plan.optimum_order(config, setting, objective), seed=seed)
+
+
 def optimum_scores(wildcards):
-    """maxright: the stage-1 score file of each objective's single-objective DPO run (same seed),
-    for every objective whose f* the config does not type."""
-    if wildcards.method != "maxright":
+    """A method that reads f* (maxright): the stage-1 score file of each objective's single-objective
+    DPO run (same seed), for every objective whose f* the config does not type."""
+    if methods.get(wildcards.method).single_objective != "scores":
         return {}
-    typed = joint_options("maxright", wildcards.setting)["optimum"]
+    typed = method_options(wildcards.method, wildcards.setting).get("optimum", {})
     return {
-        f"optimum_{name}": score_path(
-            RUN.format(setting=wildcards.setting, method="dpo", order=plan.optimum_order(config, wildcards.setting, name), seed=wildcards.seed),
-            1,
-        )
+        f"optimum_{name}": score_path(single_objective_run(wildcards.setting, name, wildcards.seed), 1)
         for name in plan.objectives(config, wildcards.setting)
         if name not in typed
     }
+
+
+def single_objective_adapters(wildcards):
+    """A post-hoc method's inputs (merge): the stage-1 adapter of every objective's single-objective
+    DPO run (same seed), in config order."""
+    return [
+        adapter_files(single_objective_run(wildcards.setting, name, wildcards.seed), 1)["weights"]
+        for name in plan.objectives(config, wildcards.setting)
+    ]
+
+
+def merge_stage_adapters(wildcards):
+    """Merge stage k: the single-objective adapters of the first k objectives (config order)."""
+    return single_objective_adapters(wildcards)[: int(wildcards.stage)]
+
+
+def merge_weights(stage=None, point=None):
+    """The adapters' weights of merge stage ``stage`` or of front point ``point`` (seqpref.methods.merge)."""
+    from seqpref.methods import merge
+
+    options = merge.MergeOptions(**config["method_options"]["merge"])
+    return merge.stage_weights(options, stage) if point is None else merge.front_weights(options, point)
+
+
+def front_points(setting):
+    """Indices of the merge front's λ grid: a two-objective setting's, when merge runs; else none."""
+    if "merge" not in config["methods"] or len(plan.objectives(config, setting)) != 2:
+        return []
+    return list(range(len(config["method_options"]["merge"]["lambdas"])))
 
 
 def joint_train_inputs(wildcards):
@@ -312,8 +354,8 @@ def all_runs():
 
 
 def sham_stages(run):
-    """Stages of ``run`` that get a sham: every stage >= 2 of a sequential method, when controls.sham."""
-    if not config["controls"]["sham"] or plan.is_joint(run["method"]):
+    """Stages of ``run`` that get a sham: every stage >= 2 of a method that has shams, when controls.sham."""
+    if not config["controls"]["sham"] or not methods.get(run["method"]).sham:
         return []
     return list(range(2, plan.n_stages(run["order"]) + 1))
 
@@ -328,6 +370,7 @@ def sham_train_inputs(wildcards):
         "base_logps": f"{folder}/base_logps.parquet",
         "base": base_inputs(),
         "previous": adapter_files(RUN.format(**wildcards), int(wildcards.stage) - 1)["weights"],
+        **({} if methods.get(wildcards.method).batches is None else earlier_inputs(wildcards)),
     }
 
 
@@ -359,9 +402,11 @@ def score_files():
 
 
 def train_logs():
+    """Training logs of every trained stage (a post-hoc method trains nothing)."""
     return [
         f"{RESULTS}/train_logs/{plan.run_dir(run)}/stage{stage}.parquet"
         for run in all_runs()
+        if plan.trains(run["method"])
         for stage in range(1, plan.n_stages(run["order"]) + 1)
     ]
 
@@ -371,9 +416,25 @@ def diagnostics_files():
     return [
         f"{RESULTS}/diagnostics/{plan.run_dir(run)}/stage{stage}.parquet"
         for run in all_runs()
-        if not plan.is_joint(run["method"])
+        if plan.is_sequential(run["method"])
         for stage in range(1, plan.n_stages(run["order"]) + 1)
     ]
+
+
+def front_runs():
+    """``(run, point index, λ)`` of every merge front point (two-objective settings)."""
+    lambdas = config["method_options"]["merge"]["lambdas"]
+    return [(run, i, lambdas[i]) for run in all_runs() if run["method"] == "merge" for i in front_points(run["setting"])]
+
+
+def front_score_files():
+    """The merge front's pair scores, in :func:`front_runs` order."""
+    return [f"{RESULTS}/scores/{plan.run_dir(run)}/front{i}.parquet" for run, i, _ in front_runs()]
+
+
+def front_lambdas():
+    """λ of each of :func:`front_score_files`."""
+    return [lam for _, _, lam in front_runs()]
 
 
 def movement_files():
@@ -383,7 +444,10 @@ def movement_files():
 def final_outputs():
     """What `snakemake` builds by default: the tables, every figure and every data report."""
     reports = data_reports() + [f"{RESULTS}/tables/data_report.tsv"]
-    tables = [f"{RESULTS}/tables/{name}.parquet" for name in ("pairs", "summary", "transfer", "quartiles", "controls", "training", "diagnostics", "movement")]
+    tables = [
+        f"{RESULTS}/tables/{name}.parquet"
+        for name in ("pairs", "summary", "transfer", "quartiles", "controls", "training", "diagnostics", "movement", "pareto", "hypervolume")
+    ]
     drawn = [name for name in FIGURES if name != "sham_control" or config["controls"]["sham"]]  # no sham, no rows
     figures = [f"{RESULTS}/figures/{name}.{ext}" for name in drawn for ext in ("png", "pdf")]
     return reports + tables + figures

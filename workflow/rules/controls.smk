@@ -16,8 +16,10 @@ rule prepare_sham:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.controls sham {input.pairs} {input.base_logps} {output.pairs} {output.base_logps}"
+        "python -m seqpref.controls sham {input.pairs} {input.base_logps} {output.pairs} {output.base_logps}"
         " --seed {wildcards.seed} > {log} 2>&1"
 
 
@@ -26,7 +28,7 @@ rule train_sham_stage:
     input:
         unpack(sham_train_inputs),
     wildcard_constraints:
-        method="|".join(plan.SEQUENTIAL_METHODS),
+        method="|".join(methods.names(methods.SEQUENTIAL)),
         stage="[2-9]|[1-9][0-9]+",
     output:
         weights=protected(f"{RESULTS}/adapters/{RUN}/sham{{stage}}/adapter_model.safetensors"),
@@ -37,7 +39,9 @@ rule train_sham_stage:
         out_dir=lambda wc, output: os.path.dirname(output.weights),
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/sham{wc.stage}",
         previous=lambda wc, input: os.path.dirname(input.previous),
-        options=lambda wc: as_json(train_options(wc.method)),
+        options=as_json(train_options()),
+        method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
+        earlier=lambda wc: earlier_objective_args(wc) if methods.get(wc.method).batches else "",
         run=lambda wc: as_json(
             {**run_of(wc), "stage": int(wc.stage), "objective": plan.stage_objective(wc.order, int(wc.stage)), "arm": "sham"}
         ),
@@ -51,9 +55,12 @@ rule train_sham_stage:
         runtime=120,
         gpu=1,
         checkpoint_every=config["train"]["checkpoint_every"],
+    conda:
+        ENV
     shell:
-        "{ON_GPU} {PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
-        " --previous {params.previous} --options {params.options:q} --run {params.run:q}"
+        "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
+        " --previous {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
+        " --run {params.run:q} {params.earlier}"
         " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every} > {log} 2>&1"
 
 
@@ -65,7 +72,7 @@ rule score_sham_stage:
     output:
         f"{RESULTS}/scores/{RUN}/sham{{stage}}.parquet",
     wildcard_constraints:
-        method="|".join(plan.SEQUENTIAL_METHODS),
+        method="|".join(methods.names(methods.SEQUENTIAL)),
         stage="[2-9]|[1-9][0-9]+",
     params:
         base=base_model(),
@@ -82,6 +89,7 @@ rule score_sham_stage:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+    conda:
+        ENV
     shell:
-        "{ON_GPU} {PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --adapter {params.adapter}"
-        " --base {params.base} --options {params.options:q} > {log} 2>&1"
+        SCORE_SHELL

@@ -22,8 +22,10 @@ if base_kind() == "lab":
         resources:
             mem_mb=2000,
             runtime=30,
+        conda:
+            ENV
         shell:
-            "{PYTHON} -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
+            "python -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
 
 
 if base_kind() == "gguf":
@@ -45,8 +47,10 @@ if base_kind() == "gguf":
         resources:
             mem_mb=lambda wc, input: 8 * int(os.path.getsize(input.gguf) / 2**20) + 2000,
             runtime=30,
+        conda:
+            ENV
         shell:
-            "{PYTHON} -m seqpref.gguf_import {params.source:q} {params.out_dir} > {log} 2>&1"
+            "python -m seqpref.gguf_import {params.source:q} {params.out_dir} > {log} 2>&1"
 
 
 rule prepare_data:
@@ -74,8 +78,10 @@ rule prepare_data:
     resources:
         mem_mb=lambda wc: data_memory_mb(wc.setting, wc.objective),
         runtime=60,
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
+        "python -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
         " --setting {wildcards.setting} --objective {wildcards.objective}"
         " --tokenizer {params.tokenizer} --max-length {params.max_length} --siblings {params.siblings:q}"
         " > {log} 2>&1"
@@ -97,8 +103,10 @@ rule data_report:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.data_report {output} {input} > {log} 2>&1"
+        "python -m seqpref.data_report {output} {input} > {log} 2>&1"
 
 
 rule base_logps:
@@ -119,5 +127,7 @@ rule base_logps:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+    conda:
+        ENV
     shell:
-        "{ON_GPU} {PYTHON} -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q} > {log} 2>&1"
+        "python -m seqpref.gpus -- python -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q} > {log} 2>&1"

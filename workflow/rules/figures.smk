@@ -16,6 +16,7 @@ FIGURE_SOURCES = {
     "gradient_cosine": ("diagnostics", "Mechanisms"),
     "adapter_movement": ("movement", "Mechanisms"),
     "sham_control": ("controls", "Transfer and degradation"),
+    "pareto_front": ("pareto", "Methods"),
 }
 
 
@@ -41,6 +42,8 @@ for _figure, (_table, _category) in FIGURE_SOURCES.items():
             options=as_json(config["figures"][_figure]),
         log:
             f"{RESULTS}/logs/figures/{_figure}.log",
+        conda:
+            ENV
         shell:
-            "{PYTHON} -m {params.module} {input.table} {input.style} {output.png} {output.pdf}"
+            "python -m {params.module} {input.table} {input.style} {output.png} {output.pdf}"
             " --options {params.options:q} > {log} 2>&1"

@@ -25,9 +25,10 @@ rule score_stage:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+    conda:
+        ENV
     shell:
-        "{ON_GPU} {PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --adapter {params.adapter}"
-        " --base {params.base} --options {params.options:q} > {log} 2>&1"
+        SCORE_SHELL
 
 
 rule score_base_stage:
@@ -45,5 +46,7 @@ rule score_base_stage:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        ENV
     shell:
-        "{PYTHON} -m seqpref.score {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"
+        "python -m seqpref.score {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"

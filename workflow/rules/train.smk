@@ -2,11 +2,11 @@
 
 
 rule train_stage:
-    """A sequential stage (dpo, spo): the stage's objective only."""
+    """A sequential stage (dpo, spo, replay): the stage's objective only (replay: and a share of the earlier ones')."""
     input:
         unpack(train_inputs),
     wildcard_constraints:
-        method="|".join(plan.SEQUENTIAL_METHODS),
+        method="|".join(methods.names(methods.SEQUENTIAL)),
     output:
         weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
         config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
@@ -17,7 +17,8 @@ rule train_stage:
         out_dir=lambda wc, output: os.path.dirname(output.weights),
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/stage{wc.stage}",
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
-        options=lambda wc: as_json(train_options(wc.method)),
+        options=as_json(train_options()),
+        method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         earlier=earlier_objective_args,
         diagnostics=as_json(config["diagnostics"]),
         run=lambda wc: as_json(
@@ -28,6 +29,8 @@ rule train_stage:
     benchmark:
         f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
     threads: 1
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=120,
@@ -36,8 +39,9 @@ rule train_stage:
         # params) changing does not rerun finished stages
         checkpoint_every=config["train"]["checkpoint_every"],
     shell:
-        "{ON_GPU} {PYTHON} -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
-        " {params.previous} --options {params.options:q} --run {params.run:q} {params.earlier}"
+        "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
+        " {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
+        " --run {params.run:q} {params.earlier}"
         " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics}"
         " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every} > {log} 2>&1"
 
@@ -51,21 +55,23 @@ rule train_joint_stage:
         config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
         train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
     wildcard_constraints:
-        method="|".join(plan.JOINT_METHODS),
+        method="|".join(methods.names(methods.JOINT)),
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/stage{wc.stage}",
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
         objectives=joint_objective_args,
-        options=lambda wc: as_json(train_options(wc.method)),
-        joint=lambda wc: as_json(joint_options(wc.method, wc.setting)),
+        options=as_json(train_options()),
+        method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "objective": plan.JOINT}),
     log:
         f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
     threads: 1
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=120,
@@ -74,8 +80,9 @@ rule train_joint_stage:
         # params) changing does not rerun finished stages
         checkpoint_every=config["train"]["checkpoint_every"],
     shell:
-        "{ON_GPU} {PYTHON} -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
-        " {params.objectives} {params.previous} --options {params.options:q} --joint {params.joint:q}"
+        "python -m seqpref.gpus -- python -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
+        " {params.objectives} {params.previous} --options {params.options:q}"
+        " --method-options {params.method_options:q}"
         " --run {params.run:q} --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
         " > {log} 2>&1"
 
@@ -91,8 +98,10 @@ rule adapter_movement:
         run=lambda wc: as_json(run_of(wc)),
     log:
         f"{RESULTS}/logs/adapter_movement/{RUN}.log",
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{PYTHON} -m seqpref.movement {output} {params.adapters} --run {params.run:q} > {log} 2>&1"
+        "python -m seqpref.movement {output} {params.adapters} --run {params.run:q} > {log} 2>&1"

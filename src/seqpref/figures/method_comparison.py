@@ -4,8 +4,8 @@ One row of panels per setting. Left: each objective's final metric (after the la
 group of bars per (method, order) with the CI over pairs and seeds. Right: the first objective's
 change from stage 1 to the last stage (its degradation; BWT for a sequential order, where the first
 objective is the one trained at stage 1; for a joint method the first objective in config order,
-trained together with the others from stage 1 on). Methods run in a fixed order (dpo, spo, mix,
-alright, maxright), sequential orders sorted.
+trained together with the others from stage 1 on). Methods run in the registry's order
+(:mod:`seqpref.methods`), in its colours; sequential orders sorted.
 
 CLI: ``python -m seqpref.figures.method_comparison TRANSFER.parquet STYLE PNG PDF --options JSON``.
 """
@@ -16,11 +16,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from seqpref import methods
 from seqpref.figures import common
 
-METHOD_ORDER = ("dpo", "spo", "mix", "alright", "maxright")
-JOINT_METHODS = ("mix", "alright", "maxright")
-METHOD_COLOURS = {"dpo": "#0072B2", "spo": "#56B4E9", "mix": "#009E73", "alright": "#E69F00", "maxright": "#D55E00"}
+METHOD_ORDER = tuple(methods.names())
+METHOD_COLOURS = {name: m.colour for name, m in methods.REGISTRY.items()}
 
 
 def run_order(rows: pd.DataFrame) -> list[tuple[str, str]]:
@@ -32,7 +32,7 @@ def run_order(rows: pd.DataFrame) -> list[tuple[str, str]]:
 
 def run_label(method: str, order: str) -> str:
     """Tick label of a run: ``method`` and its order (``joint`` for a joint method)."""
-    if method in JOINT_METHODS:
+    if method in methods.REGISTRY and methods.kind(method) == methods.JOINT:
         return f"{method}\njoint"
     return f"{method}\n{' → '.join(common.order_objectives(order))}"
 

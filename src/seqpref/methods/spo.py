@@ -22,18 +22,21 @@ of the push. In effect SPO here is DPO plus λ-weighted SFT on the kept chosen r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import torch
-from torch.func import functional_call
+from seqpref.methods.base import SEQUENTIAL, Method
+
+# torch is imported inside the functions: the workflow imports this module (the registry) at every parse
 
 
 @dataclass
 class SPOOptions:
     """``method_options.spo`` in the config."""
 
-    penalty: float = 1.0  # λ
-    lookahead_lr: float | None = None  # η of the one-step look-ahead; None = the training learning rate
+    penalty: float = field(default=1.0, metadata={"help": "λ, the penalty's weight."})
+    lookahead_lr: float | None = field(
+        default=None, metadata={"help": "η of the one-step look-ahead; None = the training learning rate."}
+    )
 
     def __post_init__(self):
         if self.penalty < 0 or (self.lookahead_lr is not None and self.lookahead_lr <= 0):
@@ -46,6 +49,9 @@ def completion_logps(model, input_ids, attention_mask, completion_mask, params: 
     ``completion_mask`` (B, T) marks response tokens, as TRL's DPO collator builds it; with
     ``params`` (name → tensor) those parameters replace the model's own for this forward.
     """
+    import torch
+    from torch.func import functional_call
+
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     if params is None:
         logits = model(**kwargs).logits
@@ -62,6 +68,8 @@ def completion_logps(model, input_ids, attention_mask, completion_mask, params: 
 def lookahead_logps(model, input_ids, attention_mask, completion_mask, lookahead_lr: float) -> torch.Tensor:
     """log π_θ̃(y|x) per sequence ``(B,)`` after one SFT step of size ``lookahead_lr`` on these
     sequences (trainable parameters only); detached from the graph (θ̃ is a stop-gradient)."""
+    import torch
+
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     sft_loss = -completion_logps(model, input_ids, attention_mask, completion_mask).mean()
@@ -81,6 +89,8 @@ def gate(policy_logps: torch.Tensor, ahead_logps: torch.Tensor) -> torch.Tensor:
 
 def spo_penalty(policy_logps: torch.Tensor, ahead_logps: torch.Tensor, penalty: float) -> torch.Tensor:
     """λ · mean([log π_θ̃(y_w) − log π_θ(y_w)]₊): scalar; ``policy_logps`` carries the gradient."""
+    import torch
+
     return penalty * torch.relu(ahead_logps.detach() - policy_logps).mean()
 
 
@@ -88,3 +98,33 @@ def chosen_half(inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     """The chosen sequences of a TRL DPO batch (rows ``[:B]`` of ``[chosen; rejected]``)."""
     half = inputs["input_ids"].shape[0] // 2
     return inputs["input_ids"][:half], inputs["attention_mask"][:half], inputs["completion_mask"][:half]
+
+
+def loss(trainer, model, inputs):
+    """SPO's term of a training micro-batch: the penalty on the batch's chosen responses (0-d tensor
+    with its graph), with ``spo/penalty`` and ``spo/gate_share`` logged. Takes the trainer (its
+    ``method_options`` are :class:`SPOOptions`; η defaults to its learning rate), the model and TRL's
+    collated DPO batch."""
+    from seqpref.train import lora_dropout_off
+
+    options = trainer.method_options
+    eta = options.lookahead_lr if options.lookahead_lr is not None else trainer.args.learning_rate
+    ids, mask, completion = chosen_half(inputs)
+    with lora_dropout_off(model):  # θ̃ and θ must see the same network: no dropout masks
+        ahead = lookahead_logps(model, ids, mask, completion, eta)
+        policy = completion_logps(model, ids, mask, completion)
+        term = spo_penalty(policy, ahead, options.penalty)
+    trainer._metrics["train"]["spo/penalty"].append(term.item())
+    trainer._metrics["train"]["spo/gate_share"].append(gate(policy, ahead).float().mean().item())
+    return term
+
+
+METHOD = Method(
+    name="spo",
+    kind=SEQUENTIAL,
+    options=SPOOptions,
+    colour="#56B4E9",
+    summary="sequential DPO + the SPO penalty (our reconstruction of seed 002)",
+    loss=loss,
+    sham=True,
+)

@@ -1,0 +1,97 @@
+# Post-hoc methods (merge): stages built from other runs' adapters, scored like any stage.
+
+
+rule merge_stage:
+    """A merge run's stage k: the single-objective adapters of the first k objectives merged (seqpref.methods.merge)."""
+    input:
+        adapters=merge_stage_adapters,
+        base=base_inputs,
+    output:
+        weights=f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors",
+        config=f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json",
+    wildcard_constraints:
+        method="merge",
+        stage="[1-9][0-9]*",
+    params:
+        base=base_model(),
+        out_dir=lambda wc, output: os.path.dirname(output.weights),
+        adapters=lambda wc, input: " ".join(f"--adapter {os.path.dirname(p)}" for p in input.adapters),
+        weights=lambda wc: as_json(merge_weights(stage=int(wc.stage))),
+        options=as_json(config["method_options"]["merge"]),
+        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage)}),
+    log:
+        f"{RESULTS}/logs/merge_stage/{RUN}/stage{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/merge_stage/{RUN}/stage{{stage}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
+        " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
+
+
+rule merge_front:
+    """Point i of a two-objective setting's merge front: the two single-objective adapters merged with
+    weights (λ_i·s, (1 − λ_i)·s)."""
+    input:
+        adapters=single_objective_adapters,
+        base=base_inputs,
+    output:
+        weights=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_model.safetensors",
+        config=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_config.json",
+    wildcard_constraints:
+        method="merge",
+        point=r"\d+",
+    params:
+        base=base_model(),
+        out_dir=lambda wc, output: os.path.dirname(output.weights),
+        adapters=lambda wc, input: " ".join(f"--adapter {os.path.dirname(p)}" for p in input.adapters),
+        weights=lambda wc: as_json(merge_weights(point=int(wc.point))),
+        options=as_json(config["method_options"]["merge"]),
+        run=lambda wc: as_json({**run_of(wc), "point": int(wc.point)}),
+    log:
+        f"{RESULTS}/logs/merge_front/{RUN}/front{{point}}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
+        " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
+
+
+rule score_front:
+    """Every objective's eval pairs under merge front point i (recorded as the run's last stage)."""
+    input:
+        weights=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_model.safetensors",
+        config=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_config.json",
+        base=base_inputs,
+        eval=eval_inputs,
+    output:
+        f"{RESULTS}/scores/{RUN}/front{{point}}.parquet",
+    wildcard_constraints:
+        method="merge",
+        point=r"\d+",
+    params:
+        base=base_model(),
+        adapter=lambda wc, input: os.path.dirname(input.weights),
+        objectives=eval_objective_args,
+        options=score_options(),
+        run=lambda wc: as_json(
+            {**run_of(wc), "stage": plan.n_stages(wc.order), "trained_objective": plan.trained_at(wc.method, wc.order, plan.n_stages(wc.order))}
+        ),
+    log:
+        f"{RESULTS}/logs/score_stage/{RUN}/front{{point}}.log",
+    threads: 1
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    shell:
+        SCORE_SHELL
