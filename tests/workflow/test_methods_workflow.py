@@ -1,7 +1,8 @@
-"""All five methods and two seeds on the lab's partial-conflict setting (a shared attribute, a
+"""Every registered method and two seeds on the lab's partial-conflict setting (a shared attribute, a
 conflicting one), run once with `snakemake --cores 2`: the same stage columns for every method, seeds
-pooled, MAXRIGHT's f* from the DAG, the joint methods ending positive on both objectives where
-sequential DPO degrades the first, the method figures, and reruns that touch one method only."""
+pooled, MAXRIGHT's f* and the merged adapters from the DAG, the joint methods ending positive on both
+objectives where sequential DPO degrades the first, the replay budget, the merge front and the Pareto
+table, the method figures, and reruns that touch one method only."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import pytest
 import yaml
 from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake
 
-from seqpref import metrics
+from seqpref import methods, metrics
 
 SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"
-METHODS = ["dpo", "spo", "mix", "alright", "maxright"]
+METHODS = methods.names()
+LAMBDAS = [0.0, 0.5, 1.0]
 SETTING, FIRST, SECOND = "partial_conflict", "warm_comply", "warm_refuse"
 ORDER, REVERSED = f"{FIRST}-{SECOND}", f"{SECOND}-{FIRST}"
 
@@ -31,6 +33,7 @@ def methods_run(tmp_path_factory):
     config = yaml.safe_load(SMALL.read_text())
     config["settings"] = {SETTING: yaml.safe_load((REPO / "config/config.yaml").read_text())["settings"][SETTING]}
     config["methods"], config["seeds"] = METHODS, [0, 1]
+    config.setdefault("method_options", {})["merge"] = {"lambdas": LAMBDAS}
     config["controls"] = {"sham": False}  # the shams are the lab run's subject, not this one's
     for figure in ("pair_scatter", "flip_plot", "gradient_cosine", "adapter_movement", "quartile_bars"):
         config["figures"].pop(figure, None)
@@ -55,14 +58,53 @@ def test_every_method_has_the_same_stage_columns_and_pools_both_seeds(summary):
     for method in ("mix", "alright", "maxright"):
         assert list(orders[method]) == [ORDER]  # joint: the config order only
         assert set(summary.loc[(summary["method"] == method) & (summary["stage"] > 0), "role"]) == {"joint"}
-    assert sorted(orders["dpo"]) == sorted([ORDER, REVERSED])
+    assert list(orders["merge"]) == [ORDER]  # post hoc: the config order, sequential roles
+    merged = summary[(summary["method"] == "merge") & (summary["stage"] == 2)].set_index("objective")["role"]
+    assert merged.to_dict() == {FIRST: "earlier", SECOND: "trained"}
+    for method in ("dpo", "spo", "replay"):
+        assert sorted(orders[method]) == sorted([ORDER, REVERSED])
 
 
-def test_joint_stages_take_the_sequential_budget(methods_run):
+def test_joint_and_replay_stages_take_the_sequential_budget(methods_run):
     training = pd.read_parquet(methods_run / "results/tables/training.parquet")
     last = training.groupby(["method", "order", "seed", "stage"])["step"].max()
     assert last.nunique() == 1  # 256 train pairs / 16 per batch = 16 steps, every method and stage
     assert last.iloc[0] == 16
+    assert set(training["method"]) == set(METHODS) - {"merge"}  # merging trains nothing
+
+
+def test_merge_stages_and_front_are_the_single_objective_adapters(methods_run):
+    """Merge stage 1 is the first objective's single-objective adapter (weight 1): its pair scores
+    equal dpo stage 1 of the order starting with it; front λ=1 and λ=0 are each adapter alone (the
+    other weighted 0), and λ=0.5 is merge stage 2."""
+    scores = methods_run / "results/scores"
+
+    def margins(path):
+        return pd.read_parquet(path).set_index(["objective", "pair_id"])["reward_margin"].sort_index()
+
+    for seed in (0, 1):
+        merge_dir, dpo = scores / f"{SETTING}/merge/{ORDER}/seed{seed}", scores / f"{SETTING}/dpo"
+        first, second = margins(dpo / f"{ORDER}/seed{seed}/stage1.parquet"), margins(dpo / f"{REVERSED}/seed{seed}/stage1.parquet")
+        pd.testing.assert_series_equal(margins(merge_dir / "stage1.parquet"), first, atol=1e-4, rtol=0)
+        pd.testing.assert_series_equal(margins(merge_dir / f"front{LAMBDAS.index(1.0)}.parquet"), first, atol=1e-4, rtol=0)
+        pd.testing.assert_series_equal(margins(merge_dir / f"front{LAMBDAS.index(0.0)}.parquet"), second, atol=1e-4, rtol=0)
+        pd.testing.assert_series_equal(margins(merge_dir / f"front{LAMBDAS.index(0.5)}.parquet"),
+                                       margins(merge_dir / "stage2.parquet"), atol=1e-5, rtol=0)
+
+
+def test_pareto_table_has_every_run_and_the_front(methods_run):
+    results = methods_run / "results"
+    points = pd.read_parquet(results / "tables/pareto.parquet")
+    finals = points[points["point"] == "final"]
+    assert len(finals) == 3 * 2 + 3 + 1  # dpo, spo, replay in two orders; three joint runs; merge
+    front = points[points["method"] == "merge"].dropna(subset=["lam"]).sort_values("lam")
+    assert front["lam"].tolist() == LAMBDAS
+    print(points[["method", "order", "point", "x", "x_lo", "x_hi", "y", "y_lo", "y_hi", "dominated"]].round(2).to_string())
+    volumes = pd.read_parquet(results / "tables/hypervolume.parquet")
+    print(volumes[["method", "n_points", "n_nondominated", "hypervolume"]].round(3).to_string())
+    assert set(volumes["method"]) == set(METHODS)
+    assert (~points["dominated"]).any()
+    assert (results / "figures/pareto_front.png").stat().st_size > 10_000
 
 
 def test_maxright_f_star_is_the_single_objective_runs_eval_loss(methods_run):
@@ -94,7 +136,7 @@ def test_joint_methods_end_positive_on_both_objectives_where_sequential_dpo_degr
 
 def test_method_figures_are_in_the_report(methods_run):
     figures = methods_run / "results/figures"
-    for name in ("method_comparison", "margin_trajectory"):
+    for name in ("method_comparison", "margin_trajectory", "pareto_front"):
         assert (figures / f"{name}.png").stat().st_size > 10_000
     snakemake(methods_run, "--report", "report.html")
     html = (methods_run / "report.html").read_text(errors="ignore")
@@ -102,11 +144,16 @@ def test_method_figures_are_in_the_report(methods_run):
 
 
 def test_changing_maxright_options_retrains_maxright_only(methods_run, tmp_path):
+    """A method's options are part of what its adapters were trained with: the retrain guard names
+    the change, and with the opt-in only that method's stages are planned."""
     config = yaml.safe_load((methods_run / "config/config.yaml").read_text())
-    config["method_options"] = {"maxright": {"eval_every": 3}}
+    config["method_options"] = {"maxright": {"eval_every": 3}, "merge": {"lambdas": LAMBDAS}}
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
-    result = snakemake(methods_run, "-n", "--configfile", str(changed))
+    refused = snakemake(methods_run, "-n", "--configfile", str(changed), check=False)
+    assert refused.returncode != 0 and "method_options.eval_every: 10 -> 3" in refused.stderr + refused.stdout
+    assert "/maxright/" in refused.stderr + refused.stdout and "/mix/" not in refused.stderr + refused.stdout
+    result = snakemake(methods_run, "-n", "--configfile", str(changed), "--config", "allow_retrain=True")
     assert "train_joint_stage" in planned_jobs(result) and "train_stage" not in planned_jobs(result)
     planned = [line for line in result.stdout.splitlines() if "output: results/adapters/" in line]
     assert planned and all("/maxright/" in line for line in planned)

@@ -11,25 +11,31 @@ localrules:
 
 rule aggregate:
     input:
+        **sham_train_logs(),
         scores=score_files(),
         sham=sham_score_files(),
-        **sham_train_logs(),
     output:
         pairs=f"{RESULTS}/tables/pairs.parquet",
         summary=f"{RESULTS}/tables/summary.parquet",
         transfer=f"{RESULTS}/tables/transfer.parquet",
         quartiles=f"{RESULTS}/tables/quartiles.parquet",
         controls=f"{RESULTS}/tables/controls.parquet",
-    params:
-        options=as_json(config["labels"]),
-        sham=lambda wc, input: (f"--sham {' '.join(input.sham)} --sham-logs {' '.join(input.sham_logs)}"
-                                f" --stage-logs {' '.join(input.stage_logs)}") if input.sham else "",
     log:
         f"{RESULTS}/logs/aggregate.log",
     benchmark:
         f"{RESULTS}/benchmarks/aggregate.tsv"
     conda:
         ENV
+    params:
+        options=as_json(config["labels"]),
+        sham=lambda wc, input: (
+            (
+                f"--sham {' '.join(input.sham)} --sham-logs {' '.join(input.sham_logs)}"
+                f" --stage-logs {' '.join(input.stage_logs)}"
+            )
+            if input.sham
+            else ""
+        ),
     shell:
         "python -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
         " --transfer {output.transfer} --quartiles {output.quartiles} --controls {output.controls}"
@@ -45,14 +51,14 @@ rule pareto:
     output:
         points=f"{RESULTS}/tables/pareto.parquet",
         hypervolume=f"{RESULTS}/tables/hypervolume.parquet",
-    params:
-        front=lambda wc, input: " ".join(f"--front {path} {lam}" for path, lam in zip(input.front, front_lambdas())),
-        objectives=as_json({setting: plan.objectives(config, setting) for setting in config["settings"]}),
-        options=as_json(config["labels"]),
     log:
         f"{RESULTS}/logs/pareto.log",
     conda:
         ENV
+    params:
+        front=lambda wc, input: " ".join(f"--front {path} {lam}" for path, lam in zip(input.front, front_lambdas())),
+        objectives=as_json({setting: plan.objectives(config, setting) for setting in config["settings"]}),
+        options=as_json(config["labels"]),
     shell:
         "python -m seqpref.pareto {input.summary} {params.front} --objectives {params.objectives:q}"
         " --points {output.points} --hypervolume {output.hypervolume} --options {params.options:q} > {log} 2>&1"

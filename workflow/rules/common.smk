@@ -12,7 +12,6 @@ import seqpref
 from seqpref import guard, gguf_import, methods, plan
 from seqpref.config import check_config
 
-
 # readable messages first (each names the key and what was expected), then snakemake fills defaults
 check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 validate(config, "../schemas/config.schema.yaml")
@@ -26,7 +25,11 @@ for _setting in config["settings"]:
 # job gets a GPU of its own (snakemake does not assign GPU ids, snakemake issue #281); under SLURM,
 # and without GPUs, the step runs as is. Each such rule declares resources gpu=1, so
 # `--resources gpu=N` runs N of them at once.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# seqpref itself is this checkout's, in whichever environment a step runs (set, not required: no envvars)
+os.environ.update(
+    PATH=os.pathsep.join(filter(None, [os.path.dirname(sys.executable), os.environ.get("PATH")])),
+    PYTHONPATH=os.pathsep.join(filter(None, [str(Path(seqpref.__file__).parents[1]), os.environ.get("PYTHONPATH")])),
+)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ENV = "../envs/seqpref.yaml"  # every rule's conda environment: what pyproject.toml pins
 
@@ -117,7 +120,9 @@ def train_options():
 def method_options(method, setting):
     """``method_options.<method>`` as the runs of ``setting`` see it (seqpref.methods.base.Method.setting_options):
     changing another method's options, or a weight of another setting's objective, retrains nothing here."""
-    return methods.get(method).setting_options(config["method_options"][method], setting, plan.objectives(config, setting))
+    return methods.get(method).setting_options(
+        config["method_options"][method], setting, plan.objectives(config, setting)
+    )
 
 
 def expected_train_options(run):
@@ -128,7 +133,9 @@ def expected_train_options(run):
         return None
     from seqpref.train import TrainOptions, recorded_options  # imports torch: only reached when adapters exist
 
-    recorded = recorded_options(TrainOptions(**train_options()), methods.options(run["method"], **method_options(run["method"], run["setting"])))
+    recorded = recorded_options(
+        TrainOptions(**train_options()), methods.options(run["method"], **method_options(run["method"], run["setting"]))
+    )
     return {k: v for k, v in recorded.items() if k not in EXECUTION_ONLY}
 
 
@@ -151,7 +158,12 @@ def base_logps_options(wildcards):
     the training dtype; the eval split is the evaluation reference, in the scoring dtype."""
     dtype = config["dtype"] if wildcards.split == "train" else config["score"]["dtype"]
     return as_json(
-        {"max_length": config["train"]["max_length"], "batch_size": config["score"]["batch_size"], **model_options(), "dtype": dtype}
+        {
+            "max_length": config["train"]["max_length"],
+            "batch_size": config["score"]["batch_size"],
+            **model_options(),
+            "dtype": dtype,
+        }
     )
 
 
@@ -200,7 +212,12 @@ def adapter_files(run_dir, stage):
 
 
 def run_of(wildcards):
-    return {"setting": wildcards.setting, "method": wildcards.method, "order": wildcards.order, "seed": int(wildcards.seed)}
+    return {
+        "setting": wildcards.setting,
+        "method": wildcards.method,
+        "order": wildcards.order,
+        "seed": int(wildcards.seed),
+    }
 
 
 def train_inputs(wildcards):
@@ -390,14 +407,14 @@ def sham_train_logs():
 
 def sham_score_files():
     """Every sham stage's pair scores, in run order."""
-    return [f"{RESULTS}/scores/{plan.run_dir(run)}/sham{stage}.parquet" for run in all_runs() for stage in sham_stages(run)]
+    return [
+        f"{RESULTS}/scores/{plan.run_dir(run)}/sham{stage}.parquet" for run in all_runs() for stage in sham_stages(run)
+    ]
 
 
 def score_files():
     return [
-        score_path(plan.run_dir(run), stage)
-        for run in all_runs()
-        for stage in range(plan.n_stages(run["order"]) + 1)
+        score_path(plan.run_dir(run), stage) for run in all_runs() for stage in range(plan.n_stages(run["order"]) + 1)
     ]
 
 
@@ -424,7 +441,9 @@ def diagnostics_files():
 def front_runs():
     """``(run, point index, λ)`` of every merge front point (two-objective settings)."""
     lambdas = config["method_options"]["merge"]["lambdas"]
-    return [(run, i, lambdas[i]) for run in all_runs() if run["method"] == "merge" for i in front_points(run["setting"])]
+    return [
+        (run, i, lambdas[i]) for run in all_runs() if run["method"] == "merge" for i in front_points(run["setting"])
+    ]
 
 
 def front_score_files():
@@ -446,7 +465,18 @@ def final_outputs():
     reports = data_reports() + [f"{RESULTS}/tables/data_report.tsv"]
     tables = [
         f"{RESULTS}/tables/{name}.parquet"
-        for name in ("pairs", "summary", "transfer", "quartiles", "controls", "training", "diagnostics", "movement", "pareto", "hypervolume")
+        for name in (
+            "pairs",
+            "summary",
+            "transfer",
+            "quartiles",
+            "controls",
+            "training",
+            "diagnostics",
+            "movement",
+            "pareto",
+            "hypervolume",
+        )
     ]
     drawn = [name for name in FIGURES if name != "sham_control" or config["controls"]["sham"]]  # no sham, no rows
     figures = [f"{RESULTS}/figures/{name}.{ext}" for name in drawn for ext in ("png", "pdf")]

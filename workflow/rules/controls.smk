@@ -13,11 +13,11 @@ rule prepare_sham:
         base_logps=f"{RESULTS}/sham/{{setting}}/{{objective}}/seed{{seed}}/base_logps.parquet",
     log:
         f"{RESULTS}/logs/prepare_sham/{{setting}}/{{objective}}/seed{{seed}}.log",
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m seqpref.controls sham {input.pairs} {input.base_logps} {output.pairs} {output.base_logps}"
         " --seed {wildcards.seed} > {log} 2>&1"
@@ -27,13 +27,25 @@ rule train_sham_stage:
     """The sham of sequential stage k >= 2: same options, steps and previous adapter as stage k."""
     input:
         unpack(sham_train_inputs),
-    wildcard_constraints:
-        method="|".join(methods.names(methods.SEQUENTIAL)),
-        stage="[2-9]|[1-9][0-9]+",
     output:
         weights=protected(f"{RESULTS}/adapters/{RUN}/sham{{stage}}/adapter_model.safetensors"),
         config=protected(f"{RESULTS}/adapters/{RUN}/sham{{stage}}/adapter_config.json"),
         train_log=f"{RESULTS}/train_logs/{RUN}/sham{{stage}}.parquet",
+    log:
+        f"{RESULTS}/logs/train_stage/{RUN}/sham{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_stage/{RUN}/sham{{stage}}.tsv"
+    wildcard_constraints:
+        method="|".join(methods.names(methods.SEQUENTIAL)),
+        stage="[2-9]|[1-9][0-9]+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1,
+        checkpoint_every=config["train"]["checkpoint_every"],
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
@@ -43,20 +55,13 @@ rule train_sham_stage:
         method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         earlier=lambda wc: earlier_objective_args(wc) if methods.get(wc.method).batches else "",
         run=lambda wc: as_json(
-            {**run_of(wc), "stage": int(wc.stage), "objective": plan.stage_objective(wc.order, int(wc.stage)), "arm": "sham"}
+            {
+                **run_of(wc),
+                "stage": int(wc.stage),
+                "objective": plan.stage_objective(wc.order, int(wc.stage)),
+                "arm": "sham",
+            }
         ),
-    log:
-        f"{RESULTS}/logs/train_stage/{RUN}/sham{{stage}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train_stage/{RUN}/sham{{stage}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=1,
-        checkpoint_every=config["train"]["checkpoint_every"],
-    conda:
-        ENV
     shell:
         "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " --previous {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
@@ -71,25 +76,31 @@ rule score_sham_stage:
         eval=eval_inputs,
     output:
         f"{RESULTS}/scores/{RUN}/sham{{stage}}.parquet",
-    wildcard_constraints:
-        method="|".join(methods.names(methods.SEQUENTIAL)),
-        stage="[2-9]|[1-9][0-9]+",
-    params:
-        base=base_model(),
-        adapter=lambda wc, input: os.path.dirname(input.weights),
-        objectives=eval_objective_args,
-        options=score_options(),
-        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "trained_objective": plan.trained_at(wc.method, wc.order, int(wc.stage))}),
     log:
         f"{RESULTS}/logs/score_stage/{RUN}/sham{{stage}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/score_stage/{RUN}/sham{{stage}}.tsv"
+    wildcard_constraints:
+        method="|".join(methods.names(methods.SEQUENTIAL)),
+        stage="[2-9]|[1-9][0-9]+",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
-    conda:
-        ENV
+    params:
+        base=base_model(),
+        adapter=lambda wc, input: os.path.dirname(input.weights),
+        objectives=eval_objective_args,
+        options=score_options(),
+        run=lambda wc: as_json(
+            {
+                **run_of(wc),
+                "stage": int(wc.stage),
+                "trained_objective": plan.trained_at(wc.method, wc.order, int(wc.stage)),
+            }
+        ),
     shell:
         SCORE_SHELL

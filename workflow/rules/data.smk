@@ -11,19 +11,19 @@ if base_kind() == "lab":
         """The lab's tiny Llama: a BPE tokenizer and a model built from a config, briefly pretrained."""
         output:
             BASE_FILES,
-        params:
-            out_dir=BASE_DIR,
-            options=as_json(config["lab"]["model"]),
         log:
             f"{RESULTS}/logs/build_base_model.log",
         benchmark:
             f"{RESULTS}/benchmarks/build_base_model.tsv"
+        conda:
+            ENV
         threads: 2
         resources:
             mem_mb=2000,
             runtime=30,
-        conda:
-            ENV
+        params:
+            out_dir=lambda wc, output: os.path.dirname(output[0]),
+            options=as_json(config["lab"]["model"]),
         shell:
             "python -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
 
@@ -37,18 +37,18 @@ if base_kind() == "gguf":
             gguf=gguf_file(),
         output:
             BASE_FILES,
-        params:
-            source=config["base_model"],
-            out_dir=BASE_DIR,
         log:
             f"{RESULTS}/logs/import_base_model.log",
         benchmark:
             f"{RESULTS}/benchmarks/import_base_model.tsv"
+        conda:
+            ENV
         resources:
             mem_mb=lambda wc, input: 8 * int(os.path.getsize(input.gguf) / 2**20) + 2000,
             runtime=30,
-        conda:
-            ENV
+        params:
+            source=config["base_model"],
+            out_dir=lambda wc, output: os.path.dirname(output[0]),
         shell:
             "python -m seqpref.gguf_import {params.source:q} {params.out_dir} > {log} 2>&1"
 
@@ -62,6 +62,15 @@ rule prepare_data:
         train=f"{RESULTS}/data/{{setting}}/{{objective}}/train.parquet",
         eval=f"{RESULTS}/data/{{setting}}/{{objective}}/eval.parquet",
         report=f"{RESULTS}/data/{{setting}}/{{objective}}/report.json",
+    log:
+        f"{RESULTS}/logs/prepare_data/{{setting}}/{{objective}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_data/{{setting}}/{{objective}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=lambda wc: data_memory_mb(wc.setting, wc.objective),
+        runtime=60,
     params:
         out_dir=lambda wc, output: os.path.dirname(output.report),
         spec=lambda wc: as_json(config["settings"][wc.setting]["objectives"][wc.objective]),
@@ -71,15 +80,6 @@ rule prepare_data:
         siblings=lambda wc: as_json(
             {o: spec for o, spec in config["settings"][wc.setting]["objectives"].items() if o != wc.objective}
         ),
-    log:
-        f"{RESULTS}/logs/prepare_data/{{setting}}/{{objective}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/prepare_data/{{setting}}/{{objective}}.tsv"
-    resources:
-        mem_mb=lambda wc: data_memory_mb(wc.setting, wc.objective),
-        runtime=60,
-    conda:
-        ENV
     shell:
         "python -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
         " --setting {wildcards.setting} --objective {wildcards.objective}"
@@ -100,11 +100,11 @@ rule data_report:
         ),
     log:
         f"{RESULTS}/logs/data_report.log",
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m seqpref.data_report {output} {input} > {log} 2>&1"
 
@@ -116,18 +116,18 @@ rule base_logps:
         pairs=f"{RESULTS}/data/{{setting}}/{{objective}}/{{split}}.parquet",
     output:
         f"{RESULTS}/base_logps/{{setting}}/{{objective}}/{{split}}.parquet",
-    params:
-        base=base_model(),
-        options=base_logps_options,
     log:
         f"{RESULTS}/logs/base_logps/{{setting}}/{{objective}}/{{split}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/base_logps/{{setting}}/{{objective}}/{{split}}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
-    conda:
-        ENV
+    params:
+        base=base_model(),
+        options=base_logps_options,
     shell:
         "python -m seqpref.gpus -- python -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q} > {log} 2>&1"

@@ -25,7 +25,6 @@ for _figure, (_table, _category) in FIGURE_SOURCES.items():
     rule:
         name:
             f"plot_{_figure}"
-        localrule: True
         input:
             table=f"{RESULTS}/tables/{_table}.parquet",
             style=str(FIGURE_CODE / "seqpref.mplstyle"),
@@ -37,13 +36,14 @@ for _figure, (_table, _category) in FIGURE_SOURCES.items():
                 category=_category,
             ),
             pdf=f"{RESULTS}/figures/{_figure}.pdf",
+        log:
+            f"{RESULTS}/logs/figures/{_figure}.log",
+        localrule: True
+        conda:
+            ENV
         params:
             module=f"seqpref.figures.{_figure}",
             options=as_json(config["figures"][_figure]),
-        log:
-            f"{RESULTS}/logs/figures/{_figure}.log",
-        conda:
-            ENV
         shell:
             "python -m {params.module} {input.table} {input.style} {output.png} {output.pdf}"
             " --options {params.options:q} > {log} 2>&1"

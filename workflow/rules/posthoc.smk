@@ -9,9 +9,18 @@ rule merge_stage:
     output:
         weights=f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors",
         config=f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json",
+    log:
+        f"{RESULTS}/logs/merge_stage/{RUN}/stage{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/merge_stage/{RUN}/stage{{stage}}.tsv"
     wildcard_constraints:
         method="merge",
         stage="[1-9][0-9]*",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
@@ -19,15 +28,6 @@ rule merge_stage:
         weights=lambda wc: as_json(merge_weights(stage=int(wc.stage))),
         options=as_json(config["method_options"]["merge"]),
         run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage)}),
-    log:
-        f"{RESULTS}/logs/merge_stage/{RUN}/stage{{stage}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/merge_stage/{RUN}/stage{{stage}}.tsv"
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=30,
     shell:
         "python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
         " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
@@ -42,9 +42,16 @@ rule merge_front:
     output:
         weights=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_model.safetensors",
         config=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_config.json",
+    log:
+        f"{RESULTS}/logs/merge_front/{RUN}/front{{point}}.log",
     wildcard_constraints:
         method="merge",
         point=r"\d+",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
@@ -52,13 +59,6 @@ rule merge_front:
         weights=lambda wc: as_json(merge_weights(point=int(wc.point))),
         options=as_json(config["method_options"]["merge"]),
         run=lambda wc: as_json({**run_of(wc), "point": int(wc.point)}),
-    log:
-        f"{RESULTS}/logs/merge_front/{RUN}/front{{point}}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=30,
     shell:
         "python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
         " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
@@ -73,25 +73,29 @@ rule score_front:
         eval=eval_inputs,
     output:
         f"{RESULTS}/scores/{RUN}/front{{point}}.parquet",
+    log:
+        f"{RESULTS}/logs/score_stage/{RUN}/front{{point}}.log",
     wildcard_constraints:
         method="merge",
         point=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
     params:
         base=base_model(),
         adapter=lambda wc, input: os.path.dirname(input.weights),
         objectives=eval_objective_args,
         options=score_options(),
         run=lambda wc: as_json(
-            {**run_of(wc), "stage": plan.n_stages(wc.order), "trained_objective": plan.trained_at(wc.method, wc.order, plan.n_stages(wc.order))}
+            {
+                **run_of(wc),
+                "stage": plan.n_stages(wc.order),
+                "trained_objective": plan.trained_at(wc.method, wc.order, plan.n_stages(wc.order)),
+            }
         ),
-    log:
-        f"{RESULTS}/logs/score_stage/{RUN}/front{{point}}.log",
-    threads: 1
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
     shell:
         SCORE_SHELL

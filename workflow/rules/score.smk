@@ -8,25 +8,31 @@ rule score_stage:
         eval=eval_inputs,
     output:
         f"{RESULTS}/scores/{RUN}/stage{{stage}}.parquet",
-    wildcard_constraints:
-        stage="[1-9][0-9]*",
-    params:
-        base=base_model(),
-        adapter=lambda wc, input: os.path.dirname(input.weights),
-        objectives=eval_objective_args,
-        options=score_options(),
-        run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "trained_objective": plan.trained_at(wc.method, wc.order, int(wc.stage))}),
     log:
         f"{RESULTS}/logs/score_stage/{RUN}/stage{{stage}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/score_stage/{RUN}/stage{{stage}}.tsv"
+    wildcard_constraints:
+        stage="[1-9][0-9]*",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
-    conda:
-        ENV
+    params:
+        base=base_model(),
+        adapter=lambda wc, input: os.path.dirname(input.weights),
+        objectives=eval_objective_args,
+        options=score_options(),
+        run=lambda wc: as_json(
+            {
+                **run_of(wc),
+                "stage": int(wc.stage),
+                "trained_objective": plan.trained_at(wc.method, wc.order, int(wc.stage)),
+            }
+        ),
     shell:
         SCORE_SHELL
 
@@ -37,16 +43,16 @@ rule score_base_stage:
         eval=eval_inputs,
     output:
         f"{RESULTS}/scores/{RUN}/stage0.parquet",
+    log:
+        f"{RESULTS}/logs/score_stage/{RUN}/stage0.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         objectives=eval_objective_args,
         options=score_options(),
         run=lambda wc: as_json({**run_of(wc), "stage": 0, "trained_objective": None}),
-    log:
-        f"{RESULTS}/logs/score_stage/{RUN}/stage0.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        ENV
     shell:
         "python -m seqpref.score {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"

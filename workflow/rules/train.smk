@@ -5,13 +5,27 @@ rule train_stage:
     """A sequential stage (dpo, spo, replay): the stage's objective only (replay: and a share of the earlier ones')."""
     input:
         unpack(train_inputs),
-    wildcard_constraints:
-        method="|".join(methods.names(methods.SEQUENTIAL)),
     output:
         weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
         config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
         train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
         diagnostics=f"{RESULTS}/diagnostics/{RUN}/stage{{stage}}.parquet",
+    log:
+        f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
+    wildcard_constraints:
+        method="|".join(methods.names(methods.SEQUENTIAL)),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1,
+        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
+        # params) changing does not rerun finished stages
+        checkpoint_every=config["train"]["checkpoint_every"],
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
@@ -24,20 +38,6 @@ rule train_stage:
         run=lambda wc: as_json(
             {**run_of(wc), "stage": int(wc.stage), "objective": plan.stage_objective(wc.order, int(wc.stage))}
         ),
-    log:
-        f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
-    threads: 1
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=1,
-        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
-        # params) changing does not rerun finished stages
-        checkpoint_every=config["train"]["checkpoint_every"],
     shell:
         "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
@@ -54,8 +54,22 @@ rule train_joint_stage:
         weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
         config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
         train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
+    log:
+        f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
     wildcard_constraints:
         method="|".join(methods.names(methods.JOINT)),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1,
+        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
+        # params) changing does not rerun finished stages
+        checkpoint_every=config["train"]["checkpoint_every"],
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
@@ -65,20 +79,6 @@ rule train_joint_stage:
         options=as_json(train_options()),
         method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "objective": plan.JOINT}),
-    log:
-        f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train_stage/{RUN}/stage{{stage}}.tsv"
-    threads: 1
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=1,
-        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
-        # params) changing does not rerun finished stages
-        checkpoint_every=config["train"]["checkpoint_every"],
     shell:
         "python -m seqpref.gpus -- python -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
         " {params.objectives} {params.previous} --options {params.options:q}"
@@ -93,9 +93,6 @@ rule adapter_movement:
         lambda wc: [adapter_files(RUN.format(**wc), k)["weights"] for k in range(1, plan.n_stages(wc.order) + 1)],
     output:
         f"{RESULTS}/movement/{RUN}.parquet",
-    params:
-        adapters=lambda wc, input: " ".join(os.path.dirname(f) for f in input),
-        run=lambda wc: as_json(run_of(wc)),
     log:
         f"{RESULTS}/logs/adapter_movement/{RUN}.log",
     conda:
@@ -103,5 +100,8 @@ rule adapter_movement:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        adapters=lambda wc, input: " ".join(os.path.dirname(f) for f in input),
+        run=lambda wc: as_json(run_of(wc)),
     shell:
         "python -m seqpref.movement {output} {params.adapters} --run {params.run:q} > {log} 2>&1"
