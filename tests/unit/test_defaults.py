@@ -103,3 +103,21 @@ def test_dpo_config_is_built_from_the_marked_options_without_copies():
     for name, value in marked.items():
         assert getattr(config, name) == value, name
     assert config.num_train_epochs == 2.5 and config.per_device_train_batch_size == 3
+
+
+def test_figure_option_defaults_equal_the_schema():
+    """A figure's ``draw`` keyword defaults (what `python -m seqpref.figures.<name>` uses by hand) are
+    the schema's ``figures.<name>`` defaults, and every schema option is a keyword of ``draw``."""
+    import importlib
+    import inspect
+
+    figures = block("figures")["properties"]
+    for name, schema in figures.items():
+        draw = importlib.import_module(f"seqpref.figures.{name}").draw
+        parameters = list(inspect.signature(draw).parameters.values())[1:]  # after the table
+        keywords = {p.name: p.default for p in parameters}
+        props = schema.get("properties", {})
+        assert set(props) == set(keywords), name
+        for key, spec in props.items():
+            value = list(keywords[key]) if isinstance(keywords[key], tuple) else keywords[key]  # a tuple default is a list in YAML
+            assert spec.get("default") == value, (name, key, spec.get("default"), value)

