@@ -217,6 +217,7 @@ def train_joint_stage(
     trainer = _joint_trainer_class()(
         joint=JointPlan(method, names, weights, sampler, method_options, optimum),
         log_records=records,
+        share_prompt=options.share_prompt,
         model=model,
         args=train.dpo_config(options, run, workdir, max_steps=steps),
         train_dataset=dataset,
@@ -255,11 +256,12 @@ def main(argv=None) -> None:
     parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
+    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
     args = parser.parse_args(argv)
     train.stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = train.TrainOptions(**{**json.loads(args.options), **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every})})
+    options = train.TrainOptions(**{**json.loads(args.options), **train.execution_options(args)})
     run = json.loads(args.run)
     method_options = methods.options(run["method"], **json.loads(args.method_options))
     log.info("options %s method %s %s run %s previous %s", json.dumps(asdict(options)), run["method"],

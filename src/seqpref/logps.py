@@ -34,6 +34,8 @@ class LogpsOptions:
     batch_size: int = field(default=64, metadata={"help": "Sequences per forward pass (score.batch_size)."})
     dtype: str = field(default="float32", metadata={"help": "Model precision (score.dtype; the train split: dtype)."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
+    share_prompt: bool = field(default=True, metadata={
+        "help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt)."})
 
     def __post_init__(self):
         if self.max_length < 8 or self.batch_size < 1:
@@ -59,6 +61,11 @@ def tokenize_frame(tokenizer, pairs: pd.DataFrame, max_length: int | None) -> li
         tokenize_pair(tokenizer, *model_inputs(tokenizer, p, m, c, r), max_length)
         for p, m, c, r in zip(pairs["prompt"], messages, pairs["chosen"], pairs["rejected"])
     ]
+
+
+def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` in float32, or as they are when already float32 or float64 (for the log-softmax)."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
 
 
 @torch.no_grad()
@@ -90,23 +97,40 @@ def sequence_logps(model, sequences: list[tuple[list[int], list[int]]], pad_id: 
         first = max(min(len(sequences[i][0]) for i in index) - 1, 0)
         keep = width - first
         logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False, logits_to_keep=keep).logits
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, keep-1, V): token t+1 predicted at t
+        logprobs = torch.log_softmax(at_least_float32(logits[:, :-1]), dim=-1)  # (B, keep-1, V): token t+1 predicted at t
         targets = input_ids[:, first + 1 :].unsqueeze(-1)  # (B, keep-1, 1)
         token_logps = logprobs.gather(-1, targets).squeeze(-1) * completion[:, first + 1 :]  # (B, keep-1)
-        out[index] = token_logps.sum(dim=1).double().cpu().numpy()
+        out[index] = token_logps.double().sum(dim=1).cpu().numpy()  # float64 sum: no float32 rounding of ~100-token sums
     return out
 
 
-def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, batch_size: int) -> pd.DataFrame:
+def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, batch_size: int,
+               share_prompt: bool = False) -> pd.DataFrame:
     """Log-probs of chosen and rejected for every pair; a frame with the ``tables.LOGPS`` columns.
 
-    Takes a pairs frame (``pair_id``, ``prompt``, ``chosen``, ``rejected``); chosen and rejected run in
-    the same batches, sorted by length.
+    Takes a pairs frame (``pair_id``, ``prompt``, ``chosen``, ``rejected``). With ``share_prompt``, each
+    pair is one packed row whose prompt runs once for both responses (:mod:`seqpref.prefix`; batches of
+    ``batch_size`` pairs of similar packed length); otherwise chosen and rejected run as separate
+    sequences in the same batches (``batch_size`` sequences), sorted by length. A pair whose prompt
+    fills ``max_length`` (no response token) is scored unshared: both log-probs are 0.
     """
     tokenized = tokenize_frame(tokenizer, pairs, max_length)
-    sequences = [(t.prompt_ids, t.chosen_ids) for t in tokenized] + [(t.prompt_ids, t.rejected_ids) for t in tokenized]
-    logps = sequence_logps(model, sequences, tokenizer.pad_token_id, batch_size)
     n = len(tokenized)
+    shared = [i for i, t in enumerate(tokenized) if share_prompt and t.prompt_ids and t.chosen_ids and t.rejected_ids]
+    unshared = sorted(set(range(n)) - set(shared))
+    logps = np.zeros(2 * n)
+    if shared:
+        from seqpref.prefix import shared_pair_logps
+
+        chosen, rejected = shared_pair_logps(
+            model, [(tokenized[i].prompt_ids, tokenized[i].chosen_ids, tokenized[i].rejected_ids) for i in shared],
+            tokenizer.pad_token_id, batch_size)
+        logps[shared], logps[[n + i for i in shared]] = chosen, rejected
+    if unshared:
+        sequences = [(tokenized[i].prompt_ids, tokenized[i].chosen_ids) for i in unshared] + [
+            (tokenized[i].prompt_ids, tokenized[i].rejected_ids) for i in unshared]
+        values = sequence_logps(model, sequences, tokenizer.pad_token_id, batch_size)
+        logps[unshared], logps[[n + i for i in unshared]] = values[: len(unshared)], values[len(unshared):]
     return pd.DataFrame(
         {
             "pair_id": pairs["pair_id"].to_numpy(),
@@ -128,13 +152,15 @@ def main(argv=None) -> None:
     parser.add_argument("pairs", help="pairs Parquet of one split")
     parser.add_argument("out", help="log-probs Parquet to write")
     parser.add_argument("--options", default="{}", help="JSON of LogpsOptions")
+    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    options = LogpsOptions(**json.loads(args.options))
+    options = LogpsOptions(**{**json.loads(args.options),
+                               **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)})})
     start = time.time()
     model, tokenizer = base_model.load_base(args.model, options.dtype, options.attn_implementation)
     pairs = read_pairs(args.pairs)
-    frame = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size)
+    frame = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size, options.share_prompt)
     record = provenance.provenance("base_logps", {**asdict(options), "model": args.model, "pairs": args.pairs})
     tables.write_table(frame, args.out, tables.LOGPS, record)
     log.info(

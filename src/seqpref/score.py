@@ -111,7 +111,7 @@ def score_stage(run: dict, objectives: list[tuple[str, str, str]], options: Scor
             policy = base_logps.copy()
         else:
             pairs = read_pairs(eval_path)
-            policy = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size)
+            policy = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size, options.share_prompt)
         frames.append(score_rows(policy, base_logps, run, objective, options.beta))
     return pd.concat(frames, ignore_index=True)
 
@@ -127,12 +127,14 @@ def main(argv=None) -> None:
     parser.add_argument("--adapter", default=None, help="adapter directory (omit for stage 0)")
     parser.add_argument("--base", default=None, help="base model id or directory (with --adapter)")
     parser.add_argument("--options", default="{}", help="JSON of ScoreOptions")
+    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.adapter and not args.base:
         parser.error("--adapter needs --base")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = ScoreOptions(**json.loads(args.options))
+    options = ScoreOptions(**{**json.loads(args.options),
+                              **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)})})
     run = json.loads(args.run)
     start = time.time()
     frame = score_stage(run, [tuple(o) for o in args.objective], options, args.base, args.adapter)

@@ -107,6 +107,8 @@ class TrainOptions:
     checkpoint_every: int = field(default=0, metadata={"help": "Optimiser steps between resumable checkpoints; 0 = none."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
     dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU."})
+    share_prompt: bool = field(default=True, metadata={
+        "help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt in the config)."})
     lora: LoraOptions = field(default_factory=LoraOptions)
 
     def __post_init__(self):
@@ -137,8 +139,9 @@ def _trainer_class():
         """
 
         def __init__(self, *args, gradient_probe=None, method_loss=None, method_options=None, batch_sampler=None,
-                     log_records=None, **kwargs):
+                     log_records=None, share_prompt=False, **kwargs):
             super().__init__(*args, **kwargs)
+            self.share_prompt = share_prompt  # each pair's prompt through the model once (seqpref.prefix)
             self.log_records = log_records if log_records is not None else []
             self.gradient_probe = gradient_probe
             # a sequential method's term added to the DPO loss (seqpref.methods.base.Method.loss), or None
@@ -182,6 +185,19 @@ def _trainer_class():
             loader = torch.utils.data.DataLoader(self.train_dataset.select_columns(self._signature_columns),
                                                  batch_sampler=self.batch_sampler, collate_fn=self.data_collator)
             return self.accelerator.prepare(loader)
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            """TRL's loss and metrics; with ``share_prompt`` the policy runs each pair's prompt once
+            (:class:`seqpref.prefix.SharedPromptModel`), unless a pair's rows do not share one."""
+            if getattr(self, "share_prompt", False):
+                from seqpref import prefix
+
+                pairs = prefix.pairs_of_trl_batch(inputs)
+                if pairs is not None:
+                    packed = prefix.pack(pairs, self.processing_class.pad_token_id, prefix.mask_dtype(model),
+                                         inputs["input_ids"].device)
+                    model = prefix.SharedPromptModel(model, packed, inputs["completion_mask"])
+            return super()._compute_loss(model, inputs, return_outputs)
 
         def compute_ref_log_probs(self, model, inputs):
             raise RuntimeError("the reference is the precomputed base model; TRL must not compute its own")
@@ -588,6 +604,7 @@ def train_stage(
         method_loss=method.loss,
         method_options=method_options,
         batch_sampler=sampler,
+        share_prompt=options.share_prompt,
         log_records=records,
         model=model,
         args=dpo_config(options, run, workdir, max_steps=max_steps),
@@ -610,6 +627,13 @@ def train_stage(
     return summary
 
 
+def execution_options(args) -> dict:
+    """The options a CLI takes as flags because they change how a stage runs, not what it computes
+    (the workflow passes them as resources, so changing them reruns nothing): those given."""
+    values = {"checkpoint_every": getattr(args, "checkpoint_every", None), "share_prompt": getattr(args, "share_prompt", None)}
+    return {k: (bool(v) if k == "share_prompt" else v) for k, v in values.items() if v is not None}
+
+
 def main(argv=None) -> None:
     """CLI: train one stage (``train_stage`` rule)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -630,11 +654,12 @@ def main(argv=None) -> None:
     parser.add_argument("--diagnostics-out", default=None, help="diagnostics Parquet to write")
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
+    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
     args = parser.parse_args(argv)
     stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = TrainOptions(**{**json.loads(args.options), **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every})})
+    options = TrainOptions(**{**json.loads(args.options), **execution_options(args)})
     run = json.loads(args.run)
     from seqpref import methods
     from seqpref.diagnostics import DiagnosticsOptions

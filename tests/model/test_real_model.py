@@ -146,15 +146,36 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
 
     # the scorer scores the trained model: its policy log-probs equal an independent unmerged forward
     run_score = {**run, "trained_objective": "concise"}
-    # fp32: equal to 1e-3 nats. bf16: a padded batch and a lone sequence round differently (SDPA blocks
-    # by length), ~0.3 nats per response here, so bf16 pair scores carry that noise (README, "Scoring precision")
-    for dtype, atol in (("float32", 1e-3), ("bfloat16", 0.5)):
+    # fp32: equal to 1e-3 nats, the prompt shared or not. bf16: a padded batch and a lone sequence round
+    # differently (SDPA blocks by length), ~0.3 nats per response here, and up to 0.8 with the prompt shared
+    # (the rejected tokens attend over a longer, masked row), so bf16 pair scores carry that noise (README,
+    # "Scoring precision")
+    for dtype, share, atol in (("float32", True, 1e-3), ("float32", False, 1e-3), ("bfloat16", False, 0.5),
+                               ("bfloat16", True, 1.0)):
         scored = score.score_stage(run_score, [("concise", str(paths["pairs"]), str(paths["logps"]))],
                                    {"beta": 0.1, "max_length": MAX_LENGTH, "batch_size": 8, "dtype": dtype,
-                                    "attn_implementation": None}, directory, str(adapter))
+                                    "attn_implementation": None, "share_prompt": share}, directory, str(adapter))
         expected = _unmerged_logps(directory, str(adapter), pairs, dtype).set_index("pair_id").loc[scored["pair_id"]]
         for side in ("logp_chosen", "logp_rejected"):
             np.testing.assert_allclose(scored[side].to_numpy(), expected[side].to_numpy(), atol=atol, rtol=0,
-                                       err_msg=f"{dtype} {side}")
+                                       err_msg=f"{dtype} share_prompt={share} {side}")
     # the trained adapter moved the scores away from the base (its margins are not all 0)
     assert scored["reward_margin"].abs().max() > 0.01
+
+
+def test_prompt_shared_scoring_equals_unshared_on_the_real_model(smollm2, conversational_pairs):
+    """SmolLM2's chat template, multi-turn conversations and plain prompts, truncated pairs included:
+    the prompt computed once per pair gives the unshared log-probs. In float64 they agree to 1e-9 nats
+    (the packing is exact); in float32 to 1e-4 nats, float32's own noise through 30 layers: the unshared
+    scorer alone moves by up to ~1.5e-5 nats between batch sizes 1 and 4."""
+    directory, _ = smollm2
+    model, tokenizer = base_model.load_base(directory, "float32")
+    for dtype, tolerance in ((torch.float32, 1e-4), (torch.float64, 1e-9)):
+        model = model.to(dtype)
+        for max_length in (None, 96):
+            unshared = logps.pair_logps(model, tokenizer, conversational_pairs, max_length, 4, share_prompt=False)
+            shared = logps.pair_logps(model, tokenizer, conversational_pairs, max_length, 4, share_prompt=True)
+            if max_length:
+                assert unshared["truncated"].any()
+            for side in ("logp_chosen", "logp_rejected"):
+                np.testing.assert_allclose(shared[side], unshared[side], rtol=0, atol=tolerance, err_msg=f"{dtype} {side}")

@@ -44,17 +44,22 @@ def dataclass_defaults(cls) -> dict:
     return out
 
 
+#: TrainOptions fields that are top-level config keys (shared with scoring), not `train` keys
+TOP_LEVEL = ("dtype", "attn_implementation", "share_prompt")
+
 #: dataclass field -> the config path whose schema default it must equal
 SOURCES = {
-    TrainOptions: {**{f.name: ("train", f.name) for f in fields(TrainOptions) if f.name not in ("dtype", "attn_implementation", "lora")},
-                   "dtype": ("dtype",), "attn_implementation": ("attn_implementation",)},
+    TrainOptions: {**{f.name: ("train", f.name) for f in fields(TrainOptions) if f.name not in TOP_LEVEL + ("lora",)},
+                   **{name: (name,) for name in TOP_LEVEL}},
     LoraOptions: {f.name: ("train", "lora", f.name) for f in fields(LoraOptions)},
     LabelOptions: {f.name: ("labels", f.name) for f in fields(LabelOptions) if f.name != "seed"},
     DiagnosticsOptions: {f.name: ("diagnostics", f.name) for f in fields(DiagnosticsOptions)},
     LogpsOptions: {"max_length": ("train", "max_length"), "batch_size": ("score", "batch_size"),
-                   "dtype": ("score", "dtype"), "attn_implementation": ("attn_implementation",)},
+                   "dtype": ("score", "dtype"), "attn_implementation": ("attn_implementation",),
+                   "share_prompt": ("share_prompt",)},
     ScoreOptions: {"max_length": ("train", "max_length"), "batch_size": ("score", "batch_size"),
-                   "dtype": ("score", "dtype"), "attn_implementation": ("attn_implementation",), "beta": ("train", "beta")},
+                   "dtype": ("score", "dtype"), "attn_implementation": ("attn_implementation",), "beta": ("train", "beta"),
+                   "share_prompt": ("share_prompt",)},
 }
 
 
@@ -71,7 +76,7 @@ def test_options_dataclass_defaults_equal_the_schema(cls):
 def test_train_block_has_no_key_the_options_do_not_read():
     """Every `train` key reaches TrainOptions (train_reference, once read by nothing, is gone)."""
     keys = set(block("train")["properties"])
-    assert keys == {f.name for f in fields(TrainOptions)} - {"dtype", "attn_implementation"}
+    assert keys == {f.name for f in fields(TrainOptions)} - set(TOP_LEVEL)
     assert "train_reference" not in keys
 
 

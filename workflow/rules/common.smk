@@ -36,7 +36,7 @@ ENV = "../envs/seqpref.yaml"  # every rule's conda environment: what pyproject.t
 RESULTS = config["results"].rstrip("/")
 # train options that change how a stage runs, not what it trains: passed as resources, so that
 # changing them reruns nothing and the retrain guard ignores them
-EXECUTION_ONLY = ("checkpoint_every",)
+EXECUTION_ONLY = ("checkpoint_every", "share_prompt")
 RUN = "{setting}/{method}/{order}/seed{seed}"
 FIGURES = [
     "method_comparison",
@@ -137,6 +137,12 @@ def expected_train_options(run):
         TrainOptions(**train_options()), methods.options(run["method"], **method_options(run["method"], run["setting"]))
     )
     return {k: v for k, v in recorded.items() if k not in EXECUTION_ONLY}
+
+
+def share_prompt_flag():
+    """``--share-prompt 0|1`` of every step that runs the model (a resource, like checkpoint_every:
+    changing it reruns nothing)."""
+    return int(config["share_prompt"])
 
 
 def score_options():
@@ -265,7 +271,8 @@ def earlier_objective_args(wildcards):
 # scoring one adapter: every objective's eval pairs against the base model (score_stage, score_sham_stage, score_front)
 SCORE_SHELL = (
     "python -m seqpref.gpus -- python -m seqpref.score {output} --run {params.run:q} {params.objectives}"
-    " --adapter {params.adapter} --base {params.base} --options {params.options:q} > {log} 2>&1"
+    " --adapter {params.adapter} --base {params.base} --options {params.options:q}"
+    " --share-prompt {resources.share_prompt} > {log} 2>&1"
 )
 
 
@@ -303,6 +310,12 @@ def single_objective_adapters(wildcards):
 def merge_stage_adapters(wildcards):
     """Merge stage k: the single-objective adapters of the first k objectives (config order)."""
     return single_objective_adapters(wildcards)[: int(wildcards.stage)]
+
+
+def merge_options():
+    """How adapters are merged (method_options.merge without the λ grid, whose weights each rule
+    passes itself: editing the grid reruns only the front points that change)."""
+    return {k: v for k, v in config["method_options"]["merge"].items() if k != "lambdas"}
 
 
 def merge_weights(stage=None, point=None):

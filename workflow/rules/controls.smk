@@ -45,6 +45,7 @@ rule train_sham_stage:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+        share_prompt=share_prompt_flag(),
         checkpoint_every=config["train"]["checkpoint_every"],
     params:
         base=base_model(),
@@ -66,7 +67,8 @@ rule train_sham_stage:
         "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " --previous {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
         " --run {params.run:q} {params.earlier}"
-        " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every} > {log} 2>&1"
+        " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
+        " --share-prompt {resources.share_prompt} > {log} 2>&1"
 
 
 rule score_sham_stage:
@@ -90,6 +92,7 @@ rule score_sham_stage:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+        share_prompt=share_prompt_flag(),
     params:
         base=base_model(),
         adapter=lambda wc, input: os.path.dirname(input.weights),

@@ -126,8 +126,10 @@ rule base_logps:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+        share_prompt=share_prompt_flag(),
     params:
         base=base_model(),
         options=base_logps_options,
     shell:
-        "python -m seqpref.gpus -- python -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q} > {log} 2>&1"
+        "python -m seqpref.gpus -- python -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q}"
+        " --share-prompt {resources.share_prompt} > {log} 2>&1"

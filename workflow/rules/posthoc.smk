@@ -21,15 +21,16 @@ rule merge_stage:
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=1,
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
         adapters=lambda wc, input: " ".join(f"--adapter {os.path.dirname(p)}" for p in input.adapters),
         weights=lambda wc: as_json(merge_weights(stage=int(wc.stage))),
-        options=as_json(config["method_options"]["merge"]),
+        options=as_json(merge_options()),
         run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage)}),
     shell:
-        "python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
+        "python -m seqpref.gpus -- python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
         " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
 
 
@@ -52,15 +53,16 @@ rule merge_front:
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=1,
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
         adapters=lambda wc, input: " ".join(f"--adapter {os.path.dirname(p)}" for p in input.adapters),
         weights=lambda wc: as_json(merge_weights(point=int(wc.point))),
-        options=as_json(config["method_options"]["merge"]),
+        options=as_json(merge_options()),
         run=lambda wc: as_json({**run_of(wc), "point": int(wc.point)}),
     shell:
-        "python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
+        "python -m seqpref.gpus -- python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
         " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
 
 
@@ -85,6 +87,7 @@ rule score_front:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+        share_prompt=share_prompt_flag(),
     params:
         base=base_model(),
         adapter=lambda wc, input: os.path.dirname(input.weights),

@@ -21,6 +21,7 @@ rule score_stage:
         mem_mb=4000,
         runtime=60,
         gpu=1,
+        share_prompt=share_prompt_flag(),
     params:
         base=base_model(),
         adapter=lambda wc, input: os.path.dirname(input.weights),

@@ -23,6 +23,7 @@ rule train_stage:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+        share_prompt=share_prompt_flag(),
         # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
         # params) changing does not rerun finished stages
         checkpoint_every=config["train"]["checkpoint_every"],
@@ -43,7 +44,8 @@ rule train_stage:
         " {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
         " --run {params.run:q} {params.earlier}"
         " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics}"
-        " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every} > {log} 2>&1"
+        " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
+        " --share-prompt {resources.share_prompt} > {log} 2>&1"
 
 
 rule train_joint_stage:
@@ -67,6 +69,7 @@ rule train_joint_stage:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+        share_prompt=share_prompt_flag(),
         # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
         # params) changing does not rerun finished stages
         checkpoint_every=config["train"]["checkpoint_every"],
@@ -84,7 +87,7 @@ rule train_joint_stage:
         " {params.objectives} {params.previous} --options {params.options:q}"
         " --method-options {params.method_options:q}"
         " --run {params.run:q} --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
-        " > {log} 2>&1"
+        " --share-prompt {resources.share_prompt} > {log} 2>&1"
 
 
 rule adapter_movement:

@@ -43,7 +43,9 @@ class MergeOptions:
         "help": "share of entries kept by ties / dare / magnitude_prune, in (0, 1]; required by them."})
     majority_sign_method: str = field(default="total", metadata={"help": "TIES sign election: total or frequency."})
     weight_sum: float = field(default=1.0, metadata={
-        "help": "s: stage k weighs each of its k adapters s/k; the front weighs (λ·s, (1−λ)·s)."})
+        "help": "s: stage k weighs each of its k adapters s/k; the front weighs (λ·s, (1−λ)·s). TIES and DARE-TIES "
+                "average the entries whose signs agree, so their merge is ~1/k of a cat merge at the same s: "
+                "s = k gives them a sum."})
     lambdas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={
         "help": "λ grid of the front (two-objective settings): the first objective's share of weight_sum."})
 
@@ -71,21 +73,34 @@ def front_weights(options: MergeOptions, index: int) -> list[float]:
     return [lam * options.weight_sum, (1 - lam) * options.weight_sum]
 
 
-def merged_model(base: str, adapters: list[str], weights: list[float], options: MergeOptions):
+def merged_model(base: str, adapters: list[str], weights: list[float], options: MergeOptions, seed: int = 0):
     """The base model (float32) with ``adapters`` loaded as ``o0, o1, …`` and their merge added as the
-    "default" adapter by PEFT's ``add_weighted_adapter``; returns the ``PeftModel``."""
+    "default" adapter by PEFT's ``add_weighted_adapter``; returns the ``PeftModel``.
+
+    Adapters of weight 0 are left out: TIES elects signs and averages over the adapters before the
+    weights apply, so a weight-0 adapter would still prune and dilute the others (the front's ends
+    would not be the single adapters). DARE's random pruning draws from torch's generator, seeded
+    with ``seed`` here (PEFT does not seed it), so a merge is reproducible.
+    """
+    import torch
     from peft import PeftModel
 
     from seqpref.base_model import load_base
 
+    kept = [(path, w) for path, w in zip(adapters, weights) if w != 0]
+    if not kept:
+        raise ValueError("every adapter has weight 0: nothing to merge")
     model, _ = load_base(base, "float32")
-    model = PeftModel.from_pretrained(model, adapters[0], adapter_name="o0")
-    for i, path in enumerate(adapters[1:], start=1):
+    model = PeftModel.from_pretrained(model, kept[0][0], adapter_name="o0")
+    for i, (path, _) in enumerate(kept[1:], start=1):
         model.load_adapter(path, adapter_name=f"o{i}")
+    if any(getattr(config, "use_rslora", False) for config in model.peft_config.values()):
+        raise ValueError("merge assumes plain LoRA scaling α/r; rsLoRA adapters are not supported")
+    torch.manual_seed(seed)
     model.add_weighted_adapter(
-        [f"o{i}" for i in range(len(adapters))], list(weights), adapter_name="default",
+        [f"o{i}" for i in range(len(kept))], [w for _, w in kept], adapter_name="default",
         combination_type=options.combination, density=options.density,
-        majority_sign_method=options.majority_sign_method,
+        majority_sign_method=options.majority_sign_method, svd_full_matrices=False,
     )
     return model
 
@@ -97,12 +112,14 @@ def build(base: str, adapters: list[str], weights: list[float], options: MergeOp
     was merged). Returns that record."""
     if len(adapters) != len(weights) or not adapters:
         raise ValueError(f"merge needs one weight per adapter, got {len(adapters)} adapters and {len(weights)} weights")
-    model = merged_model(base, adapters, weights, options)
+    seed = int((record or {}).get("run", {}).get("seed", 0))
+    model = merged_model(base, adapters, weights, options, seed)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="merge-", dir=out.parent))
     model.save_pretrained(staging, selected_adapters=["default"])
-    info = {"adapters": list(adapters), "weights": list(weights), "options": asdict(options), **(record or {})}
+    info = {"adapters": list(adapters), "weights": list(weights), "options": asdict(options), "seed": seed,
+            **(record or {})}
     (staging / "merge.json").write_text(json.dumps(info, indent=2))
     out.mkdir(parents=True, exist_ok=True)
     for name in os.listdir(staging):

@@ -50,6 +50,9 @@ class ReplayBatchSampler:
         self.current, self.pool = sizes[0], sum(sizes[1:])
         self.batch_size, self.steps, self.seed, self.accumulation = batch_size, steps, seed, accumulation
         self.replayed = replayed_per_batch(share, batch_size)
+        if share > 0 and self.replayed == 0:
+            raise ValueError(f"replay.share {share} of a batch of {batch_size} replays no pair (round half to even): "
+                             "raise the share or the batch size")
 
     def __len__(self) -> int:
         return self.steps * self.accumulation
