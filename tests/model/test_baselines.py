@@ -72,6 +72,26 @@ def test_stage_one_of_a_merge_is_the_single_objective_adapter(tiny_base, two_sta
                                    score.load_policy(tiny_base, adapter)[0](input_ids=ids).logits, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("combination", ["ties_svd", "dare_ties"])
+def test_a_front_end_is_the_single_adapter_whatever_the_combination(combination, tiny_base, two_stages_for_movement,
+                                                                     tmp_path):
+    """λ = 1 gives the second adapter weight 0: it must take no part (TIES would otherwise elect signs
+    and prune with it, and average it in), so the point is the first adapter alone; and a DARE merge is
+    the same in two processes' worth of draws (seeded)."""
+    adapters = [str(two_stages_for_movement / "stage1"), str(two_stages_for_movement / "stage2")]
+    options = merge.MergeOptions(combination=combination, density=0.5)
+    merge.build(tiny_base, adapters, merge.front_weights(options, options.lambdas.index(1.0)), options,
+                str(tmp_path / "end"), {"run": {"seed": 3}})
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        torch.testing.assert_close(score.load_policy(tiny_base, str(tmp_path / "end"))[0](input_ids=ids).logits,
+                                   score.load_policy(tiny_base, adapters[0])[0](input_ids=ids).logits, rtol=0, atol=1e-6)
+    for name in ("a", "b"):
+        torch.manual_seed(len(name) * 1000 + ord(name))  # a different global generator state each time
+        merge.build(tiny_base, adapters, [0.5, 0.5], options, str(tmp_path / name), {"run": {"seed": 3}})
+    assert (tmp_path / "a/adapter_model.safetensors").read_bytes() == (tmp_path / "b/adapter_model.safetensors").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def warm_files(tiny_base, tmp_path_factory):
     out = tmp_path_factory.mktemp("warm")

@@ -83,6 +83,8 @@ def test_replay_is_seeded():
         replay.ReplayBatchSampler([40], 16, 0.25, steps=5, seed=0)
     with pytest.raises(ValueError, match=r"replay.share must be in \[0, 1\)"):
         replay.ReplayOptions(share=1.0)
+    with pytest.raises(ValueError, match="replays no pair"):  # round(0.25 · 2) = 0: it would be plain DPO
+        replay.ReplayBatchSampler([40, 40], 2, 0.25, steps=5, seed=0)
 
 
 def test_merge_weights_of_stages_and_front():
