@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 
 #: the style file shipped with the package (the figure rules pass it as STYLE)
@@ -191,6 +192,13 @@ def check_pair_metric(pairs: pd.DataFrame, metric: str) -> None:
     if metric not in pairs.columns or not pd.api.types.is_numeric_dtype(pairs[metric]):
         raise ValueError(f"metric {metric!r} is not a numeric pair-score column (e.g. reward_margin, "
                          "dpo_margin, ln_margin)")
+
+
+def error_bars(value, lo, hi) -> np.ndarray:
+    """Matplotlib's asymmetric ``yerr``/``xerr`` of values with CIs: ``(2, n)``, distances below and
+    above each value (never negative)."""
+    value, lo, hi = (np.asarray(x, dtype=float) for x in (value, lo, hi))
+    return np.vstack([np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)])
 
 
 def seeds_note(frame: pd.DataFrame) -> str:

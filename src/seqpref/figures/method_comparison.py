@@ -66,10 +66,6 @@ def setting_values(rows: pd.DataFrame) -> dict:
             "degradation_hi": degradation["bwt_hi"]}
 
 
-def _errors(value, lo, hi) -> np.ndarray:
-    return np.vstack([np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)])
-
-
 def draw_final(ax, values: dict, colours: dict) -> None:
     """Grouped bars on ``ax``: one group per run, one bar per objective (label = objective), CI error bars."""
     n_runs, n_objectives = len(values["runs"]), len(values["objectives"])
@@ -78,7 +74,7 @@ def draw_final(ax, values: dict, colours: dict) -> None:
     for j, objective in enumerate(values["objectives"]):
         v = values["final"][:, j]
         ax.bar(x + (j - (n_objectives - 1) / 2) * width, v, width=width, color=colours[objective], label=objective,
-               yerr=_errors(v, values["final_lo"][:, j], values["final_hi"][:, j]), capsize=2, zorder=2)
+               yerr=common.error_bars(v, values["final_lo"][:, j], values["final_hi"][:, j]), capsize=2, zorder=2)
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.set_xticks(x, [run_label(*run) for run in values["runs"]], fontsize=7)
 
@@ -89,7 +85,7 @@ def draw_degradation(ax, values: dict) -> None:
     x = np.arange(len(values["runs"]))
     v = values["degradation"]
     colours = [METHOD_COLOURS.get(method, "0.5") for method, _ in values["runs"]]
-    ax.bar(x, v, width=0.6, color=colours, yerr=_errors(v, values["degradation_lo"], values["degradation_hi"]),
+    ax.bar(x, v, width=0.6, color=colours, yerr=common.error_bars(v, values["degradation_lo"], values["degradation_hi"]),
            capsize=2, zorder=2)
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.set_xticks(x, [f"{run_label(*run)}\n[{name}]" for run, name in zip(values["runs"], values["first"])], fontsize=7)

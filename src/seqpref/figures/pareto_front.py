@@ -13,7 +13,6 @@ CLI: ``python -m seqpref.figures.pareto_front PARETO.parquet STYLE PNG PDF --opt
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from seqpref import pareto
@@ -42,8 +41,8 @@ def draw(points: pd.DataFrame):
             label = f"{method} (HV {volume:.2f})"
             for kind, part in group.groupby(group["point"] == "final"):
                 x, y = part["x"].to_numpy(), part["y"].to_numpy()
-                xerr = np.vstack([np.clip(x - part["x_lo"], 0, None), np.clip(part["x_hi"] - x, 0, None)])
-                yerr = np.vstack([np.clip(y - part["y_lo"], 0, None), np.clip(part["y_hi"] - y, 0, None)])
+                xerr = common.error_bars(x, part["x_lo"], part["x_hi"])
+                yerr = common.error_bars(y, part["y_lo"], part["y_hi"])
                 marker = "o" if kind else "s"
                 ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, color=colour, markersize=5, capsize=2,
                             elinewidth=0.8, label=label)

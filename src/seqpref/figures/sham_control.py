@@ -49,8 +49,7 @@ def draw(controls: pd.DataFrame, method: str | None = None):
         x = np.arange(len(groups))
         for offset, arm, colour, hatch in ((-0.18, "real", "#0072B2", None), (0.18, "sham", "#BBBBBB", "//")):
             value = groups[f"change_{arm}"].to_numpy()
-            errors = np.vstack([np.clip(value - groups[f"change_{arm}_lo"], 0, None),
-                                np.clip(groups[f"change_{arm}_hi"] - value, 0, None)])
+            errors = common.error_bars(value, groups[f"change_{arm}_lo"], groups[f"change_{arm}_hi"])
             ax.bar(x + offset, value, width=0.36, color=colour, hatch=hatch, edgecolor="0.3", linewidth=0.5,
                    yerr=errors, capsize=2, zorder=2, label=f"{arm} stage k")
         top = np.nanmax(groups[["change_real_hi", "change_sham_hi"]].to_numpy(), axis=1)
