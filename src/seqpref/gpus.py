@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from seqpref import warm
+
 POLL_SECONDS = 1.0
 
 
@@ -97,7 +99,7 @@ def main(argv=None) -> None:
         os.set_inheritable(fd, True)  # CMD holds the lock until it exits
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         print(f"seqpref.gpus: pinned to GPU {gpu}", file=sys.stderr, flush=True)
-    os.execvp(argv[0], argv)
+    warm.run(argv)  # exec CMD, or fork it from a warm server when it is `python -m ...` (seqpref.warm)
 
 
 if __name__ == "__main__":

@@ -56,4 +56,4 @@ rule score_base_stage:
         options=score_options(),
         run=lambda wc: as_json({**run_of(wc), "stage": 0, "trained_objective": None}),
     shell:
-        "python -m seqpref.score {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"
+        "python -m seqpref.warm -- python -m seqpref.score {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"

@@ -107,4 +107,4 @@ rule adapter_movement:
         adapters=lambda wc, input: " ".join(os.path.dirname(f) for f in input),
         run=lambda wc: as_json(run_of(wc)),
     shell:
-        "python -m seqpref.movement {output} {params.adapters} --run {params.run:q} > {log} 2>&1"
+        "python -m seqpref.warm -- python -m seqpref.movement {output} {params.adapters} --run {params.run:q} > {log} 2>&1"
