@@ -59,7 +59,7 @@ PRELOAD = (
     "trl",
     "datasets",
     "accelerate",
-    "matplotlib",
+    "matplotlib.pyplot",
 )
 # attributes whose first access imports the heavy submodules (transformers and TRL import lazily)
 PRELOAD_ATTRIBUTES = (
@@ -101,7 +101,8 @@ def python_module(argv: list[str]) -> tuple[str, list[str]] | None:
 def server_key(environ: dict | None = None, path: list[str] | None = None) -> str:
     """A hex digest naming the server this client may use (see the module docstring)."""
     environ = dict(os.environ if environ is None else environ)
-    path = list(sys.path if path is None else path)
+    # sys.path without the working directory `python -m` puts first: one server serves every folder
+    path = list(sys.path if path is None else path)[1:]
     site = [p for p in path if p.endswith("site-packages") and os.path.isdir(p)]
     parts = {
         "python": os.path.realpath(sys.executable),
@@ -187,7 +188,11 @@ def connect_or_start(key: str) -> socket.socket | None:
     run_dir = runtime_dir()
     try:
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = run_dir.stat()
     except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        print(f"seqpref.warm: {run_dir} is not private to this user; starting cold", file=sys.stderr, flush=True)
         return None
     sock_path = run_dir / f"{key}.sock"
     conn = _connect(sock_path)
@@ -241,6 +246,7 @@ def serve_job(module: str, args: list[str]) -> int | None:
                 continue
             except (OSError, EOFError):
                 print("seqpref.warm: the server went away while the job ran", file=sys.stderr, flush=True)
+                forward(signal.SIGKILL, None)
                 return 1
 
 
@@ -281,11 +287,25 @@ def _cuda_initialised() -> bool:
     return bool(torch is not None and torch.cuda.is_initialized())
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the server dies, so no job runs on unseen (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the server died before prctl took effect
+        os._exit(1)
+
+
 def _child(conn: socket.socket, request: dict, fds: list[int], close: list) -> None:
     """In the forked child: become the requested job and run it; never returns."""
     status = 1
     try:
         os.setsid()  # its own process group: the server kills the job and whatever it started at once
+        _die_with_parent()
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as in a fresh python

@@ -1,0 +1,202 @@
+"""seqpref.warm: a warm job behaves as the cold ``python -m`` it stands for, and dies with its launcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from seqpref import warm
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+# the job: reports how it was started, then does what its arguments say
+JOB = textwrap.dedent("""
+    import json, os, signal, sys, time
+    started_warm = "torch" in sys.modules  # a fresh interpreter has not imported torch yet
+    print(json.dumps({"warm": started_warm, "argv": sys.argv[1:], "cwd": os.getcwd(),
+                      "marker": os.environ.get("WARM_TEST_MARKER"), "threads": os.environ.get("OMP_NUM_THREADS"),
+                      "seqpref_loaded": "seqpref" in sys.modules, "version": VERSION, "ppid": os.getppid()}))
+    sys.stdout.flush()
+    print("to stderr", file=sys.stderr)
+    action = sys.argv[1]
+    if action == "exit":
+        sys.exit(int(sys.argv[2]))
+    if action == "raise":
+        raise ValueError("raised by the job")
+    if action == "sleep":
+        def on_term(signum, frame):
+            open(sys.argv[3], "w").write("terminated")
+            sys.exit(143)
+        signal.signal(signal.SIGTERM, on_term)
+        open(sys.argv[2], "w").write(str(os.getpid()))
+        time.sleep(60)
+""")
+
+
+@pytest.fixture(scope="module")
+def job_dir(tmp_path_factory):
+    """A folder holding the job module ``warmjob`` and a private server folder; servers stopped after."""
+    root = tmp_path_factory.mktemp("warm")
+    (root / "mods").mkdir()
+    (root / "mods" / "warmjob.py").write_text("VERSION = 1\n" + JOB)
+    yield root
+    for sock in (root / "servers").glob("*.sock"):
+        subprocess.run(["pkill", "-f", str(sock)], check=False)
+
+
+def env_for(root: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQPREF_", "SLURM_"))}
+    env.update(PYTHONPATH=os.pathsep.join([str(root / "mods"), SRC]), SEQPREF_WARM_DIR=str(root / "servers"),
+               SEQPREF_WARM_IDLE="60", WARM_TEST_MARKER="m1", OMP_NUM_THREADS="1",
+               PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+    env.update(extra)
+    return env
+
+
+def launch(root: Path, *args, env=None, **popen):
+    """Start ``python -m seqpref.warm -- python -m warmjob ARGS`` (python as the workflow's PATH names it)."""
+    cmd = ["python", "-m", "seqpref.warm", "--", "python", "-m", "warmjob", *args]
+    return subprocess.Popen(cmd, cwd=root, env=env or env_for(root), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+def report(out: str) -> dict:
+    import json
+
+    return json.loads(out.splitlines()[0])
+
+
+def test_a_warm_job_gets_argv_cwd_environment_streams_and_status(job_dir):
+    proc = launch(job_dir, "exit", "3", env=env_for(job_dir, OMP_NUM_THREADS="2"))
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 3, err
+    first = report(out)
+    # twice: the first may have started the server; the second certainly runs in it
+    proc = launch(job_dir, "exit", "0", env=env_for(job_dir, WARM_TEST_MARKER="m2"))
+    out, err = proc.communicate(timeout=180)
+    seen = report(out)
+    assert proc.returncode == 0
+    assert seen["warm"] and first["warm"], "the job did not run in a warm server"
+    assert seen["ppid"] != proc.pid  # forked by the server, not started by the launcher
+    assert seen["argv"] == ["exit", "0"] and seen["cwd"] == str(job_dir)
+    assert seen["marker"] == "m2" and first["threads"] == "2" and seen["threads"] == "1"
+    assert not seen["seqpref_loaded"], "the server's seqpref modules leaked into the job"
+    assert "to stderr" in err
+
+
+def test_an_exception_exits_1_with_its_traceback(job_dir):
+    proc = launch(job_dir, "raise")
+    out, err = proc.communicate(timeout=180)
+    assert report(out)["warm"]
+    assert proc.returncode == 1
+    assert "Traceback" in err and "ValueError: raised by the job" in err
+
+
+def test_the_jobs_code_is_read_fresh_each_time(job_dir):
+    module = job_dir / "mods" / "warmjob.py"
+    module.write_text("VERSION = 2\n" + JOB)
+    try:
+        proc = launch(job_dir, "exit", "0")
+        out, _ = proc.communicate(timeout=180)
+        assert report(out)["warm"] and report(out)["version"] == 2
+    finally:
+        module.write_text("VERSION = 1\n" + JOB)
+
+
+def wait_for(path: Path, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return path.read_text()
+        time.sleep(0.05)
+    raise TimeoutError(path)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie waiting for the server to reap it is dead too
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_sigterm_reaches_the_job_and_its_status_comes_back(job_dir, tmp_path):
+    pid_file, term_file = tmp_path / "pid", tmp_path / "term"
+    proc = launch(job_dir, "sleep", str(pid_file), str(term_file))
+    job = int(wait_for(pid_file))
+    assert job != proc.pid
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert term_file.read_text() == "terminated"
+
+
+def test_killing_the_launcher_kills_the_job(job_dir, tmp_path):
+    pid_file = tmp_path / "pid"
+    proc = launch(job_dir, "sleep", str(pid_file), str(tmp_path / "term"))
+    job = int(wait_for(pid_file))
+    assert alive(job)
+    proc.kill()  # SIGKILL: the launcher cannot pass it on; the server must notice it is gone
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while alive(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(job), "the job outlived its killed launcher"
+    assert not (tmp_path / "term").exists()
+
+
+@pytest.mark.parametrize("switch", [{"SEQPREF_WARM_START": "0"}, {"SLURM_JOB_ID": "42"}])
+def test_off_or_under_slurm_the_job_starts_cold(job_dir, switch):
+    proc = launch(job_dir, "exit", "4", env=env_for(job_dir, **switch))
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 4
+    assert not report(out)["warm"]
+
+
+def test_a_command_that_is_not_python_m_is_executed_as_is(job_dir):
+    out = subprocess.run(["python", "-m", "seqpref.warm", "--", "sh", "-c", "echo $WARM_TEST_MARKER; exit 5"],
+                         env=env_for(job_dir), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 5 and out.stdout.strip() == "m1"
+
+
+def test_the_server_key_ignores_per_job_variables_only():
+    env = {"PATH": "/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TMPDIR": "/tmp/a"}
+    same = {**env, "OMP_NUM_THREADS": "4", "TMPDIR": "/tmp/b", "CUDA_VISIBLE_DEVICES": "1"}
+    path = ["/workdir", "/x", "/y"]
+    assert warm.server_key(env, path) == warm.server_key(same, path)
+    assert warm.server_key(env, path) == warm.server_key(env, ["/another/workdir", "/x", "/y"])
+    assert warm.server_key(env, path) != warm.server_key({**env, "HF_HUB_OFFLINE": "0"}, path)
+    assert warm.server_key(env, path) != warm.server_key(env, ["/workdir", "/other/checkout/src", "/y"])
+
+
+def test_a_killed_server_takes_its_jobs_with_it(job_dir, tmp_path):
+    pid_file = tmp_path / "pid"
+    proc = launch(job_dir, "sleep", str(pid_file), str(tmp_path / "term"))
+    job = int(wait_for(pid_file))
+    server = int(Path(f"/proc/{job}/stat").read_text().split(")")[-1].split()[1])
+    os.kill(server, signal.SIGKILL)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "server went away" in err
+    deadline = time.monotonic() + 10
+    while alive(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(job), "the job outlived its server"
+
+
+def test_a_server_folder_others_can_enter_is_not_used(job_dir, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    proc = launch(job_dir, "exit", "0", env=env_for(job_dir, SEQPREF_WARM_DIR=str(shared)))
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and not report(out)["warm"]
+    assert "not private" in err
