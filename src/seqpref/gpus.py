@@ -8,6 +8,9 @@ releases the lock when CMD exits, however it exits, so a crashed or killed job n
 every GPU is taken (several snakemake runs on one machine, or no ``--resources gpu=N`` limit), the job
 waits for one to free up.
 
+On a machine without GPUs CMD goes through ``seqpref.warm`` (forked from a server that has imported
+torch when it is ``python -m ...``); with GPUs it is always a fresh process, whose CUDA starts clean.
+
 CMD runs unpinned, as it is, when no GPU is visible (``CUDA_VISIBLE_DEVICES`` unset and no GPU
 listed by ``nvidia-smi``), when SLURM assigned the job's GPUs (``SLURM_JOB_ID`` set), or when
 ``SEQPREF_GPU_PINNING=0``. Lock files live in ``SEQPREF_GPU_LOCKS`` (default
@@ -91,7 +94,8 @@ def main(argv=None) -> None:
         argv = argv[1:]
     if not argv:
         raise SystemExit("usage: python -m seqpref.gpus -- CMD [ARG ...]")
-    gpus = visible_gpus() if pinning_wanted() else []
+    present = visible_gpus()
+    gpus = present if pinning_wanted() else []
     if gpus:
         lock_dir = os.environ.get("SEQPREF_GPU_LOCKS", f"/tmp/seqpref-gpus-{os.getuid()}")
         slots = max(1, int(os.environ.get("SEQPREF_JOBS_PER_GPU", "1")))
@@ -99,7 +103,9 @@ def main(argv=None) -> None:
         os.set_inheritable(fd, True)  # CMD holds the lock until it exits
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         print(f"seqpref.gpus: pinned to GPU {gpu}", file=sys.stderr, flush=True)
-    warm.run(argv)  # exec CMD, or fork it from a warm server when it is `python -m ...` (seqpref.warm)
+    if present:  # CUDA must be initialised after a fork, never before: on a GPU machine, a fresh process
+        os.execvp(argv[0], argv)
+    warm.run(argv)  # CPU only: fork CMD from a warm server when it is `python -m ...` (seqpref.warm), else exec
 
 
 if __name__ == "__main__":

@@ -1,35 +1,46 @@
 """Warm start: run ``python -m MODULE ARG ...`` as a fork of a process that has already imported torch.
 
 ``python -m seqpref.warm -- python -m MODULE [ARG ...]`` behaves like ``python -m MODULE [ARG ...]``
-(same arguments, working directory, environment, ``sys.path``, stdin/stdout/stderr, exit status, and
-SIGINT/SIGTERM/SIGHUP reach it), but instead of a fresh interpreter importing torch, transformers,
-PEFT and TRL again (4-5 s per job on a laptop-class core, most of a lab job), MODULE runs in a child
-forked from a per-user server that imported them once. Every job is still its own Snakemake job with
-its own inputs, outputs, log and benchmark; only the interpreter start is shared.
+(same arguments, working directory, environment, umask, ``sys.path``, stdin/stdout/stderr, exit
+status; signals sent to it reach MODULE), but instead of a fresh interpreter importing torch,
+transformers, PEFT and TRL again (4-5 s per job on a laptop-class core, most of a lab job), MODULE
+runs in a child forked from a per-user server that imported them once. Every job is still its own
+Snakemake job with its own inputs, outputs, log and benchmark; only the interpreter start is shared.
 
 Why our own: ``multiprocessing``'s forkserver serves only the process that started it, and the job
 here is a separate command that Snakemake (or a user) starts.
 
-How it works. The client (this module, stdlib only) connects to a Unix socket; the first client of a
-key starts the server (``--serve``), which imports ``PRELOAD`` and listens. The client sends its
-argv, cwd, environment and ``sys.path`` and passes its fds 0-2 (``SCM_RIGHTS``); the server forks;
-the child takes the fds, cwd, environment and ``sys.path``, forgets every imported ``seqpref``
-module (so the checkout's current code runs, not the server's), and runs MODULE as ``__main__``.
-The server reports the child's pid, then its exit status, back on the connection. If the client
-dies (even by SIGKILL) the server kills the child's process group, so a killed job never runs on.
+How it works. The client (this module, stdlib only) connects to a Unix socket in a private folder;
+the first client of a key starts the server (``--serve``, detached: not a descendant of any job),
+which imports ``PRELOAD`` and listens. The client sends its argv, cwd, environment, umask, ignored
+signals and ``sys.path`` and passes its fds 0-2 (``SCM_RIGHTS``); the server forks; the child takes
+them, forgets every imported ``seqpref`` module (so the checkout's current code runs, not the
+server's), reseeds the random generators it inherited, and runs MODULE as ``__main__``, finishing as
+the interpreter does (non-daemon threads joined, atexit handlers, objects finalised, streams
+flushed). The server reports the child's pid, then its exit status, on the connection. The client
+passes on INT, TERM, HUP, QUIT, USR1 (a training stage's checkpoint signal), USR2, TSTP and CONT. If
+the client dies (even by SIGKILL), the server kills the child's process group; if the server dies,
+its children die with it (``PR_SET_PDEATHSIG``); SIGTERM to the server is passed to every job, which
+gets ``GRACE_SECONDS`` to checkpoint before it is killed.
 
-The server is keyed by the Python executable, the installed packages (site-packages' mtime), the
-client's ``sys.path`` and its environment less the variables Snakemake sets per job: a changed
-environment, a new checkout or a ``pip install`` gets a fresh server. It exits after ``IDLE_SECONDS``
-without a job. Falls back to an ordinary ``exec`` (the cold start) whenever it cannot serve: warm
-start off (``SEQPREF_WARM_START=0``; the workflow sets it from config ``warm_start``), under SLURM
-(``SLURM_JOB_ID``: each job has a node of its own), a command that is not ``python -m`` with this
-Python, CUDA already initialised in the server, or a server that does not come up.
+The server is keyed by the Python executable, the installed packages (site-packages' mtime), this
+file, ``sys.path`` (less the working folder ``-m`` puts first) and the environment less the variables
+that do not affect an import (working folder, temporary folder, shell bookkeeping): a changed
+environment or thread count, another checkout or a ``pip install`` gets a server of its own. It exits
+after ``IDLE_SECONDS`` without a job.
 
-What differs from a cold start: Snakemake's ``benchmark:`` files measure the client's process tree,
-so their wall time (``s``) is the job's but their CPU and memory columns are the client's; run with
-``warm_start: false`` to measure a job's memory. Import-time warnings were shown once, in the
-server's log.
+It falls back to an ordinary ``exec`` (the cold start) whenever it cannot serve: warm start off
+(``SEQPREF_WARM_START=0``; the workflow sets it from config ``warm_start``), under SLURM
+(``SLURM_JOB_ID``: each job has a node of its own), a job that may use a GPU (``CUDA_VISIBLE_DEVICES``
+names one; ``seqpref.gpus`` starts every job cold on a machine with GPUs: CUDA must be initialised
+after a fork, never before, and a GPU stage's imports are noise next to its hours), a command that is
+not ``python -m`` with this Python, a runtime folder that is not private, or a server that does not
+come up.
+
+What differs from a cold start: Snakemake's ``benchmark:`` files measure the client's process tree, so
+their wall time (``s``) is the job's but their CPU and memory columns are the client's (set
+``warm_start: false`` to measure a job's memory); import-time warnings were shown once, in the
+server's log; ``ps`` shows the job under the server's command line (its client shows the job's).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -70,20 +82,29 @@ PRELOAD_ATTRIBUTES = (
     ("trl", "DPOConfig"),
 )
 IDLE_SECONDS = 120.0
-START_TIMEOUT_SECONDS = 120.0
-# set by Snakemake (shell.py) or the shell for every job: they do not key the server, the child gets them
-PER_JOB_VARIABLES = frozenset({
-    "OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "TMPDIR", "TMP", "TEMP", "TEMPDIR",
-    "CUDA_VISIBLE_DEVICES", "PWD", "OLDPWD", "SHLVL", "_",
+START_TIMEOUT_SECONDS = 180.0
+GRACE_SECONDS = 30.0  # SIGTERM to the server: how long its jobs get to checkpoint before SIGKILL
+# variables no preloaded import reads, which differ from job to job: they do not key the server (the
+# child gets the job's own). Thread counts do key it: OpenBLAS and OpenMP read them when they load.
+UNKEYED_VARIABLES = frozenset({
+    "TMPDIR", "TMP", "TEMP", "TEMPDIR", "PWD", "OLDPWD", "SHLVL", "_", "CUDA_VISIBLE_DEVICES",
 })
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGCONT, signal.SIGTSTP)
+_PR_SET_PDEATHSIG = 1
+
+
+def gpu_named(environ: dict | None = None) -> bool:
+    """Whether ``CUDA_VISIBLE_DEVICES`` names a device (a job pinned to a GPU)."""
+    listed = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
+    return bool(listed) and any(g.strip() not in ("", "-1") for g in listed.split(","))
 
 
 def wanted(environ: dict | None = None) -> bool:
-    """True unless ``SEQPREF_WARM_START=0`` or under SLURM (``SLURM_JOB_ID`` set)."""
+    """False with ``SEQPREF_WARM_START=0``, under SLURM (``SLURM_JOB_ID``) or with a GPU named; else True."""
     environ = os.environ if environ is None else environ
-    return environ.get("SEQPREF_WARM_START", "1") != "0" and "SLURM_JOB_ID" not in environ
+    return (environ.get("SEQPREF_WARM_START", "1") != "0" and "SLURM_JOB_ID" not in environ
+            and not gpu_named(environ))
 
 
 def python_module(argv: list[str]) -> tuple[str, list[str]] | None:
@@ -101,14 +122,16 @@ def python_module(argv: list[str]) -> tuple[str, list[str]] | None:
 def server_key(environ: dict | None = None, path: list[str] | None = None) -> str:
     """A hex digest naming the server this client may use (see the module docstring)."""
     environ = dict(os.environ if environ is None else environ)
-    # sys.path without the working directory `python -m` puts first: one server serves every folder
+    # sys.path without the working folder `python -m` puts first: one server serves every folder
     path = list(sys.path if path is None else path)[1:]
     site = [p for p in path if p.endswith("site-packages") and os.path.isdir(p)]
+    here = Path(__file__)
     parts = {
-        "python": os.path.realpath(sys.executable),
+        "python": os.path.abspath(sys.executable),
         "site": [(p, os.stat(p).st_mtime_ns) for p in site],
+        "warm": hashlib.sha256(here.read_bytes()).hexdigest(),
         "path": path,
-        "env": sorted((k, v) for k, v in environ.items() if k not in PER_JOB_VARIABLES),
+        "env": sorted((k, v) for k, v in environ.items() if k not in UNKEYED_VARIABLES),
         "preload": PRELOAD,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
@@ -119,6 +142,16 @@ def runtime_dir() -> Path:
     return Path(os.environ.get("SEQPREF_WARM_DIR", f"/tmp/seqpref-warm-{os.getuid()}"))
 
 
+def private_dir(path: Path) -> bool:
+    """Create ``path`` (mode 700) if needed; True when it is a real folder (no symlink) only we can enter."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
 # -- wire format: a 4-byte length, then JSON ------------------------------------------------------------
 
 
@@ -126,7 +159,8 @@ def _send(conn: socket.socket, message: dict, fds: list[int] | None = None) -> N
     data = json.dumps(message).encode()
     payload = struct.pack("!I", len(data)) + data
     if fds:
-        socket.send_fds(conn, [payload], fds)
+        sent = socket.send_fds(conn, [payload], fds)
+        conn.sendall(payload[sent:])
     else:
         conn.sendall(payload)
 
@@ -145,12 +179,24 @@ def _recv(conn: socket.socket, with_fds: int = 0) -> tuple[dict, list[int]]:
     fds: list[int] = []
     if with_fds:
         head, fds, _flags, _addr = socket.recv_fds(conn, 4, with_fds)
-        if len(head) < 4:
+        if not head:
+            raise EOFError("connection closed")
+        try:
             head += _recv_exactly(conn, 4 - len(head))
-    else:
-        head = _recv_exactly(conn, 4)
-    (n,) = struct.unpack("!I", head)
+            (n,) = struct.unpack("!I", head)
+            return json.loads(_recv_exactly(conn, n)), fds
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+    (n,) = struct.unpack("!I", _recv_exactly(conn, 4))
     return json.loads(_recv_exactly(conn, n)), fds
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+    return uid
 
 
 # -- client ---------------------------------------------------------------------------------------------
@@ -160,41 +206,42 @@ def _connect(sock_path: Path) -> socket.socket | None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(sock_path))
-        return conn
     except OSError:
         conn.close()
         return None
+    if _peer_uid(conn) != os.getuid():  # only a server of our own gets our environment and streams
+        conn.close()
+        return None
+    return conn
 
 
-def _start_server(sock_path: Path, log_path: Path) -> socket.socket | None:
-    """Start a server for ``sock_path`` (under the key's lock) and connect to it; None if it did not come up."""
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "seqpref.warm", "--serve", str(sock_path)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                close_fds=True)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        conn = _connect(sock_path)
-        if conn is not None:
-            return conn
-        if proc.poll() is not None:
-            return None
-        time.sleep(0.05)
-    return None
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _starting_server(pid_path: Path) -> int | None:
+    """The pid of a live server that is still importing (its pid file exists), else None."""
+    try:
+        pid = int(pid_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
 
 
 def connect_or_start(key: str) -> socket.socket | None:
-    """A connection to the key's server, starting one if there is none; None when none can be had."""
+    """A connection to the key's server, starting one if none is running or starting; None when none can be had."""
     run_dir = runtime_dir()
-    try:
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = run_dir.stat()
-    except OSError:
+    if not private_dir(run_dir):
+        print(f"seqpref.warm: {run_dir} is not a folder private to this user; starting cold", file=sys.stderr,
+              flush=True)
         return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        print(f"seqpref.warm: {run_dir} is not private to this user; starting cold", file=sys.stderr, flush=True)
-        return None
-    sock_path = run_dir / f"{key}.sock"
+    sock_path, pid_path = run_dir / f"{key}.sock", run_dir / f"{key}.pid"
     conn = _connect(sock_path)
     if conn is not None:
         return conn
@@ -203,62 +250,114 @@ def connect_or_start(key: str) -> socket.socket | None:
         conn = _connect(sock_path)
         if conn is not None:
             return conn
-        sock_path.unlink(missing_ok=True)  # a server that died without cleaning up
-        return _start_server(sock_path, run_dir / f"{key}.log")
+        server = _starting_server(pid_path)
+        if server is None:  # none running or starting (a socket file left by a dead one is replaced)
+            with open(run_dir / f"{key}.log", "ab") as log:
+                started = subprocess.run([sys.executable, "-m", "seqpref.warm", "--serve", str(sock_path)],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                                         cwd="/")
+            server = _starting_server(pid_path) if started.returncode == 0 else None
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while server is not None and time.monotonic() < deadline:
+            conn = _connect(sock_path)
+            if conn is not None:
+                return conn
+            if not _alive(server):
+                break
+            time.sleep(0.02)
+        return None
 
 
-def serve_job(module: str, args: list[str]) -> int | None:
+class _Signals:
+    """Signals the client receives, passed to the job's process group once its pid is known."""
+
+    def __init__(self):
+        self.child: int | None = None
+        self.pending: list[int] = []
+        # a signal the client ignores (nohup's SIGHUP) stays ignored, here and in the job
+        self.ignored = [s for s in FORWARDED_SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+        for signum in FORWARDED_SIGNALS:
+            if signum not in self.ignored:
+                signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, _frame):
+        if self.child is None:
+            self.pending.append(signum)
+        else:
+            self.send(signum)
+
+    def started(self, child: int) -> None:
+        self.child = child
+        for signum in self.pending:
+            self.send(signum)
+
+    def send(self, signum: int) -> None:
+        """Pass ``signum`` to the job (SIGTSTP: stop the job, then this client, as a terminal would)."""
+        if signum == signal.SIGTSTP:
+            self.send(signal.SIGSTOP)
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return
+        for kill in (os.killpg, os.kill):  # its group exists once the child has called setsid
+            try:
+                kill(self.child, signum)
+                return
+            except ProcessLookupError:
+                continue
+
+
+def serve_job(module: str, args: list[str], signals: _Signals) -> int | None:
     """Run ``python -m module *args`` in a warm child; its exit status, or None if no server would take it.
 
-    Shell convention for a child killed by a signal: 128 + the signal number.
+    ``signals`` passes what this process receives on to the child. Shell convention for a child
+    killed by a signal: 128 + the signal number.
     """
     conn = connect_or_start(server_key())
     if conn is None:
         return None
     with conn:
+        mask = os.umask(0)
+        os.umask(mask)
         request = {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ),
-                   "path": list(sys.path)}
+                   "path": list(sys.path), "umask": mask, "ignored": [int(s) for s in signals.ignored]}
         try:
             _send(conn, request, fds=[0, 1, 2])
             reply, _ = _recv(conn)
-        except (OSError, EOFError):
-            return None  # the server went away before forking (e.g. it was closing on idle): nothing ran
-        if "refused" in reply:
-            print(f"seqpref.warm: {reply['refused']}; starting cold", file=sys.stderr, flush=True)
+            child = int(reply["pid"])
+        except (OSError, EOFError, KeyError, ValueError, TypeError):
+            # the server went away (e.g. closing on idle) or refused before forking: nothing ran
+            if isinstance(locals().get("reply"), dict) and "refused" in reply:
+                print(f"seqpref.warm: {reply['refused']}; starting cold", file=sys.stderr, flush=True)
             return None
-        child = reply["pid"]
-
-        def forward(signum, _frame):
-            for kill in (os.killpg, os.kill):  # the group exists once the child has called setsid
-                try:
-                    kill(child, signum)
-                    return
-                except ProcessLookupError:
-                    continue
-
-        for signum in FORWARDED_SIGNALS:
-            signal.signal(signum, forward)
+        signals.started(child)
         while True:
             try:
                 reply, _ = _recv(conn)
                 return int(reply["exit"])
             except InterruptedError:
                 continue
-            except (OSError, EOFError):
+            except (OSError, EOFError, KeyError, ValueError):
                 print("seqpref.warm: the server went away while the job ran", file=sys.stderr, flush=True)
-                forward(signal.SIGKILL, None)
+                signals.send(signal.SIGKILL)
                 return 1
 
 
 def run(argv: list[str]) -> None:
     """Run argv warm when possible (``python -m MODULE ...`` with this Python), else ``exec`` it; never returns."""
     target = python_module(argv) if wanted() else None
+    pending: list[int] = []
     if target is not None:
-        status = serve_job(*target)
+        signals = _Signals()
+        status = serve_job(*target, signals)
         if status is not None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
+        pending = signals.pending
+        for signum in FORWARDED_SIGNALS:  # the exec'd command starts with the dispositions we were given
+            if signum not in signals.ignored:
+                signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    for signum in pending:  # received while no job ran: it acts now, as it would have on the job
+        os.kill(os.getpid(), signum)
     os.execvp(argv[0], argv)
 
 
@@ -266,20 +365,32 @@ def run(argv: list[str]) -> None:
 
 
 def preload() -> None:
-    """Import ``PRELOAD`` and touch ``PRELOAD_ATTRIBUTES``; a package that is not installed is skipped."""
+    """Import ``PRELOAD`` and touch ``PRELOAD_ATTRIBUTES``; a package that is not installed is skipped.
+
+    CUDA stays hidden while importing (a process that initialised CUDA cannot fork a working child).
+    """
     import importlib
 
+    saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "PYTORCH_NVML_BASED_CUDA_CHECK")}
+    os.environ.update(CUDA_VISIBLE_DEVICES="", PYTORCH_NVML_BASED_CUDA_CHECK="1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            print(f"seqpref.warm: not preloading {name}: {err}", file=sys.stderr, flush=True)
-    for name, attribute in PRELOAD_ATTRIBUTES:
-        try:
-            getattr(importlib.import_module(name), attribute)
-        except (ImportError, AttributeError) as err:
-            print(f"seqpref.warm: not preloading {name}.{attribute}: {err}", file=sys.stderr, flush=True)
+    try:
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except ImportError as err:
+                print(f"seqpref.warm: not preloading {name}: {err}", file=sys.stderr, flush=True)
+        for name, attribute in PRELOAD_ATTRIBUTES:
+            try:
+                getattr(importlib.import_module(name), attribute)
+            except (ImportError, AttributeError) as err:
+                print(f"seqpref.warm: not preloading {name}.{attribute}: {err}", file=sys.stderr, flush=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _cuda_initialised() -> bool:
@@ -287,168 +398,319 @@ def _cuda_initialised() -> bool:
     return bool(torch is not None and torch.cuda.is_initialized())
 
 
-def _die_with_parent() -> None:
+def _die_with(server: int) -> None:
     """Linux: SIGKILL this process when the server dies, so no job runs on unseen (no-op elsewhere)."""
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the server died before prctl took effect
+    if os.getppid() != server:  # the server died before prctl took effect
         os._exit(1)
 
 
-def _child(conn: socket.socket, request: dict, fds: list[int], close: list) -> None:
+def _become_job(request: dict, fds: list[int], server: int) -> None:
+    """In the forked child: take on the client's process state (streams, folder, environment, ...)."""
+    os.setsid()  # its own process group: the server kills the job and whatever it started at once
+    _die_with(server)
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    sys.stdout.reconfigure(line_buffering=os.isatty(1))  # as a fresh interpreter buffers them
+    sys.stderr.reconfigure(line_buffering=True)
+    os.umask(request["umask"])
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    import tempfile
+
+    tempfile.tempdir = None  # read TMPDIR again, the job's
+    for signum in request["ignored"]:
+        signal.signal(signum, signal.SIG_IGN)
+    sys.path[:] = request["path"]
+    for name in [m for m in sys.modules if m == "seqpref" or m.startswith("seqpref.")]:
+        del sys.modules[name]  # the checkout's code as it is now, as a cold start would import it
+    import importlib
+
+    importlib.invalidate_caches()
+    # generators seeded when the server imported them would give every job the same draws
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    if "datasets.fingerprint" in sys.modules:
+        sys.modules["datasets.fingerprint"].fingerprint_rng.seed()  # random cache fingerprints
+
+
+def _run_as_main(module: str, args: list[str]) -> int:
+    """Run ``module`` as ``__main__`` with ``args`` and finish as the interpreter would; the exit status."""
+    import gc
+    import runpy
+    import threading
+
+    sys.argv = [module, *args]
+    status, interrupted, namespace = 0, False, None
+    try:
+        namespace = runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None or isinstance(code, int):
+            status = code or 0
+        else:
+            print(code, file=sys.stderr)
+            status = 1
+    except BaseException:  # noqa: BLE001 -- reported as the interpreter reports it
+        kind, value, tb = sys.exc_info()
+        interrupted = kind is KeyboardInterrupt
+        sys.excepthook(kind, value, tb)
+        status = 1
+        del kind, value, tb
+    # what Py_Finalize does, in its order: join non-daemon threads, atexit, finalise objects, flush
+    getattr(threading, "_shutdown", lambda: None)()
+    import atexit
+
+    atexit._run_exitfuncs()
+    if namespace is not None:
+        namespace.clear()
+    gc.collect()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        status = status or 120
+    if interrupted:  # die by SIGINT, as Python does after an unhandled KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return status
+
+
+def _child(request: dict, fds: list[int], server: int, close: list) -> None:
     """In the forked child: become the requested job and run it; never returns."""
     status = 1
     try:
-        os.setsid()  # its own process group: the server kills the job and whatever it started at once
-        _die_with_parent()
-        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+        signal.set_wakeup_fd(-1)
+        for signum in (*FORWARDED_SIGNALS, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as in a fresh python
         for closable in close:
-            closable.close()
-        conn.close()
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target)
-        for fd in fds:
-            if fd > 2:
-                os.close(fd)
-        sys.stdout.reconfigure(line_buffering=os.isatty(1))  # as a fresh interpreter buffers them
-        sys.stderr.reconfigure(line_buffering=True)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.path[:] = request["path"]
-        for name in [m for m in sys.modules if m == "seqpref" or m.startswith("seqpref.")]:
-            del sys.modules[name]  # the checkout's code as it is now, as a cold start would import it
-        import importlib
-        import runpy
-
-        importlib.invalidate_caches()
-        sys.argv = [request["module"], *request["args"]]
-        try:
-            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
-            status = 0
-        except SystemExit as exit_:
-            code = exit_.code
-            if code is None:
-                status = 0
-            elif isinstance(code, int):
-                status = code
+            if isinstance(closable, int):
+                os.close(closable)
             else:
-                print(code, file=sys.stderr)
-                status = 1
-        except BaseException:  # noqa: BLE001 -- report as the interpreter would, then exit 1
-            import traceback
+                closable.close()
+        _become_job(request, fds, server)
+        status = _run_as_main(request["module"], request["args"])
+    except BaseException:  # noqa: BLE001 -- the job could not be set up: say why on its stderr
+        import traceback
 
-            traceback.print_exc()
-            status = 1
-        import atexit
-
-        atexit._run_exitfuncs()
-    finally:
+        traceback.print_exc()
         try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status & 0xFF)
+
+
+class _Server:
+    """The listening socket, one connection per running job, and the jobs' process groups."""
+
+    def __init__(self, listener: socket.socket):
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, "listener")
+        self.wake_r, self.wake_w = os.pipe()  # SIGCHLD / SIGTERM write here: the loop wakes at once
+        for fd in (self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.wake_w)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
+        self.stopping_since: float | None = None
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, *_):
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+            self._kill_all(signal.SIGTERM)  # a training stage saves a checkpoint on SIGTERM
+
+    def _kill_all(self, signum: int) -> None:
+        for pid in self.jobs:
+            self._kill(pid, signum)
+
+    @staticmethod
+    def _kill(pid: int, signum: int) -> None:
+        for kill in (os.killpg, os.kill):  # the group exists once the child has called setsid
+            try:
+                kill(pid, signum)
+                return
+            except ProcessLookupError:
+                continue
+
+    def _drop(self, conn: socket.socket) -> None:
+        try:
+            self.selector.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+    def accept(self) -> None:
+        """Take one request and fork its job; a client that fails or vanishes costs only its own job."""
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        fds: list[int] = []
+        try:
+            conn.settimeout(5)
+            if _peer_uid(conn) != os.getuid():
+                raise PermissionError("a client of another user")
+            request, fds = _recv(conn, with_fds=3)
+            conn.settimeout(None)
+            if len(fds) != 3:
+                raise ValueError(f"expected 3 file descriptors, got {len(fds)}")
+            if _cuda_initialised() or self.stopping_since is not None:
+                _send(conn, {"refused": "CUDA is initialised in the warm server" if _cuda_initialised()
+                             else "the warm server is stopping"})
+                raise ConnectionAbortedError
             sys.stdout.flush()
             sys.stderr.flush()
-        finally:
-            os._exit(status & 0xFF)
+            server = os.getpid()
+            try:
+                pid = os.fork()
+            except OSError as err:
+                _send(conn, {"refused": f"fork failed: {err}"})
+                raise ConnectionAbortedError from err
+            if pid == 0:
+                _child(request, fds, server, [self.listener, self.selector, self.wake_r, self.wake_w,
+                                                    conn, *self.jobs.values()])
+        except (OSError, EOFError, ValueError, KeyError, TypeError, ConnectionAbortedError):
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        for fd in fds:
+            os.close(fd)
+        self.jobs[pid] = conn
+        self.selector.register(conn, selectors.EVENT_READ, pid)
+        try:
+            _send(conn, {"pid": pid})
+        except OSError:  # the client is already gone: its job must not run on
+            self._kill(pid, signal.SIGKILL)
+            self._drop(conn)
+
+    def client_event(self, conn: socket.socket, pid: int) -> None:
+        """A client said something or went away; gone (EOF or reset) means its job is killed."""
+        try:
+            gone = not conn.recv(1)
+        except OSError:
+            gone = True
+        if gone:
+            self._kill(pid, signal.SIGKILL)
+            self._drop(conn)
+
+    def reap(self) -> None:
+        """Collect finished children and send each one's exit status to its client."""
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.jobs.pop(pid, None)
+            if conn is None:
+                continue
+            code = os.waitstatus_to_exitcode(wait_status)
+            try:
+                _send(conn, {"exit": code if code >= 0 else 128 - code})
+            except OSError:
+                pass
+            self._drop(conn)
+
+    def loop(self, idle_seconds: float) -> None:
+        """Serve until idle for ``idle_seconds``, or until every job has ended after SIGTERM."""
+        last_active = time.monotonic()
+        while True:
+            for key, _ in self.selector.select(timeout=1.0):
+                if key.data == "listener":
+                    self.accept()
+                elif key.data == "wake":
+                    try:
+                        while os.read(self.wake_r, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    self.client_event(key.fileobj, key.data)
+            self.reap()
+            now = time.monotonic()
+            if self.jobs:
+                last_active = now
+            if self.stopping_since is not None:
+                if not self.jobs:
+                    return
+                if now - self.stopping_since > GRACE_SECONDS:
+                    self._kill_all(signal.SIGKILL)
+            elif not self.jobs and now - last_active > idle_seconds:
+                return
 
 
 def serve(sock_path: Path, idle_seconds: float = IDLE_SECONDS) -> None:
     """Preload, listen on ``sock_path`` and fork a child per request until idle for ``idle_seconds``."""
-    preload()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    os.chdir("/")  # hold no job's folder (and read no job's matplotlibrc)
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path.pop(0)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    tmp = sock_path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = sock_path.with_name(f"{sock_path.stem}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    listener.bind(str(tmp))
-    listener.listen(64)
-    os.replace(tmp, sock_path)  # clients connect only once the imports are done
-    ours = os.stat(sock_path).st_ino
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    last_active = time.monotonic()
+    listener.bind(str(tmp))  # fails here, before the imports, if the path cannot be a socket
+    pid_path = sock_path.with_suffix(".pid")  # written by _detach: a server is starting
     try:
-        while not stop:
-            for key, _ in selector.select(timeout=0.2):
-                if key.fileobj is listener:
-                    conn, _ = listener.accept()
-                    try:
-                        conn.settimeout(30)
-                        request, fds = _recv(conn, with_fds=3)
-                        conn.settimeout(None)
-                    except (OSError, EOFError, ValueError):
-                        conn.close()
-                        continue
-                    if _cuda_initialised():
-                        _send(conn, {"refused": "CUDA is initialised in the warm server"})
-                        conn.close()
-                        continue
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    pid = os.fork()
-                    if pid == 0:
-                        _child(conn, request, fds, [listener, selector, *jobs.values()])
-                    for fd in fds:
-                        os.close(fd)
-                    jobs[pid] = conn
-                    selector.register(conn, selectors.EVENT_READ, pid)
-                    _send(conn, {"pid": pid})
-                else:  # a client said something or went away: either way its job must not outlive it
-                    if not key.fileobj.recv(1):
-                        try:
-                            os.killpg(key.data, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                        selector.unregister(key.fileobj)
-            while jobs:
-                try:
-                    pid, wait_status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                conn = jobs.pop(pid)
-                code = os.waitstatus_to_exitcode(wait_status)
-                try:
-                    _send(conn, {"exit": code if code >= 0 else 128 - code})
-                except OSError:
-                    pass
-                try:
-                    selector.unregister(conn)
-                except KeyError:  # already gone: its client went away first
-                    pass
-                conn.close()
-            if jobs:
-                last_active = time.monotonic()
-            elif time.monotonic() - last_active > idle_seconds:
-                break
-    finally:
+        preload()
+        import gc
+
+        gc.collect()
+        gc.freeze()  # the preloaded objects stay out of the jobs' collections: their pages stay shared
+        sys.stdout.flush()
+        sys.stderr.flush()
+        listener.listen(64)
+        os.replace(tmp, sock_path)  # clients connect only once the imports are done
+        ours = os.stat(sock_path).st_ino
+        server = _Server(listener)
         try:
-            if os.stat(sock_path).st_ino == ours:
-                sock_path.unlink()  # new clients start a new server from here on
-        except FileNotFoundError:
-            pass
-        listener.close()
-        for pid in jobs:
+            server.loop(idle_seconds)
+        finally:
             try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                if os.stat(sock_path).st_ino == ours:
+                    sock_path.unlink()  # new clients start a new server from here on
+            except FileNotFoundError:
                 pass
+            listener.close()
+            server._kill_all(signal.SIGKILL)
+    finally:
+        tmp.unlink(missing_ok=True)
+        try:
+            if pid_path.read_text() == str(os.getpid()):
+                pid_path.unlink()
+        except OSError:
+            pass
+
+
+def _detach(pid_path: Path) -> None:
+    """Fork; the parent writes the child's pid to ``pid_path`` and exits, so the server is no job's
+    descendant (nor in its benchmark) and its starter knows, once this returns, which pid to wait for."""
+    child = os.fork()
+    if child > 0:
+        pid_path.write_text(str(child))
+        os._exit(0)
+    os.setsid()
 
 
 def main(argv=None) -> None:
-    """CLI: ``python -m seqpref.warm -- CMD [ARG ...]`` (see the module docstring); ``--serve SOCKET`` runs a server."""
+    """CLI: ``python -m seqpref.warm -- CMD [ARG ...]`` (see the module docstring); ``--serve SOCKET`` starts a server."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--serve"] and len(argv) == 2:
+        _detach(Path(argv[1]).with_suffix(".pid"))
         serve(Path(argv[1]), float(os.environ.get("SEQPREF_WARM_IDLE", IDLE_SECONDS)))
         return
     if argv[:1] == ["--"]:

@@ -26,15 +26,27 @@ JOB = textwrap.dedent("""
     sys.stdout.flush()
     print("to stderr", file=sys.stderr)
     action = sys.argv[1]
+    if action == "hup":
+        print("hup ignored" if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else "hup handled")
+        sys.exit(0)
+    if action == "finish":  # a non-daemon thread and an unclosed file: the interpreter waits and flushes
+        import threading
+        unclosed = open(sys.argv[2], "w")
+        unclosed.write("flushed at exit")
+        threading.Thread(target=lambda: (time.sleep(0.5), open(sys.argv[3], "w").write("joined"))).start()
+        sys.exit(0)
+    if action == "interrupt":
+        raise KeyboardInterrupt
     if action == "exit":
         sys.exit(int(sys.argv[2]))
     if action == "raise":
         raise ValueError("raised by the job")
     if action == "sleep":
         def on_term(signum, frame):
-            open(sys.argv[3], "w").write("terminated")
+            open(sys.argv[3], "w").write(signal.Signals(signum).name)
             sys.exit(143)
         signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGUSR1, on_term)
         open(sys.argv[2], "w").write(str(os.getpid()))
         time.sleep(60)
 """)
@@ -137,7 +149,7 @@ def test_sigterm_reaches_the_job_and_its_status_comes_back(job_dir, tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143
-    assert term_file.read_text() == "terminated"
+    assert term_file.read_text() == "SIGTERM"
 
 
 def test_killing_the_launcher_kills_the_job(job_dir, tmp_path):
@@ -168,11 +180,13 @@ def test_a_command_that_is_not_python_m_is_executed_as_is(job_dir):
     assert out.returncode == 5 and out.stdout.strip() == "m1"
 
 
-def test_the_server_key_ignores_per_job_variables_only():
+def test_the_server_key_ignores_only_what_no_import_reads():
     env = {"PATH": "/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TMPDIR": "/tmp/a"}
-    same = {**env, "OMP_NUM_THREADS": "4", "TMPDIR": "/tmp/b", "CUDA_VISIBLE_DEVICES": "1"}
+    same = {**env, "TMPDIR": "/tmp/b", "PWD": "/elsewhere"}
     path = ["/workdir", "/x", "/y"]
     assert warm.server_key(env, path) == warm.server_key(same, path)
+    # OpenBLAS / OpenMP size their thread pools from it when they load, in the server
+    assert warm.server_key(env, path) != warm.server_key({**env, "OMP_NUM_THREADS": "4"}, path)
     assert warm.server_key(env, path) == warm.server_key(env, ["/another/workdir", "/x", "/y"])
     assert warm.server_key(env, path) != warm.server_key({**env, "HF_HUB_OFFLINE": "0"}, path)
     assert warm.server_key(env, path) != warm.server_key(env, ["/workdir", "/other/checkout/src", "/y"])
@@ -199,4 +213,103 @@ def test_a_server_folder_others_can_enter_is_not_used(job_dir, tmp_path):
     proc = launch(job_dir, "exit", "0", env=env_for(job_dir, SEQPREF_WARM_DIR=str(shared)))
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0 and not report(out)["warm"]
-    assert "not private" in err
+    assert "not a folder private to this user" in err
+    link = tmp_path / "link"
+    link.symlink_to(job_dir / "servers")  # a private folder of ours, reached through a link someone could swap
+    proc = launch(job_dir, "exit", "0", env=env_for(job_dir, SEQPREF_WARM_DIR=str(link)))
+    out, err = proc.communicate(timeout=180)
+    assert not report(out)["warm"] and "not a folder private to this user" in err
+
+
+def test_sigusr1_the_checkpoint_signal_reaches_the_job(job_dir, tmp_path):
+    pid_file, term_file = tmp_path / "pid", tmp_path / "term"
+    proc = launch(job_dir, "sleep", str(pid_file), str(term_file))
+    wait_for(pid_file)
+    proc.send_signal(signal.SIGUSR1)
+    proc.communicate(timeout=30)
+    assert term_file.read_text() == "SIGUSR1" and proc.returncode == 143
+
+
+def test_a_signal_the_launcher_ignores_stays_ignored_in_the_job(job_dir):
+    # as under nohup: SIGHUP ignored before the launcher starts
+    proc = launch(job_dir, "hup", preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    out, _ = proc.communicate(timeout=180)
+    assert report(out)["warm"] and "hup ignored" in out
+    proc = launch(job_dir, "hup")
+    out, _ = proc.communicate(timeout=180)
+    assert "hup handled" in out
+
+
+def test_the_job_finishes_as_the_interpreter_would(job_dir, tmp_path):
+    unclosed, joined = tmp_path / "unclosed", tmp_path / "joined"
+    proc = launch(job_dir, "finish", str(unclosed), str(joined))
+    out, err = proc.communicate(timeout=180)
+    assert report(out)["warm"] and proc.returncode == 0, err
+    assert joined.read_text() == "joined", "a non-daemon thread was cut off"
+    assert unclosed.read_text() == "flushed at exit", "an unclosed file lost its buffer"
+    proc = launch(job_dir, "interrupt")
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGINT and "KeyboardInterrupt" in err
+
+
+def test_a_job_with_a_gpu_named_starts_cold(job_dir):
+    proc = launch(job_dir, "exit", "0", env=env_for(job_dir, CUDA_VISIBLE_DEVICES="0"))
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and not report(out)["warm"]
+    assert not warm.wanted({"CUDA_VISIBLE_DEVICES": "1"}) and warm.wanted({"CUDA_VISIBLE_DEVICES": ""})
+
+
+def test_neither_server_nor_job_is_a_descendant_of_the_launcher(job_dir, tmp_path):
+    """Snakemake's benchmark measures the launcher's process tree: the server's imports are not in it."""
+    import psutil
+
+    pid_file = tmp_path / "pid"
+    proc = launch(job_dir, "sleep", str(pid_file), str(tmp_path / "term"))
+    job = int(wait_for(pid_file))
+    tree = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+    server = psutil.Process(job).ppid()
+    assert job not in tree and server not in tree
+    assert "--serve" in psutil.Process(server).cmdline()
+    assert psutil.Process(server).cwd() == "/", "the server holds a job's folder"
+    proc.kill()
+    proc.communicate(timeout=30)
+
+
+def test_sigterm_to_the_server_lets_its_jobs_checkpoint(job_dir, tmp_path):
+    pid_file, term_file = tmp_path / "pid", tmp_path / "term"
+    proc = launch(job_dir, "sleep", str(pid_file), str(term_file))
+    job = int(wait_for(pid_file))
+    server = int(Path(f"/proc/{job}/stat").read_text().split(")")[-1].split()[1])
+    os.kill(server, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert term_file.read_text() == "SIGTERM" and proc.returncode == 143
+
+
+@pytest.mark.parametrize("gpu_env, warm_expected", [
+    ({"CUDA_VISIBLE_DEVICES": ""}, True),  # no GPU: warm
+    ({"CUDA_VISIBLE_DEVICES": "0"}, False),  # a GPU, pinned by seqpref.gpus: a fresh process
+    ({"CUDA_VISIBLE_DEVICES": "0", "SEQPREF_GPU_PINNING": "0"}, False),  # a GPU, unpinned: still fresh
+])
+def test_gpu_steps_start_warm_only_without_gpus(job_dir, tmp_path, gpu_env, warm_expected):
+    env = env_for(job_dir, SEQPREF_GPU_LOCKS=str(tmp_path / "locks"), **gpu_env)
+    out = subprocess.run(["python", "-m", "seqpref.gpus", "--", "python", "-m", "warmjob", "exit", "0"], cwd=job_dir,
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert report(out.stdout)["warm"] is warm_expected
+
+
+def test_an_idle_server_is_not_a_live_run_of_the_folder_that_started_it(tmp_path):
+    """`make resume` refuses to unlock a folder while a step runs there: the server is not one."""
+    from seqpref import resume
+
+    root = tmp_path / "fresh"
+    (root / "mods").mkdir(parents=True)
+    (root / "mods" / "warmjob.py").write_text("VERSION = 1\n" + JOB)
+    env = env_for(root, SEQPREF_WARM_DIR=str(tmp_path / "own_servers"))  # a server started from `root`
+    try:
+        proc = launch(root, "exit", "0", env=env)
+        out, _ = proc.communicate(timeout=180)
+        assert report(out)["warm"]
+        assert resume.live_runs(root.resolve()) == []
+    finally:
+        subprocess.run(["pkill", "-f", str(tmp_path / "own_servers")], check=False)

@@ -25,7 +25,7 @@ if base_kind() == "lab":
             out_dir=lambda wc, output: os.path.dirname(output[0]),
             options=as_json(config["lab"]["model"]),
         shell:
-            "python -m seqpref.warm -- python -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
+            "python -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
 
 
 if base_kind() == "gguf":
