@@ -59,8 +59,7 @@ def job_dir(tmp_path_factory):
     (root / "mods").mkdir()
     (root / "mods" / "warmjob.py").write_text("VERSION = 1\n" + JOB)
     yield root
-    for sock in (root / "servers").glob("*.sock"):
-        subprocess.run(["pkill", "-f", str(sock)], check=False)
+    subprocess.run(["pkill", "-f", str(root / "servers")], check=False)  # every server of these tests
 
 
 def env_for(root: Path, **extra) -> dict:
