@@ -34,7 +34,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # steps that import torch run as `python -m seqpref.warm -- python -m ...` (seqpref.gpus does the same):
 # on a workstation each is forked from a server that imported torch/transformers/PEFT/TRL once, instead
 # of importing them again (4-5 s a job); under SLURM, or with warm_start: false, each starts cold
-os.environ["SEQPREF_WARM_START"] = str(int(config["warm_start"]))
+os.environ.update(SEQPREF_WARM_START=str(int(config["warm_start"])))
 ENV = "../envs/seqpref.yaml"  # every rule's conda environment: what pyproject.toml pins
 
 RESULTS = config["results"].rstrip("/")
