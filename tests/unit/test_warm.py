@@ -312,3 +312,28 @@ def test_an_idle_server_is_not_a_live_run_of_the_folder_that_started_it(tmp_path
         assert resume.live_runs(root.resolve()) == []
     finally:
         subprocess.run(["pkill", "-f", str(tmp_path / "own_servers")], check=False)
+
+
+def test_a_client_gone_before_its_pid_arrives_costs_no_other_job(job_dir, tmp_path):
+    """A launcher killed between sending its request and reading the pid must not bring the server down."""
+    import socket
+
+    pid_file = tmp_path / "pid"
+    proc = launch(job_dir, "sleep", str(pid_file), str(tmp_path / "term"))
+    job = int(wait_for(pid_file))
+    env = env_for(job_dir)
+    sock = next((job_dir / "servers").glob("*.sock"))
+    for _ in range(3):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(sock))
+        request = {"module": "warmjob", "args": ["exit", "0"], "cwd": str(job_dir), "env": env,
+                   "path": [str(job_dir / "mods"), SRC, *sys.path[1:]], "umask": 0o22, "ignored": []}
+        with open(os.devnull, "w") as null:
+            warm._send(conn, request, fds=[null.fileno()] * 3)
+        conn.close()  # gone without reading the reply
+    time.sleep(1.0)
+    assert alive(job), "another client's job was killed"
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
