@@ -268,6 +268,16 @@ def connect_or_start(key: str) -> socket.socket | None:
         return None
 
 
+def signal_job(pid: int, signum: int) -> None:
+    """Send ``signum`` to job ``pid``'s process group, or to ``pid`` alone before it has called setsid."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signum)
+            return
+        except ProcessLookupError:
+            continue
+
+
 class _Signals:
     """Signals the client receives, passed to the job's process group once its pid is known."""
 
@@ -297,12 +307,7 @@ class _Signals:
             self.send(signal.SIGSTOP)
             os.kill(os.getpid(), signal.SIGSTOP)
             return
-        for kill in (os.killpg, os.kill):  # its group exists once the child has called setsid
-            try:
-                kill(self.child, signum)
-                return
-            except ProcessLookupError:
-                continue
+        signal_job(self.child, signum)
 
 
 def serve_job(module: str, args: list[str], signals: _Signals) -> int | None:
@@ -322,12 +327,12 @@ def serve_job(module: str, args: list[str], signals: _Signals) -> int | None:
         try:
             _send(conn, request, fds=[0, 1, 2])
             reply, _ = _recv(conn)
-            child = int(reply["pid"])
-        except (OSError, EOFError, KeyError, ValueError, TypeError):
-            # the server went away (e.g. closing on idle) or refused before forking: nothing ran
-            if isinstance(locals().get("reply"), dict) and "refused" in reply:
-                print(f"seqpref.warm: {reply['refused']}; starting cold", file=sys.stderr, flush=True)
+        except (OSError, EOFError, ValueError):
+            return None  # the server went away before forking (e.g. closing on idle): nothing ran
+        if not isinstance(reply.get("pid"), int):
+            print(f"seqpref.warm: {reply.get('refused', 'no job started')}; starting cold", file=sys.stderr, flush=True)
             return None
+        child = reply["pid"]
         signals.started(child)
         while True:
             try:
@@ -535,16 +540,7 @@ class _Server:
 
     def _kill_all(self, signum: int) -> None:
         for pid in self.jobs:
-            self._kill(pid, signum)
-
-    @staticmethod
-    def _kill(pid: int, signum: int) -> None:
-        for kill in (os.killpg, os.kill):  # the group exists once the child has called setsid
-            try:
-                kill(pid, signum)
-                return
-            except ProcessLookupError:
-                continue
+            signal_job(pid, signum)
 
     def _drop(self, conn: socket.socket) -> None:
         try:
@@ -595,7 +591,7 @@ class _Server:
         try:
             _send(conn, {"pid": pid})
         except OSError:  # the client is already gone: its job must not run on
-            self._kill(pid, signal.SIGKILL)
+            signal_job(pid, signal.SIGKILL)
             self._drop(conn)
 
     def client_event(self, conn: socket.socket, pid: int) -> None:
@@ -605,7 +601,7 @@ class _Server:
         except OSError:
             gone = True
         if gone:
-            self._kill(pid, signal.SIGKILL)
+            signal_job(pid, signal.SIGKILL)
             self._drop(conn)
 
     def reap(self) -> None:
