@@ -12,9 +12,11 @@ here is a separate command that Snakemake (or a user) starts.
 
 How it works. The client (this module, stdlib only) connects to a Unix socket in a private folder;
 the first client of a key starts the server (``--serve``, detached: not a descendant of any job),
-which imports ``PRELOAD`` and listens. The client sends its argv, cwd, environment, umask, ignored
-signals and ``sys.path`` and passes its fds 0-2 (``SCM_RIGHTS``); the server forks; the child takes
-them, forgets every imported ``seqpref`` module (so the checkout's current code runs, not the
+which resets its signal state to a fresh interpreter's (default dispositions, an empty mask: nothing
+of its starter's ``nohup`` or mask), imports ``PRELOAD`` and listens. The client sends its argv, cwd,
+environment, umask, ignored signals, signal mask and ``sys.path`` and passes its fds 0-2
+(``SCM_RIGHTS``); the server forks; the child takes them (the signal state replaced whole, so no
+earlier job or starter leaves a trace), forgets every imported ``seqpref`` module (so the checkout's current code runs, not the
 server's), reseeds the random generators it inherited, and runs MODULE as ``__main__``, finishing as
 the interpreter does (non-daemon threads joined, atexit handlers, objects finalised, streams
 flushed). The server reports the child's pid, then its exit status, on the connection. The client
@@ -92,6 +94,51 @@ UNKEYED_VARIABLES = frozenset({
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGCONT, signal.SIGTSTP)
 _PR_SET_PDEATHSIG = 1
+# signals a fresh interpreter ignores whatever it inherited (CPython's startup: a closed pipe or an
+# oversized file raises an exception instead of killing the process)
+PYTHON_IGNORES = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
+
+
+def settable_signals() -> list[int]:
+    """Every signal whose disposition can be set (all valid signals but SIGKILL and SIGSTOP)."""
+    return sorted(int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
+
+
+def ignored_signals() -> list[int]:
+    """The signals this process ignores (``SIG_IGN``), as a child it ``exec``s would inherit them."""
+    ignored = []
+    for signum in settable_signals():
+        try:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                ignored.append(signum)
+        except (OSError, ValueError):  # a real-time signal CPython does not track
+            continue
+    return ignored
+
+
+def blocked_signals() -> list[int]:
+    """The calling thread's signal mask, as a child it ``exec``s would inherit it."""
+    return sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def set_signal_state(ignored: list[int], blocked: list[int]) -> None:
+    """Make this process's signal state a fresh ``python``'s started with ``ignored`` and ``blocked``.
+
+    Every settable signal goes back to ``SIG_DFL``, then ``ignored`` (and the signals CPython ignores
+    at startup) to ``SIG_IGN``; SIGINT raises KeyboardInterrupt unless ignored, as CPython sets it up;
+    the mask becomes exactly ``blocked``. Nothing of what the process had before survives: a server
+    started from a ``nohup`` shell, or an earlier job, leaves no trace in the next job.
+    """
+    for signum in settable_signals():
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue
+    for signum in {*ignored, *PYTHON_IGNORES}:
+        signal.signal(signum, signal.SIG_IGN)
+    if signal.SIGINT not in ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def gpu_named(environ: dict | None = None) -> bool:
@@ -284,8 +331,12 @@ class _Signals:
     def __init__(self):
         self.child: int | None = None
         self.pending: list[int] = []
-        # a signal the client ignores (nohup's SIGHUP) stays ignored, here and in the job
-        self.ignored = [s for s in FORWARDED_SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+        # what the job must start with: this process's state as its caller gave it (nohup's SIGHUP
+        # ignored, a blocked mask), read before we install handlers of our own
+        self.job_ignored = ignored_signals()
+        self.job_blocked = blocked_signals()
+        # a forwarded signal the client ignores stays ignored, here and in the job
+        self.ignored = [s for s in FORWARDED_SIGNALS if s in self.job_ignored]
         for signum in FORWARDED_SIGNALS:
             if signum not in self.ignored:
                 signal.signal(signum, self._on_signal)
@@ -323,7 +374,8 @@ def serve_job(module: str, args: list[str], signals: _Signals) -> int | None:
         mask = os.umask(0)
         os.umask(mask)
         request = {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ),
-                   "path": list(sys.path), "umask": mask, "ignored": [int(s) for s in signals.ignored]}
+                   "path": list(sys.path), "umask": mask, "ignored": signals.job_ignored,
+                   "blocked": signals.job_blocked}
         try:
             _send(conn, request, fds=[0, 1, 2])
             reply, _ = _recv(conn)
@@ -433,8 +485,6 @@ def _become_job(request: dict, fds: list[int], server: int) -> None:
     import tempfile
 
     tempfile.tempdir = None  # read TMPDIR again, the job's
-    for signum in request["ignored"]:
-        signal.signal(signum, signal.SIG_IGN)
     sys.path[:] = request["path"]
     for name in [m for m in sys.modules if m == "seqpref" or m.startswith("seqpref.")]:
         del sys.modules[name]  # the checkout's code as it is now, as a cold start would import it
@@ -495,15 +545,16 @@ def _child(request: dict, fds: list[int], server: int, close: list) -> None:
     status = 1
     try:
         signal.set_wakeup_fd(-1)
-        for signum in (*FORWARDED_SIGNALS, signal.SIGCHLD):
+        for signum in (*FORWARDED_SIGNALS, signal.SIGCHLD):  # the server's handlers: not the job's
             signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as in a fresh python
         for closable in close:
             if isinstance(closable, int):
                 os.close(closable)
             else:
                 closable.close()
         _become_job(request, fds, server)
+        # last, so that no signal the launcher blocks or ignores is lost or acted on while setting up
+        set_signal_state(request["ignored"], request.get("blocked", []))
         status = _run_as_main(request["module"], request["args"])
     except BaseException:  # noqa: BLE001 -- the job could not be set up: say why on its stderr
         import traceback
@@ -706,6 +757,9 @@ def main(argv=None) -> None:
     """CLI: ``python -m seqpref.warm -- CMD [ARG ...]`` (see the module docstring); ``--serve SOCKET`` starts a server."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--serve"] and len(argv) == 2:
+        # a clean start, whatever the client that started us had ignored or blocked: each job gets
+        # its own launcher's state in _child; the server itself must see SIGCHLD and SIGTERM
+        set_signal_state(ignored=[], blocked=[])
         _detach(Path(argv[1]).with_suffix(".pid"))
         serve(Path(argv[1]), float(os.environ.get("SEQPREF_WARM_IDLE", IDLE_SECONDS)))
         return

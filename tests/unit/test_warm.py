@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,8 +27,10 @@ JOB = textwrap.dedent("""
     sys.stdout.flush()
     print("to stderr", file=sys.stderr)
     action = sys.argv[1]
-    if action == "hup":
-        print("hup ignored" if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else "hup handled")
+    if action == "signals":  # the kernel's view of the job's signal state, and Python's
+        status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+        print(json.dumps({"ignored": int(status["SigIgn"], 16), "blocked": int(status["SigBlk"], 16),
+                          "hup": str(signal.getsignal(signal.SIGHUP)), "int": str(signal.getsignal(signal.SIGINT))}))
         sys.exit(0)
     if action == "finish":  # a non-daemon thread and an unclosed file: the interpreter waits and flushes
         import threading
@@ -79,8 +82,6 @@ def launch(root: Path, *args, env=None, **popen):
 
 
 def report(out: str) -> dict:
-    import json
-
     return json.loads(out.splitlines()[0])
 
 
@@ -131,13 +132,13 @@ def wait_for(path: Path, timeout: float = 120) -> str:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: neither gone nor a zombie waiting to be reaped. Race-free: the process may
+    end at any point here, and an entry of /proc that vanishes means it has."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    # a zombie waiting for the server to reap it is dead too
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+    return state not in ("Z", "X")
 
 
 def test_sigterm_reaches_the_job_and_its_status_comes_back(job_dir, tmp_path):
@@ -229,14 +230,89 @@ def test_sigusr1_the_checkpoint_signal_reaches_the_job(job_dir, tmp_path):
     assert term_file.read_text() == "SIGUSR1" and proc.returncode == 143
 
 
-def test_a_signal_the_launcher_ignores_stays_ignored_in_the_job(job_dir):
-    # as under nohup: SIGHUP ignored before the launcher starts
-    proc = launch(job_dir, "hup", preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-    out, _ = proc.communicate(timeout=180)
-    assert report(out)["warm"] and "hup ignored" in out
-    proc = launch(job_dir, "hup")
-    out, _ = proc.communicate(timeout=180)
-    assert "hup handled" in out
+def launcher_state(ignored=(), blocked=()):
+    """A ``preexec_fn`` giving the launcher exactly this signal state, whatever pytest itself was
+    started with (a suite run under ``nohup`` ignores SIGHUP, and its children inherit that)."""
+    def set_state():
+        warm.set_signal_state(list(ignored), list(blocked))
+    return set_state
+
+
+def job_signals(root: Path, state, env=None) -> dict:
+    """The signal state a ``signals`` job reports, started from a launcher with ``state``."""
+    proc = launch(root, "signals", env=env, preexec_fn=state)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    return {**json.loads(out.splitlines()[1]), "warm": report(out)["warm"]}
+
+
+def cold_signals(root: Path, state) -> dict:
+    """What a cold ``python -m`` started from a launcher with ``state`` gets: the reference."""
+    return job_signals(root, state, env=env_for(root, SEQPREF_WARM_START="0"))
+
+
+NOHUP_AND_USR1_BLOCKED = launcher_state(ignored=[signal.SIGHUP], blocked=[signal.SIGUSR1])
+CLEAN = launcher_state()
+
+
+def test_a_job_gets_exactly_its_launchers_signal_state_whatever_started_the_server(job_dir, tmp_path):
+    # a server of its own, started by a launcher that ignores SIGHUP and blocks SIGUSR1
+    env = env_for(job_dir, SEQPREF_WARM_DIR=str(tmp_path / "servers"))
+    try:
+        first = job_signals(job_dir, NOHUP_AND_USR1_BLOCKED, env=env)
+        assert first["warm"]
+        assert {k: first[k] for k in ("ignored", "blocked", "hup")} == {
+            k: cold_signals(job_dir, NOHUP_AND_USR1_BLOCKED)[k] for k in ("ignored", "blocked", "hup")}
+        assert first["ignored"] & (1 << (signal.SIGHUP - 1)) and first["blocked"] == 1 << (signal.SIGUSR1 - 1)
+        second = job_signals(job_dir, CLEAN, env=env)
+        clean = cold_signals(job_dir, CLEAN)
+        assert second["warm"]
+        assert (second["ignored"], second["blocked"], second["hup"], second["int"]) == (
+            clean["ignored"], clean["blocked"], clean["hup"], clean["int"])
+        assert not second["ignored"] & (1 << (signal.SIGHUP - 1)) and second["blocked"] == 0
+    finally:
+        subprocess.run(["pkill", "-f", str(tmp_path / "servers")], check=False)
+
+
+@pytest.mark.parametrize("before", ["ignoring", "killed launcher", "failed"])
+def test_a_job_after_another_sees_its_own_launchers_defaults(job_dir, tmp_path, before):
+    clean = cold_signals(job_dir, CLEAN)
+    if before == "ignoring":
+        assert job_signals(job_dir, NOHUP_AND_USR1_BLOCKED)["warm"]
+    elif before == "killed launcher":
+        pid_file = tmp_path / "pid"
+        proc = launch(job_dir, "sleep", str(pid_file), str(tmp_path / "term"), preexec_fn=NOHUP_AND_USR1_BLOCKED)
+        job = int(wait_for(pid_file))
+        proc.kill()
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        while alive(job) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        proc = launch(job_dir, "raise", preexec_fn=NOHUP_AND_USR1_BLOCKED)
+        proc.communicate(timeout=180)
+        assert proc.returncode == 1
+    after = job_signals(job_dir, CLEAN)
+    assert after["warm"]
+    assert (after["ignored"], after["blocked"], after["hup"], after["int"]) == (
+        clean["ignored"], clean["blocked"], clean["hup"], clean["int"])
+
+
+def test_the_signal_state_helpers_round_trip():
+    """``set_signal_state`` then ``ignored_signals`` / ``blocked_signals`` read back what was set."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import signal
+        from seqpref import warm
+        warm.set_signal_state([signal.SIGHUP, signal.SIGUSR2], [signal.SIGUSR1])
+        print(sorted(warm.ignored_signals()), warm.blocked_signals())
+        warm.set_signal_state([], [])
+        print(sorted(warm.ignored_signals()), warm.blocked_signals(), signal.getsignal(signal.SIGINT).__name__)
+    """)], env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    python_ignores = sorted(int(s) for s in warm.PYTHON_IGNORES)
+    assert first == f"{sorted([int(signal.SIGHUP), int(signal.SIGUSR2), *python_ignores])} [{int(signal.SIGUSR1)}]"
+    assert second == f"{python_ignores} [] default_int_handler"
 
 
 def test_the_job_finishes_as_the_interpreter_would(job_dir, tmp_path):
@@ -322,7 +398,9 @@ def test_a_client_gone_before_its_pid_arrives_costs_no_other_job(job_dir, tmp_pa
     proc = launch(job_dir, "sleep", str(pid_file), str(tmp_path / "term"))
     job = int(wait_for(pid_file))
     env = env_for(job_dir)
-    sock = next((job_dir / "servers").glob("*.sock"))
+    # the running job's server: a folder may also hold the socket a SIGKILLed server left behind
+    server = int(Path(f"/proc/{job}/stat").read_text().rsplit(")", 1)[-1].split()[1])
+    sock = next(p.with_suffix(".sock") for p in (job_dir / "servers").glob("*.pid") if p.read_text() == str(server))
     for _ in range(3):
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(sock))
