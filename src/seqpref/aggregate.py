@@ -1,5 +1,6 @@
 """Pair scores → tables: every scored pair (``pairs.parquet``); one row per run × stage × objective,
-seeds pooled (``summary.parquet``) with means, paired-bootstrap CIs, changes from the previous stage and a label;
+seeds pooled (``summary.parquet``) with means, seed-and-pair CIs (:func:`seqpref.stats.crossed_interval`),
+changes from the previous stage and a label;
 backward / forward transfer per run and objective (``transfer.parquet``); and the quartile
 decomposition (``quartiles.parquet``).
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,15 +36,19 @@ class LabelOptions:
     """How changes are labelled (``labels`` in the config)."""
 
     metric: str = "reward_margin"  # whose change is labelled
-    # an earlier objective that demonstrably learned in its own stage (gain CI > 0) is judged relative
-    # to that gain: |change| below min_share · gain is ``stable`` even when the CI excludes 0
+    # a label needs |change| ≥ max(min_effect, min_share · max(own gain, 0)) (stats.label_threshold): an
+    # earlier objective's change is judged against what its own stage taught it, once that exceeds min_effect
     min_share: float | None = 0.1
-    min_effect: float = 0.25  # otherwise (no own gain to scale by, or min_share None): |change| below this is ``stable``
-    pair_move: float = 0.5  # a pair "moved" when its own change exceeds this (metric units)
-    redistribution_share: float = 0.2  # stable, but ≥ this share moved up AND down: redistribution
+    min_effect: float = 0.25  # the floor of the threshold, metric units (the whole threshold without an own gain)
+    pair_move: float = 0.5  # a pair "moved" only beyond the runs' noise band and by at least this (metric units)
+    redistribution_share: float = 0.2  # stable, pair effects shown (F test), and ≥ this share moved up AND down
     confidence: float = 0.95
-    n_boot: int = 1000
+    n_boot: int = 1000  # the quartile table's bootstrap resamples
     seed: int = 0
+    # the sham is a valid null only where it leaves its own objective within this share of what the real
+    # stage taught it, and moves the adapter within this band of the real stage's distance (controls.control_validity)
+    sham_own_tolerance: float = 0.25
+    sham_distance: list[float] = field(default_factory=lambda: [0.8, 1.25])
 
     def __post_init__(self):
         if self.metric not in LABEL_METRICS:
@@ -54,6 +59,9 @@ class LabelOptions:
             raise ValueError(f"labels.min_share must be in (0, 1] or null, got {self.min_share}")
         if self.pair_move <= 0 or not 0 < self.redistribution_share <= 0.5:
             raise ValueError("labels: need pair_move > 0 and 0 < redistribution_share ≤ 0.5")
+        self.sham_distance = [float(v) for v in self.sham_distance]
+        if self.sham_own_tolerance < 0 or len(self.sham_distance) != 2 or not 0 < self.sham_distance[0] <= 1 <= self.sham_distance[1]:
+            raise ValueError("labels: need sham_own_tolerance ≥ 0 and sham_distance = [lo, hi] with 0 < lo ≤ 1 ≤ hi")
 
 
 def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
@@ -74,89 +82,103 @@ def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
     return stages, {m: wide[m].to_numpy().reshape(shape).transpose(1, 0, 2) for m in METRICS}
 
 
-def _label(role: str, change: float, lo: float, hi: float, up: float, down: float, threshold: float,
-           options: LabelOptions):
+def change_label(role: str, changes: np.ndarray | None, own_gain: float, options: LabelOptions,
+                 interval: dict | None = None, heterogeneity: dict | None = None,
+                 threshold: float | None = None) -> str | None:
+    """The label of one objective's change at one stage of one run.
+
+    ``role`` is :func:`seqpref.plan.role`'s; ``changes`` the ``(n_seeds, n_pairs)`` table of each pair's
+    change in the label metric since the previous stage; ``own_gain`` the objective's own-stage gain
+    (NaN where it has none yet). ``interval`` (:func:`seqpref.stats.crossed_interval` of ``changes``)
+    and ``heterogeneity`` (:func:`seqpref.stats.pair_heterogeneity`) may be passed when already computed.
+
+    None at stage 0; ``trained`` wherever the stage trains the objective (alone, jointly or replayed:
+    :data:`seqpref.plan.TRAINED_ROLES`); else ``degradation`` / ``positive_transfer`` when the change's
+    interval excludes 0 and |change| ≥ :func:`seqpref.stats.label_threshold`; else ``redistribution``
+    when pairs move both ways beyond the runs' own noise (needs ≥ 2 seeds: the F test of the pair
+    effect rejects at the label's level and ≥ ``redistribution_share`` of pairs lie beyond the noise band
+    each way, by ≥ ``pair_move``); else ``stable``."""
     if role == "base":
         return None
-    if role == "trained":
+    if role in plan.TRAINED_ROLES:
         return "trained"
-    label = stats.label_change(change, lo, hi, threshold)
-    if label == "stable" and min(up, down) >= options.redistribution_share:
+    interval = interval or stats.crossed_interval(changes, options.confidence)
+    if threshold is None:
+        threshold = stats.label_threshold(own_gain, options.min_share, options.min_effect)
+    label = stats.label_change(interval["mean"], interval["lo"], interval["hi"], threshold)
+    if label != "stable":
+        return label
+    heterogeneity = heterogeneity or stats.pair_heterogeneity(changes, options.confidence, options.pair_move)
+    if (heterogeneity["p_value"] < 1.0 - options.confidence
+            and min(heterogeneity["share_up"], heterogeneity["share_down"]) >= options.redistribution_share):
         return "redistribution"
-    return label
+    return "stable"
 
 
-def own_gain_shares(boot: np.ndarray, means: np.ndarray, roles: list[str], own_stage: int, options: LabelOptions) -> dict:
-    """What each stage's change is as a share of what the objective gained in its own stage.
+def own_gain_shares(values: np.ndarray, roles: list[str], own_stage: int, options: LabelOptions) -> dict:
+    """What each stage's change is as a share of what the objective gained in its own stage, and the
+    label threshold that gain sets.
 
-    ``boot`` ``(n_boot, n_stages)`` and ``means`` ``(n_stages,)`` are the label metric's resampled and
-    point stage means, ``roles`` each stage's :func:`seqpref.plan.role`. For a stage k after the own
-    stage — an ``earlier`` objective of a sequential run, or any objective of a joint run (whose own
-    stage is 1) — ``share`` = (m_k − m_{k−1}) / (m_own − m_{own−1}), with a percentile CI from the same
-    resamples (the ratio per resample, so paired), reported only where the objective demonstrably
-    learned (the gain's CI lies above 0; NaN otherwise, where a ratio to a gain of ~0 means nothing).
+    ``values`` is the label metric's ``(n_seeds, n_pairs, n_stages)`` table, ``roles`` each stage's
+    :func:`seqpref.plan.role`. For a stage k after the own stage where the objective is not trained
+    (an ``earlier`` objective of a sequential run): ``share`` = (m_k − m_{k−1}) / (m_own − m_{own−1}),
+    with Fieller's interval under the seed-and-pair variance (:func:`seqpref.stats.fieller_interval`),
+    NaN where that interval is unbounded (the own gain is not distinguishable from 0: a share of ~0
+    means nothing). ``threshold`` = :func:`seqpref.stats.label_threshold` of the own gain (continuous in
+    it) and ``criterion`` ``relative`` where min_share · gain sets it, else ``absolute`` (min_effect).
     Returns arrays ``(n_stages,)``: ``own_gain`` (metric units), ``share``, ``share_lo``, ``share_hi``,
-    and the label ``threshold`` and ``criterion`` per stage: ``relative`` where the share is reported —
-    min_share · own gain, never below min_share · min_effect (a gain of 0.03 nats would otherwise make
-    a 0.003-nat wobble a label) — else ``absolute`` (min_effect: an untrained objective, one that
-    learned nothing measurable, or ``min_share: null``).
-    """
-    n = len(means)
+    ``threshold``, ``criterion``."""
+    n = values.shape[2]
     out = {key: np.full(n, np.nan) for key in ("own_gain", "share", "share_lo", "share_hi")}
-    out["threshold"] = np.full(n, options.min_effect)
+    out["threshold"] = np.full(n, stats.label_threshold(float("nan"), options.min_share, options.min_effect))
     out["criterion"] = np.array(["absolute"] * n, dtype=object)
     if own_stage < 1 or own_stage >= n:
         return out
-    gain, boot_gain = means[own_stage] - means[own_stage - 1], boot[:, own_stage] - boot[:, own_stage - 1]
-    gain_lo, _ = stats.percentile_ci(boot_gain, options.confidence)
+    gain_table = values[:, :, own_stage] - values[:, :, own_stage - 1]
+    gain = float(gain_table.mean())
     for k in range(own_stage + 1, n):
-        if roles[k] not in ("earlier", plan.JOINT):
+        if roles[k] != "earlier":
             continue
         out["own_gain"][k] = gain
-        if gain_lo <= 0:
-            continue
-        out["share"][k] = (means[k] - means[k - 1]) / gain
-        out["share_lo"][k], out["share_hi"][k] = stats.ratio_ci(boot[:, k] - boot[:, k - 1], boot_gain, options.confidence)
-        if options.min_share is not None:
-            threshold = max(options.min_share * gain, options.min_share * options.min_effect)
-            out["threshold"][k], out["criterion"][k] = threshold, "relative"
+        share = stats.fieller_interval(values[:, :, k] - values[:, :, k - 1], gain_table, options.confidence)
+        if np.isfinite(share["lo"]):
+            out["share"][k], out["share_lo"][k], out["share_hi"][k] = share["ratio"], share["lo"], share["hi"]
+        out["threshold"][k] = stats.label_threshold(gain, options.min_share, options.min_effect)
+        if options.min_share is not None and options.min_share * gain > options.min_effect:
+            out["criterion"][k] = "relative"
     return out
 
 
-def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=None, indices=None, boots=None) -> pd.DataFrame:
+def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=None) -> pd.DataFrame:
     """Summary rows (one per stage) of one objective within one run, its seeds pooled.
 
     ``group`` holds that objective's pair scores at every stage of the run, for every seed
-    (PAIR_SCORES columns). Every metric and change is bootstrapped with the same resamples of seeds
-    and pairs (paired across stages). ``boots`` (a dict) receives each metric's ``(n_boot,
-    n_stages)`` resampled means for reuse.
+    (PAIR_SCORES columns). Every level and change has the seed-and-pair interval of
+    :func:`seqpref.stats.crossed_interval` (pairs only with one seed: ``interval_covers`` says which).
     """
     stages, matrices = matrices or _matrices(group)
     n_seeds, n_pairs, _ = matrices["reward_margin"].shape
-    if indices is None:
-        indices = stats.Resampler.draw(n_pairs, options.n_boot, options.seed, n_seeds)
     first = group.iloc[0]
     rows = pd.DataFrame({"stage": stages})
     rows["n"] = n_pairs
     rows["n_seeds"] = n_seeds
+    rows["interval_covers"] = stats.covers(n_seeds)
     per_seed = matrices["reward_margin"].mean(axis=1)  # (n_seeds, n_stages)
     rows["reward_margin_seed_sd"] = per_seed.std(axis=0, ddof=1) if n_seeds > 1 else np.nan
-    ci_boot = {}
     for metric in METRICS:
-        # the same seed for every metric: one set of resamples, so all CIs are paired
-        ci = stats.paired_stage_ci(matrices[metric], options.n_boot, options.confidence, options.seed, indices)
-        ci_boot[metric] = ci["boot"]
-        if boots is not None:
-            boots[metric] = ci["boot"]
+        ci = stats.stage_intervals(matrices[metric], options.confidence)
         rows[metric], rows[f"{metric}_lo"], rows[f"{metric}_hi"] = ci["mean"], ci["lo"], ci["hi"]
         if metric in CHANGE_METRICS or metric == options.metric:
             rows[f"{metric}_change"] = ci["change"]
             rows[f"{metric}_change_lo"] = ci["change_lo"]
             rows[f"{metric}_change_hi"] = ci["change_hi"]
-    steps = np.diff(matrices[options.metric], axis=2)  # (n_seeds, n_pairs, n_stages - 1): each pair's change
+    label_values = matrices[options.metric]
+    steps = np.diff(label_values, axis=2)  # (n_seeds, n_pairs, n_stages - 1): each pair's change
+    moves = [stats.pair_heterogeneity(steps[:, :, k], options.confidence, options.pair_move) for k in range(steps.shape[2])]
     nan = [np.nan]
-    rows["share_up"] = nan + list((steps > options.pair_move).mean(axis=(0, 1)))
-    rows["share_down"] = nan + list((steps < -options.pair_move).mean(axis=(0, 1)))
+    rows["share_up"] = nan + [m["share_up"] for m in moves]
+    rows["share_down"] = nan + [m["share_down"] for m in moves]
+    rows["pair_effect_p"] = nan + [m["p_value"] for m in moves]
     for key in GROUP_KEYS:
         rows[key] = first[key]
     order, method = first["order"], first["method"]
@@ -164,24 +186,22 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
     rows["role"] = [plan.role(first["objective"], order, s, method) for s in stages]
     rows["label_metric"] = options.metric
     own_stage = plan.own_stage(first["objective"], order, method)
-    relative = own_gain_shares(ci_boot[options.metric], rows[options.metric].to_numpy(), list(rows["role"]), own_stage, options)
+    relative = own_gain_shares(label_values, list(rows["role"]), own_stage, options)
     rows["own_gain"] = relative["own_gain"]
     rows["share_of_own_gain"], rows["share_of_own_gain_lo"], rows["share_of_own_gain_hi"] = (
         relative["share"], relative["share_lo"], relative["share_hi"])
     rows["label_threshold"] = relative["threshold"]
     rows["label_criterion"] = relative["criterion"]
-    rows["label"] = [
-        _label(*values, options)
-        for values in zip(
-            rows["role"],
-            rows[f"{options.metric}_change"],
-            rows[f"{options.metric}_change_lo"],
-            rows[f"{options.metric}_change_hi"],
-            rows["share_up"],
-            rows["share_down"],
-            rows["label_threshold"],
-        )
-    ]
+    labels = []
+    for k, role in enumerate(rows["role"]):
+        if k == 0 or role in plan.TRAINED_ROLES:
+            labels.append(change_label(role, None, np.nan, options))
+            continue
+        interval = {"mean": rows.at[k, f"{options.metric}_change"], "lo": rows.at[k, f"{options.metric}_change_lo"],
+                    "hi": rows.at[k, f"{options.metric}_change_hi"]}
+        labels.append(change_label(role, steps[:, :, k - 1], rows.at[k, "own_gain"], options, interval, moves[k - 1],
+                                   threshold=rows.at[k, "label_threshold"]))
+    rows["label"] = labels
     return rows
 
 
@@ -202,13 +222,13 @@ def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFr
         stages, matrices = _matrices(group)
         n_seeds, n_pairs, _ = matrices["reward_margin"].shape
         # one set of seed and pair resamples per objective and run, shared by every table (all CIs paired)
+        # the quartiles' CIs resample seeds and pairs (their pairs differ per seed and per quartile)
         indices = stats.Resampler.draw(n_pairs, options.n_boot, options.seed, n_seeds)
-        boots: dict[str, np.ndarray] = {}
-        summary.append(summarise_objective(group, options, (stages, matrices), indices, boots))
+        summary.append(summarise_objective(group, options, (stages, matrices)))
         first = group.iloc[0]
         own_stage = plan.own_stage(first["objective"], first["order"], first["method"])
         for metric in CHANGE_METRICS:
-            row = transfer.backward_forward(matrices[metric], own_stage, confidence=options.confidence, boot=boots[metric])
+            row = transfer.backward_forward(matrices[metric], own_stage, confidence=options.confidence)
             transfer_rows += _run_columns(first, n_seeds, [row], metric)
         # quartiles on the margin the change starts from, and (≥ 2 seeds) on another seed's: the RTM check
         for assignment in transfer.ASSIGNMENTS[: 2 if n_seeds > 1 else 1]:

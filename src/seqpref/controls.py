@@ -73,13 +73,42 @@ CONTROL_LABELS = {
     "inconclusive": "the real stage's change is labelled, but the difference from the sham is neither shown to be "
                     "specific nor shown to be small, or the sham moved the objective the other way",
     "stable": "neither the real stage's change nor the difference from the sham is labelled",
+    "control_invalid": "the sham is no null here, so no control label is given (control_invalid_reason says why): "
+                       "it moved its own objective by more than labels.sham_own_tolerance of what the real stage "
+                       "taught it (it taught a preference), or it moved the adapter outside labels.sham_distance of "
+                       "the real stage's distance (drift that grows with distance would be mis-counted)",
 }
 
 
-def control_label(real_label: str, sham_label: str, specific_label: str, specific_within_threshold: bool) -> str:
+def control_validity(sham_own_change: float, real_own_change: float, change_norm_ratio: float, options) -> str | None:
+    """Why the sham of one stage is not a valid null, or None when it is.
+
+    Valid means (both documented in ``labels``): neutral — |``sham_own_change``| (stage k's objective's change
+    under the sham) ≤ ``options.sham_own_tolerance`` × |``real_own_change``| (its change under the real
+    stage), never below ``options.min_effect`` × that share; and distance-matched — ``change_norm_ratio``
+    (‖Δθ‖ sham / real) inside ``options.sham_distance`` = [lo, hi]. A ratio that was not measured fails."""
+    reasons = []
+    tolerance = max(options.sham_own_tolerance * abs(real_own_change), options.sham_own_tolerance * options.min_effect)
+    if not abs(sham_own_change) <= tolerance:
+        reasons.append(f"the sham moved its own objective by {sham_own_change:+.3g} (tolerance ±{tolerance:.3g}: "
+                       f"{options.sham_own_tolerance:g} of the real stage's {real_own_change:+.3g}): it taught a preference")
+    lo, hi = options.sham_distance
+    if not np.isfinite(change_norm_ratio):
+        reasons.append("how far the sham moved the adapter was not measured")
+    elif not lo <= change_norm_ratio <= hi:
+        reasons.append(f"the sham moved the adapter {change_norm_ratio:.2f}x as far as the real stage "
+                       f"(outside [{lo:g}, {hi:g}])")
+    return "; ".join(reasons) or None
+
+
+def control_label(real_label: str, sham_label: str, specific_label: str, specific_within_threshold: bool,
+                  invalid_reason: str | None = None) -> str:
     """The control label from the labels (:func:`seqpref.stats.label_change`, plus ``redistribution``)
     of the real change, the sham's change and their difference (real − sham), and whether the
-    difference's CI lies within ± the label threshold (equivalence); see :data:`CONTROL_LABELS`."""
+    difference's CI lies within ± the label threshold (equivalence); ``control_invalid`` whenever
+    :func:`control_validity` gave a reason; see :data:`CONTROL_LABELS`."""
+    if invalid_reason:
+        return "control_invalid"
     if specific_label == "degradation":
         return "specific_degradation"
     if specific_label == "positive_transfer":
@@ -128,6 +157,9 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
     ``pairs`` and ``sham`` are PAIR_SCORES frames (the real stages, the sham stages); ``summary`` is the
     SUMMARY table of ``pairs``, whose label and label threshold at stage k the row reuses (so the
     specific effect of an earlier objective is judged, like its change, relative to its own-stage gain).
+    Every interval is :func:`seqpref.stats.crossed_interval`'s (seeds and pairs; pairs only with one seed),
+    the share :func:`seqpref.stats.fieller_interval`'s; a sham that is no null (:func:`control_validity`)
+    gives ``control_invalid`` and its reason instead of a control label.
     ``options`` is a :class:`seqpref.aggregate.LabelOptions`. ``movement`` (:func:`change_norms` of
     both arms) adds how far the real stage and the sham moved the adapter, seed means: the sham's
     half-swapped labels partly cancel, so it moves less, and drift that grows with the distance moved
@@ -154,11 +186,11 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
         for stage in sorted(run_sham["stage"].unique()):
             trained = plan.stage_objective(order, stage)
             own_real, own_sham = real_run[real_run.objective == trained], run_sham[run_sham.objective == trained]
-            neutral = _seed_pair_matrix([own_real[own_real.stage == stage - 1], own_sham[own_sham.stage == stage]],
+            neutral = _seed_pair_matrix([own_real[own_real.stage == stage - 1], own_sham[own_sham.stage == stage],
+                                         own_real[own_real.stage == stage]],
                                         metric, seeds, f"{setting}/{method}/{order} {trained} sham {stage}")
-            boot = stats._resampled_means(neutral, stats.Resampler.draw(neutral.shape[1], options.n_boot, options.seed, len(seeds)))
-            means = stats.stage_means(neutral)
-            own_lo, own_hi = stats.percentile_ci(boot[:, 1] - boot[:, 0], options.confidence)
+            sham_own = stats.crossed_interval(neutral[:, :, 1] - neutral[:, :, 0], options.confidence)
+            real_own_change = float((neutral[:, :, 2] - neutral[:, :, 0]).mean())
             for objective in plan.stage_objectives(order):
                 if objective == trained:
                     continue
@@ -169,23 +201,22 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
                 if own < stage:
                     columns += [real[real.stage == own - 1], real[real.stage == own]]
                 matrix = _seed_pair_matrix(columns, metric, seeds, f"{setting}/{method}/{order} {objective} stage {stage}")
-                resampler = stats.Resampler.draw(matrix.shape[1], options.n_boot, options.seed, len(seeds))
-                boot, means_k = stats._resampled_means(matrix, resampler), stats.stage_means(matrix)
                 row = {"setting": setting, "method": method, "order": order, "n_seeds": len(seeds), "objective": objective,
                        "stage": int(stage), "trained_objective": trained,
-                       "role": plan.role(objective, order, stage, method), "n": matrix.shape[1], "metric": metric}
-                for name, (x, y) in {"change_real": (1, 0), "change_sham": (2, 0), "specific": (1, 2)}.items():
-                    lo, hi = stats.percentile_ci(boot[:, x] - boot[:, y], options.confidence)
-                    row.update({name: float(means_k[x] - means_k[y]), f"{name}_lo": float(lo), f"{name}_hi": float(hi)})
-                row.update(sham_own_change=float(means[1] - means[0]), sham_own_change_lo=float(own_lo),
-                           sham_own_change_hi=float(own_hi))
+                       "role": plan.role(objective, order, stage, method), "n": matrix.shape[1], "metric": metric,
+                       "interval_covers": stats.covers(len(seeds))}
+                for name, ci in stats.contrast_intervals(
+                        matrix, {"change_real": (0, 1), "change_sham": (0, 2), "specific": (2, 1)}, options.confidence).items():
+                    row.update({name: ci["mean"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]})
+                row.update(sham_own_change=sham_own["mean"], sham_own_change_lo=sham_own["lo"],
+                           sham_own_change_hi=sham_own["hi"], real_own_change=real_own_change)
                 row["own_gain"] = row["specific_share"] = row["specific_share_lo"] = row["specific_share_hi"] = np.nan
                 if own < stage:
-                    gain = boot[:, 4] - boot[:, 3]
-                    row["own_gain"] = float(means_k[4] - means_k[3])
-                    if stats.percentile_ci(gain, options.confidence)[0] > 0:  # a share of a gain of ~0 means nothing
-                        lo, hi = stats.ratio_ci(boot[:, 1] - boot[:, 2], gain, options.confidence)
-                        row.update(specific_share=row["specific"] / row["own_gain"], specific_share_lo=lo, specific_share_hi=hi)
+                    gain = matrix[:, :, 4] - matrix[:, :, 3]
+                    row["own_gain"] = float(gain.mean())
+                    share = stats.fieller_interval(matrix[:, :, 1] - matrix[:, :, 2], gain, options.confidence)
+                    if np.isfinite(share["lo"]):  # bounded: the gain is shown above 0 (a share of ~0 means nothing)
+                        row.update(specific_share=share["ratio"], specific_share_lo=share["lo"], specific_share_hi=share["hi"])
                 for arm in ("real", "sham"):
                     row[f"change_norm_{arm}"] = np.nan
                     if movement is not None:
@@ -200,7 +231,10 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
                 row["label_sham"] = stats.label_change(row["change_sham"], row["change_sham_lo"], row["change_sham_hi"], threshold)
                 specific = stats.label_change(row["specific"], row["specific_lo"], row["specific_hi"], threshold)
                 within = -threshold < row["specific_lo"] and row["specific_hi"] < threshold
-                row["control_label"] = control_label(row["label_real"], row["label_sham"], specific, within)
+                row["control_invalid_reason"] = control_validity(row["sham_own_change"], real_own_change,
+                                                                 row["change_norm_ratio"], options)
+                row["control_label"] = control_label(row["label_real"], row["label_sham"], specific, within,
+                                                     row["control_invalid_reason"])
                 rows.append(row)
     return pd.DataFrame(rows, columns=tables.CONTROLS.names)
 

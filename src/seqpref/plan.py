@@ -16,6 +16,9 @@ from seqpref import methods
 
 ORDER_SEPARATOR = "-"
 JOINT = "joint"  # what a joint stage trains, in place of an objective name
+#: roles of an objective that the stage trains (alone, jointly with the others, or replayed): their
+#: change is labelled ``trained``, whatever the method's kind
+TRAINED_ROLES = ("trained", JOINT, "replayed")
 
 
 def is_joint(method: str) -> bool:
@@ -120,7 +123,9 @@ def run_dir(run: dict) -> str:
 
 def role(objective: str, order: str, stage: int, method: str = "dpo") -> str:
     """Where ``objective`` stands at ``stage``: base (stage 0), trained, earlier or later; ``joint``
-    at every stage of a joint method (all objectives are trained together)."""
+    at every stage of a joint method (all objectives are trained together); ``replayed`` for an earlier
+    objective of a method whose stages replay earlier pairs. The roles in :data:`TRAINED_ROLES` are
+    those the stage trains."""
     if stage == 0:
         return "base"
     if is_joint(method):
@@ -128,7 +133,9 @@ def role(objective: str, order: str, stage: int, method: str = "dpo") -> str:
     position = stage_objectives(order).index(objective) + 1
     if position == stage:
         return "trained"
-    return "earlier" if position < stage else "later"
+    if position < stage:
+        return "replayed" if methods.get(method).replays_earlier else "earlier"
+    return "later"
 
 
 def own_stage(objective: str, order: str, method: str = "dpo") -> int:

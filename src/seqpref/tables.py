@@ -91,7 +91,7 @@ SUMMARY = pa.schema(
         ("stage", pa.int64()),  # 0 = base model
         ("trained_objective", pa.string()),  # objective of this stage, "joint" for a joint method; null at stage 0
         ("objective", pa.string()),
-        ("role", pa.string()),  # base | trained | earlier | later | joint (relative to this stage)
+        ("role", pa.string()),  # base | trained | earlier | later | joint | replayed (plan.role)
         ("n", pa.int64()),  # eval pairs (per seed)
     ]
     + _ci_columns("reward_margin")
@@ -103,16 +103,23 @@ SUMMARY = pa.schema(
     + _ci_columns("ln_margin_change")
     + [
         ("reward_margin_seed_sd", pa.float64()),  # SD across seeds of the per-seed mean (NaN with one seed)
-        ("share_up", pa.float64()),  # pairs whose label metric rose by more than labels.pair_move
-        ("share_down", pa.float64()),  # ... fell by more than labels.pair_move (since stage k-1)
+        # what every interval of the row covers: "pairs (1 seed)" or "pairs and seeds (S seeds)" (stats.covers)
+        ("interval_covers", pa.string()),
+        # pairs whose seed-mean change lies above / below the runs' own noise band and beyond labels.pair_move
+        # (stats.pair_heterogeneity; NaN with one seed, where pair effects and run noise cannot be told apart)
+        ("share_up", pa.float64()),
+        ("share_down", pa.float64()),
+        ("pair_effect_p", pa.float64()),  # F test of pairs moving differently beyond the runs' noise (≥ 2 seeds)
         ("own_gain", pa.float64()),  # earlier objectives: label metric gained in its own stage (m_own − m_own−1)
     ]
-    + _ci_columns("share_of_own_gain")  # earlier objectives: this stage's change / own_gain (paired CI)
+    + _ci_columns("share_of_own_gain")  # earlier objectives: this stage's change / own_gain (Fieller's interval)
     + [
         ("label_metric", pa.string()),
-        ("label_threshold", pa.float64()),  # |change| needed for a non-stable label, label metric units
-        ("label_criterion", pa.string()),  # relative (labels.min_share · own_gain) | absolute (labels.min_effect)
-        # trained | degradation | positive_transfer | stable | redistribution; null at stage 0
+        # |change| needed for a non-stable label: max(min_effect, min_share · max(own_gain, 0)) (stats.label_threshold)
+        ("label_threshold", pa.float64()),
+        ("label_criterion", pa.string()),  # relative (min_share · own_gain sets it) | absolute (min_effect)
+        # trained (the stage trains it: alone, jointly or replayed) | degradation | positive_transfer | stable |
+        # redistribution; null at stage 0
         ("label", pa.string()),
     ]
 )
@@ -160,9 +167,10 @@ CONTROLS = pa.schema(
         ("objective", pa.string()),
         ("stage", pa.int64()),  # the stage (>= 2) that has a sham
         ("trained_objective", pa.string()),  # what stage k (and its sham) trained
-        ("role", pa.string()),  # earlier | later
+        ("role", pa.string()),  # earlier | later | replayed (plan.role)
         ("n", pa.int64()),  # eval pairs (per seed)
         ("metric", pa.string()),  # labels.metric
+        ("interval_covers", pa.string()),  # what the intervals cover (stats.covers)
     ]
     + _ci_columns("change_real")  # metric(stage k) - metric(stage k-1)
     + _ci_columns("change_sham")  # metric(sham k) - metric(stage k-1)
@@ -170,6 +178,7 @@ CONTROLS = pa.schema(
     # the neutrality check: stage k's own objective's change from stage k-1 under the sham; far from 0,
     # the sham moved the preference itself and ``specific`` under-counts (seqpref.controls)
     + _ci_columns("sham_own_change")
+    + [("real_own_change", pa.float64())]  # stage k's own objective's change under the real stage k
     + [("own_gain", pa.float64())]  # earlier objectives: metric gained in its own stage
     + _ci_columns("specific_share")  # specific / own_gain
     + [
@@ -184,7 +193,10 @@ CONTROLS = pa.schema(
         ("label_criterion", pa.string()),
         ("label_real", pa.string()),  # the summary's label of change_real
         ("label_sham", pa.string()),  # degradation | positive_transfer | stable, of change_sham
-        # specific_degradation | specific_transfer | drift | inconclusive | stable (seqpref.controls.CONTROL_LABELS)
+        # why the sham is no null here (seqpref.controls.control_validity); null when it is valid
+        ("control_invalid_reason", pa.string()),
+        # specific_degradation | specific_transfer | drift | inconclusive | stable | control_invalid
+        # (seqpref.controls.CONTROL_LABELS)
         ("control_label", pa.string()),
     ]
 )
@@ -197,6 +209,7 @@ TRANSFER = pa.schema(
         ("metric", pa.string()),
         ("own_stage", pa.int64()),  # the stage that trained the objective (1 for a joint method)
         ("last_stage", pa.int64()),
+        ("interval_covers", pa.string()),  # what the intervals cover (stats.covers)
     ]
     + _ci_columns("final")  # metric(last stage)
     + _ci_columns("bwt")  # metric(last) - metric(own stage)

@@ -13,32 +13,26 @@ import numpy as np
 from seqpref import stats
 
 
-def backward_forward(
-    values: np.ndarray, own_stage: int, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-    boot: np.ndarray | None = None,
-) -> dict:
-    """Backward and forward transfer of one objective, with paired-bootstrap CIs.
+def backward_forward(values: np.ndarray, own_stage: int, confidence: float = 0.95) -> dict:
+    """Backward and forward transfer of one objective, with seed-and-pair CIs
+    (:func:`seqpref.stats.crossed_interval`; pairs only with one seed, as ``interval_covers`` says).
 
     ``final`` = metric(last stage), the run's end point;
     ``bwt`` = metric(last stage) − metric(own stage): what later stages did to it (0 when it is
     trained last); ``fwt`` = metric(own stage − 1) − metric(stage 0): what earlier stages did to it
-    before it was trained (0 when it is trained first). Units are the metric's. ``boot`` — the
-    ``(n_boot, n_stages)`` resampled stage means of ``values`` — may be passed to reuse the resamples
-    of the stage CIs (then the contrasts are paired with them); otherwise it is drawn from ``seed``.
+    before it was trained (0 when it is trained first). Units are the metric's.
     """
+    values = np.asarray(values, dtype=float)
+    values = values[None] if values.ndim == 2 else values
     last = values.shape[-1] - 1
     if not 1 <= own_stage <= last:
         raise ValueError(f"own stage {own_stage} outside 1..{last}")
-    if boot is None:
-        n_seeds = 1 if values.ndim == 2 else values.shape[0]
-        boot = stats._resampled_means(values, stats.Resampler.draw(values.shape[-2], n_boot, seed, n_seeds))
-    means = stats.stage_means(values)
-    row = {"own_stage": own_stage, "last_stage": last}
-    lo, hi = stats.percentile_ci(boot[:, last], confidence)
-    row.update({"final": float(means[last]), "final_lo": float(lo), "final_hi": float(hi)})
+    row = {"own_stage": own_stage, "last_stage": last, "interval_covers": stats.covers(values.shape[0])}
+    final = stats.crossed_interval(values[:, :, last], confidence)
+    row.update({"final": final["mean"], "final_lo": final["lo"], "final_hi": final["hi"]})
     for name, (a, b) in {"bwt": (own_stage, last), "fwt": (0, own_stage - 1)}.items():
-        lo, hi = stats.percentile_ci(boot[:, b] - boot[:, a], confidence)
-        row.update({name: float(means[b] - means[a]), f"{name}_lo": float(lo), f"{name}_hi": float(hi)})
+        ci = stats.crossed_interval(values[:, :, b] - values[:, :, a], confidence)
+        row.update({name: ci["mean"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]})
     return row
 
 

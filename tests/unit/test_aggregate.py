@@ -158,22 +158,46 @@ def test_means_and_changes_equal_hand_values(scores, summary):
     assert 0.3 < _cell(summary, "b", 1)["rel_accuracy"] < 0.7
 
 
-def test_cis_are_the_paired_bootstrap(scores, summary):
-    """Reproduce the reward-margin CIs with a naive bootstrap over the pairs, paired across stages."""
-    alpha = (1 - OPTIONS.confidence) / 2
+def test_cis_with_one_seed_are_the_pairs_t_interval(scores, summary):
+    """One seed: every level and change interval is the t interval over the pairs (P − 1 df), written
+    here independently of seqpref.stats, and says it covers pairs only."""
+    from scipy import stats as scipy_stats
+
+    t = scipy_stats.t.ppf(0.975, N_PAIRS - 1)
     for objective in "ab":
         rm = _wide(scores, objective, "reward_margin")
-        idx = stats.bootstrap_indices(rm.shape[0], OPTIONS.n_boot, OPTIONS.seed)
-        boot = np.stack([rm[row].mean(axis=0) for row in idx])
-        lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=0)
-        c_lo, c_hi = np.quantile(np.diff(boot, axis=1), [alpha, 1 - alpha], axis=0)
         for stage in range(3):
             cell = _cell(summary, objective, stage)
-            assert cell["reward_margin_lo"] == pytest.approx(lo[stage], abs=1e-10)
-            assert cell["reward_margin_hi"] == pytest.approx(hi[stage], abs=1e-10)
+            assert cell["interval_covers"] == "pairs (1 seed)"
+            half = t * rm[:, stage].std(ddof=1) / np.sqrt(N_PAIRS)
+            assert cell["reward_margin_lo"] == pytest.approx(rm[:, stage].mean() - half, abs=1e-10)
+            assert cell["reward_margin_hi"] == pytest.approx(rm[:, stage].mean() + half, abs=1e-10)
             if stage:
-                assert cell["reward_margin_change_lo"] == pytest.approx(c_lo[stage - 1], abs=1e-10)
-                assert cell["reward_margin_change_hi"] == pytest.approx(c_hi[stage - 1], abs=1e-10)
+                change = rm[:, stage] - rm[:, stage - 1]
+                half = t * change.std(ddof=1) / np.sqrt(N_PAIRS)
+                assert cell["reward_margin_change_lo"] == pytest.approx(change.mean() - half, abs=1e-10)
+                assert cell["reward_margin_change_hi"] == pytest.approx(change.mean() + half, abs=1e-10)
+
+
+def test_cis_with_seeds_use_the_seed_means_t_interval():
+    """Two seeds that disagree by 1 nat at stages ≥ 1: the change's interval is at least the t interval
+    with 1 df over the two seed means (12.7 × their standard error), which the pooled bootstrap gave far
+    narrower (it can draw only three seed sets)."""
+    from scipy import stats as scipy_stats
+
+    first = _scores(run_seed=0, rng_seed=1)
+    second = _scores(run_seed=1, rng_seed=1)
+    second["reward_margin"] = second["reward_margin"] + np.where(second["stage"] > 0, 1.0, 0.0)
+    summary = aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)["summary"]
+    cell = _cell(summary, "a", 1)
+    assert cell["interval_covers"] == "pairs and seeds (2 seeds)"
+    seed_means = [_wide(part, "a", "reward_margin")[:, 1].mean() - _wide(part, "a", "reward_margin")[:, 0].mean()
+                  for part in (first, second.assign(reward_margin=second["reward_margin"]))]
+    half_seed = scipy_stats.t.ppf(0.975, 1) * np.std(seed_means, ddof=1) / np.sqrt(2)
+    half = (cell["reward_margin_change_hi"] - cell["reward_margin_change_lo"]) / 2
+    assert half >= half_seed - 1e-9 and half_seed > 6  # 12.7 × 0.5
+    assert cell["reward_margin_change_lo"] < 0 < cell["reward_margin_change_hi"]
+    assert cell["label"] == "trained"
 
 
 def test_row_order_of_input_does_not_matter(scores, summary):
@@ -341,35 +365,73 @@ def test_a_seed_missing_a_stage_is_named():
         aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)
 
 
-def test_joint_runs_get_joint_roles_labels_and_stage_one_as_own_stage():
+def test_joint_runs_get_joint_roles_and_every_stage_is_trained():
     scores = _scores(margins={"a": [0.0, 2.0, 1.0], "b": [0.0, 1.0, 2.0]}, rng_seed=1)
     scores["method"], scores["order"] = "mix", "a-b"
     frames = aggregate.summarise(scores, OPTIONS)
     summary = frames["summary"]
     assert set(summary.loc[summary["stage"] > 0, "role"]) == {"joint"}
     assert set(summary.loc[summary["stage"] > 0, "trained_objective"]) == {"joint"}
-    assert _cell(summary, "a", 2, order="a-b")["label"] == "degradation"  # −1 while both are trained
+    # a joint stage trains every objective: `trained`, as a sequential stage's own objective is
+    assert set(summary.loc[summary["stage"] > 0, "label"]) == {"trained"}
+    assert summary.loc[summary["stage"] > 0, "share_of_own_gain"].isna().all()
     transfer = frames["transfer"].query("metric == 'reward_margin'").set_index("objective")
     assert (transfer["own_stage"] == 1).all()
     assert transfer.at["a", "bwt"] == pytest.approx(_cell(summary, "a", 2)["reward_margin"] - _cell(summary, "a", 1)["reward_margin"])
     assert transfer.at["b", "final"] == pytest.approx(_cell(summary, "b", 2)["reward_margin"])
 
 
+def test_every_method_kind_labels_what_its_stage_trains_trained():
+    """One meaning per label, walked over the registry: an objective a stage trains — alone, jointly or
+    replayed — is `trained` there, whatever the method; an objective it does not train is not."""
+    from seqpref import methods, plan
+
+    for method in methods.names():
+        scores = _scores(margins={"a": [0.0, 2.0, -1.0], "b": [0.0, 0.0, 2.0]}, rng_seed=1)
+        scores["method"] = method
+        scores["trained_objective"] = [plan.trained_at(method, "a-b", s) for s in scores["stage"]]
+        summary = aggregate.summarise(scores, OPTIONS)["summary"]
+        kind, entry = methods.kind(method), methods.get(method)
+        for objective, stage in (("a", 1), ("a", 2), ("b", 1), ("b", 2)):
+            cell = _cell(summary, objective, stage)
+            trains = (kind == methods.JOINT or (objective, stage) in (("a", 1), ("b", 2))
+                      or (objective == "a" and stage == 2 and entry.replays_earlier))
+            assert (cell["label"] == "trained") == trains, (method, objective, stage, cell["role"], cell["label"])
+        if kind != methods.JOINT and not entry.replays_earlier:
+            assert _cell(summary, "a", 2)["label"] == "degradation", method
+
+
+def test_label_threshold_is_continuous_and_monotone_in_the_own_gain():
+    """threshold(g) = max(min_effect, min_share · max(g, 0)): non-decreasing, Lipschitz with constant
+    min_share (no jump anywhere, in particular not where the gain's CI starts to clear 0)."""
+    gains = np.concatenate([np.linspace(-5, 30, 7001), [0.065, 2.5, 2.5 + 1e-9]])
+    gains.sort()
+    for min_share, min_effect in ((0.1, 0.25), (0.5, 0.0), (1.0, 3.0), (None, 0.25)):
+        values = np.array([stats.label_threshold(g, min_share, min_effect) for g in gains])
+        steps = np.diff(values)
+        assert (steps >= 0).all()
+        assert (steps <= (min_share or 0) * np.diff(gains) + 1e-12).all()
+        assert values.min() == min_effect
+    assert stats.label_threshold(float("nan"), 0.1, 0.25) == 0.25
+    assert stats.label_threshold(12.0, 0.1, 0.25) == pytest.approx(1.2)
+
+
 def test_relative_criterion_scales_the_label_with_what_the_objective_learned():
-    """An earlier objective is judged by its change as a share of its own-stage gain: losing all of a
-    small gain (0.2 → 0.05, below min_effect) is degradation, and +0.6 on a gain of 12 (5%, above
-    min_effect) is stable; with min_share null both fall back to min_effect and read the other way."""
-    small = _scores(margins={"a": [0.0, 0.2, 0.05], "b": [0.0, 0.0, 2.0]})
-    large = _scores(margins={"a": [0.0, 12.0, 12.6], "b": [0.0, 0.0, 2.0]})
-    for scores, relative, absolute, share in ((small, "degradation", "stable", -0.75), (large, "stable", "positive_transfer", 0.05)):
+    """An earlier objective is judged against its own-stage gain once min_share of it exceeds
+    min_effect: +0.6 on a gain of 12 (5%, above min_effect) is stable, −3 on it (25%) degradation;
+    the change as a share of the gain carries Fieller's interval."""
+    for late, label, share in ((12.6, "stable", 0.05), (9.0, "degradation", -0.25)):
+        scores = _scores(margins={"a": [0.0, 12.0, late], "b": [0.0, 0.0, 2.0]})
         cell = _cell(aggregate.summarise(scores, OPTIONS)["summary"], "a", 2)
         assert cell["role"] == "earlier" and cell["label_criterion"] == "relative"
-        assert cell["share_of_own_gain"] == pytest.approx(share, abs=0.05)
+        assert cell["share_of_own_gain"] == pytest.approx(share, abs=0.01)
         assert cell["share_of_own_gain_lo"] < cell["share_of_own_gain"] < cell["share_of_own_gain_hi"]
-        assert cell["label_threshold"] == pytest.approx(max(0.1 * cell["own_gain"], 0.1 * OPTIONS.min_effect))
-        assert cell["label"] == relative
-        cell = _cell(aggregate.summarise(scores, aggregate.LabelOptions(n_boot=300, min_share=None))["summary"], "a", 2)
-        assert cell["label_criterion"] == "absolute" and cell["label"] == absolute
+        assert cell["label_threshold"] == pytest.approx(0.1 * cell["own_gain"])
+        assert cell["label"] == label
+    # a small gain sets no more than min_effect: losing 0.15 of a 0.2 gain is below it
+    cell = _cell(aggregate.summarise(_scores(margins={"a": [0.0, 0.2, 0.05], "b": [0.0, 0.0, 2.0]}), OPTIONS)["summary"], "a", 2)
+    assert cell["label_criterion"] == "absolute" and cell["label_threshold"] == OPTIONS.min_effect
+    assert cell["label"] == "stable" and cell["share_of_own_gain"] == pytest.approx(-0.75, abs=0.05)
 
 
 def test_relative_criterion_needs_a_demonstrated_gain():
@@ -380,16 +442,3 @@ def test_relative_criterion_needs_a_demonstrated_gain():
     assert cell["label_criterion"] == "absolute" and cell["label_threshold"] == OPTIONS.min_effect
     assert cell["label"] == "degradation"
     assert np.isnan(cell["share_of_own_gain"]) and np.isnan(cell["share_of_own_gain_lo"])  # no ratio to ~0
-
-
-def test_relative_criterion_applies_to_joint_runs_from_their_stage_one_gain():
-    """A joint run trains every objective from stage 1: its later changes are judged against the
-    stage-1 gain, as a sequential run's earlier objective is against its own stage's, so the methods'
-    labels compare."""
-    scores = _scores(margins={"a": [0.0, 0.2, 0.05], "b": [0.0, 0.3, 0.6]})
-    scores["method"], scores["trained_objective"] = "mix", np.where(scores["stage"] > 0, "joint", None)
-    summary = aggregate.summarise(scores, OPTIONS)["summary"]
-    a, b = _cell(summary, "a", 2, method="mix"), _cell(summary, "b", 2, method="mix")
-    assert a["role"] == "joint" and a["label_criterion"] == "relative" and a["label"] == "degradation"
-    assert a["share_of_own_gain"] == pytest.approx(-0.75, abs=0.05)
-    assert b["label"] == "positive_transfer" and b["share_of_own_gain"] == pytest.approx(1.0, abs=0.05)

@@ -45,27 +45,52 @@ def test_sham_swaps_a_seeded_half_of_the_labels_and_nothing_else():
     assert [list(f.columns) for f in (sham, sham_logps)] == [list(pairs.columns), list(logps.columns)]
 
 
-def _sham(margins_at_2: dict) -> pd.DataFrame:
-    """Sham stage-2 scores of order a-b: each objective's pairs around the given margins."""
-    frame = _scores(margins={name: [0.0, 0.0, m] for name, m in margins_at_2.items()}, rng_seed=9)
-    return frame[frame.stage == 2].reset_index(drop=True)
+def _sham(margins_at_2: dict, pairs: pd.DataFrame | None = None, noise: float = 0.02) -> pd.DataFrame:
+    """Sham stage-2 scores of order a-b. With ``pairs`` (the real run), each objective's sham scores are
+    its real stage-1 scores moved to the given mean plus a little per-pair noise, so the sham and the
+    real stages share their pairs' idiosyncrasies as a sham trained from the same stage-1 adapter does;
+    without, independent pairs around the given margins."""
+    if pairs is None:
+        frame = _scores(margins={name: [0.0, 0.0, m] for name, m in margins_at_2.items()}, rng_seed=9)
+        return frame[frame.stage == 2].reset_index(drop=True)
+    rng = np.random.default_rng(11)
+    parts = []
+    for objective, margin in margins_at_2.items():
+        before = pairs[(pairs.stage == 1) & (pairs.objective == objective)].copy()
+        shift = margin - before["reward_margin"].mean() + rng.normal(0.0, noise, len(before))
+        before["reward_margin"] = before["reward_margin"] + shift
+        before["dpo_margin"] = before["dpo_margin"] + 0.1 * shift
+        before["logp_chosen"] = before["logp_chosen"] + shift
+        parts.append(before.assign(stage=2))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _movement(ratio: float) -> pd.DataFrame:
+    """change_norms of stage 2 of order a-b (seed 0) and of its sham, the sham moving ``ratio`` as far."""
+    from seqpref.train import CHANGE_NORM
+
+    log = pd.DataFrame({"setting": "conflicting", "method": "dpo", "order": "a-b", "seed": 0, "stage": 2,
+                        "objective": "b", "step": [16], "metric": [CHANGE_NORM], "value": [1.0]})
+    return pd.concat([controls.change_norms(log, "real"), controls.change_norms(log.assign(value=[ratio]), "sham")])
 
 
 @pytest.mark.parametrize(
     ("real_a", "sham_a", "expected", "specific"),
     [
         ([0.0, 2.0, 0.5], 2.0, "specific_degradation", -1.5),  # the sham leaves a where it was: the drop is b's preferences
-        ([0.0, 2.0, 0.5], 0.4, "drift", 0.1),  # the sham drops a just as much: drift
+        ([0.0, 2.0, 0.5], 0.5, "drift", 0.0),  # the sham drops a just as much: drift
         ([0.0, 2.0, 0.5], 1.2, "specific_degradation", -0.7),  # part drift, part specific
         ([0.0, 2.0, 2.0], 2.0, "stable", 0.0),
         ([0.0, 2.0, 3.0], 2.0, "specific_transfer", 1.0),
     ],
 )
 def test_control_label_separates_specific_interference_from_drift(real_a, sham_a, expected, specific):
+    """A valid sham (its own objective b stays at its stage-1 margin; it moves the adapter as far as the
+    real stage), with scores paired to the real stages' pair by pair."""
     pairs = _scores(margins={"a": real_a, "b": [0.0, 0.0, 2.0]})
-    sham = _sham({"a": sham_a, "b": 1.0})
+    sham = _sham({"a": sham_a, "b": 0.0}, pairs)
     summary = aggregate.summarise(pairs, OPTIONS)["summary"]
-    table = controls.control_rows(pairs, sham, summary, OPTIONS)
+    table = controls.control_rows(pairs, sham, summary, OPTIONS, _movement(1.0))
     assert list(table.columns) == tables.CONTROLS.names
     row = table.set_index("objective").loc["a"]
     assert "b" not in table["objective"].tolist()  # the objective stage 2 trains has no control row
@@ -74,10 +99,40 @@ def test_control_label_separates_specific_interference_from_drift(real_a, sham_a
     assert row["change_sham"] == pytest.approx(sham_a - real_a[1], abs=0.05)
     assert row["specific"] == pytest.approx(row["change_real"] - row["change_sham"], abs=1e-9)
     assert row["specific"] == pytest.approx(specific, abs=0.05)
-    assert row["specific_lo"] < row["specific"] < row["specific_hi"] or expected == "stable"
+    assert row["specific_lo"] < row["specific"] < row["specific_hi"]
     assert row["own_gain"] == pytest.approx(2.0, abs=0.05)
-    assert row["specific_share"] == pytest.approx(specific / 2.0, abs=0.05)
+    if specific:
+        assert row["specific_share"] == pytest.approx(specific / 2.0, abs=0.05)
+    assert row["real_own_change"] == pytest.approx(2.0, abs=0.05) and abs(row["sham_own_change"]) < 0.05
+    assert pd.isna(row["control_invalid_reason"])
     assert row["control_label"] == expected
+
+
+def test_a_pure_drift_proportional_to_distance_is_drift_or_no_verdict():
+    """The earlier objective loses 0.75 nats per unit of distance the adapter moves, whatever the labels
+    (pure drift). A sham that moves as far loses as much: drift. A sham that moves 0.4x as far loses 0.4x
+    as much, and read naively the rest (−0.9) would be `specific_degradation`: the control is then not
+    valid, and the label says so instead."""
+    pairs = _scores(margins={"a": [0.0, 2.0, 2.0 - 1.5], "b": [0.0, 0.0, 2.0]})
+    summary = aggregate.summarise(pairs, OPTIONS)["summary"]
+    for ratio, expected in ((1.0, "drift"), (0.4, "control_invalid")):
+        sham = _sham({"a": 2.0 - 1.5 * ratio, "b": 0.0}, pairs)
+        row = controls.control_rows(pairs, sham, summary, OPTIONS, _movement(ratio)).iloc[0]
+        assert row["control_label"] == expected, (ratio, row["specific"], row["control_invalid_reason"])
+    assert "0.40x as far" in row["control_invalid_reason"]
+
+
+def test_a_sham_that_teaches_the_preference_gives_no_control_label():
+    """The real-model case by construction: stage k's objective conflicts with the earlier one, and the
+    half-swapped sham moved its own objective almost as far as the real stage (+20 vs +22 nats), so it
+    taught the preference too and its change of the earlier objective is no null: never `drift`."""
+    pairs = _scores(margins={"a": [0.0, 25.0, 3.0], "b": [0.0, 0.0, 22.0]})
+    summary = aggregate.summarise(pairs, OPTIONS)["summary"]
+    sham = _sham({"a": 5.0, "b": 20.0}, pairs)
+    row = controls.control_rows(pairs, sham, summary, OPTIONS, _movement(1.0)).iloc[0]
+    assert row["label_real"] == "degradation" and row["label_sham"] == "degradation"
+    assert row["control_label"] == "control_invalid"
+    assert "taught a preference" in row["control_invalid_reason"]
 
 
 def test_control_rows_need_the_same_pairs():
@@ -96,7 +151,18 @@ def test_control_label_rules():
     assert controls.control_label("degradation", "positive_transfer", "stable", True) == "inconclusive"
     assert controls.control_label("stable", "degradation", "positive_transfer", False) == "specific_transfer"
     assert controls.control_label("redistribution", "stable", "stable", True) == "stable"
-    assert set(controls.CONTROL_LABELS) == {"specific_degradation", "specific_transfer", "drift", "inconclusive", "stable"}
+    assert controls.control_label("degradation", "degradation", "stable", True, "a reason") == "control_invalid"
+    assert set(controls.CONTROL_LABELS) == {"specific_degradation", "specific_transfer", "drift", "inconclusive", "stable",
+                                            "control_invalid"}
+
+
+def test_control_validity_bounds():
+    options = aggregate.LabelOptions()
+    assert controls.control_validity(0.1, 2.0, 1.0, options) is None  # 0.1 ≤ 0.25 × 2
+    assert "taught a preference" in controls.control_validity(0.6, 2.0, 1.0, options)
+    assert controls.control_validity(0.05, 0.0, 1.0, options) is None  # floor: 0.25 × min_effect
+    assert "outside [0.8, 1.25]" in controls.control_validity(0.0, 2.0, 1.3, options)
+    assert "not measured" in controls.control_validity(0.0, 2.0, float("nan"), options)
 
 
 def test_control_rows_report_the_shams_effect_on_its_own_objective():
@@ -115,7 +181,7 @@ def test_control_rows_with_rel_accuracy_and_every_seed():
     pairs = _scores(margins={"a": [0.0, 2.0, -0.5], "b": [0.0, 0.0, 2.0]})
     options = aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, seed=0)
     summary = aggregate.summarise(pairs, options)["summary"]
-    row = controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, options).iloc[0]
+    row = controls.control_rows(pairs, _sham({"a": 2.0, "b": 0.0}, pairs), summary, options, _movement(1.0)).iloc[0]
     assert row["metric"] == "rel_accuracy" and row["change_real"] == pytest.approx(-1.0)  # 1 → 0: every pair flipped
     assert row["control_label"] == "specific_degradation"
     two_seeds = pd.concat([pairs, pairs.assign(seed=1)], ignore_index=True)
@@ -132,7 +198,7 @@ def test_sham_control_figure_draws_real_and_sham_bars_with_the_control_label():
 
     pairs = _scores(margins={"a": [0.0, 2.0, 0.5], "b": [0.0, 0.0, 2.0]})
     summary = aggregate.summarise(pairs, OPTIONS)["summary"]
-    table = controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, OPTIONS)
+    table = controls.control_rows(pairs, _sham({"a": 2.0, "b": 0.0}, pairs), summary, OPTIONS, _movement(1.0))
     fig = sham_control.draw(table)
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 1) for p in ax.patches)

@@ -20,23 +20,25 @@ def test_backward_forward_on_a_hand_built_stage_matrix():
             [0.0, 0.4, 2.0, 0.5],
         ]
     )
-    row = transfer.backward_forward(values, own_stage=2, n_boot=200, confidence=0.95, seed=0)
+    row = transfer.backward_forward(values, own_stage=2, confidence=0.95)
     # bwt = mean(stage 3 - stage 2) = mean(-1, -1, -0.5, -1.5) = -1.0
     assert row["bwt"] == pytest.approx(-1.0)
     # fwt = mean(stage 1 - stage 0) = mean(0.5, 0.1, -0.2, 0.4) = 0.2
     assert row["fwt"] == pytest.approx(0.2)
-    assert row["bwt_lo"] <= row["bwt"] <= row["bwt_hi"] and row["fwt_lo"] <= row["fwt"] <= row["fwt_hi"]
+    # one seed: the t interval over the 4 pairs (3 df): bwt's changes -1, -1, -0.5, -1.5 have sd 0.408
+    assert row["bwt_hi"] - row["bwt"] == pytest.approx(3.182446 * np.std([-1, -1, -0.5, -1.5], ddof=1) / 2, rel=1e-5)
+    assert row["interval_covers"] == "pairs (1 seed)"
     assert (row["own_stage"], row["last_stage"]) == (2, 3)
 
 
 def test_first_and_last_objectives_have_zero_forward_and_backward_transfer():
     values = np.random.default_rng(0).normal(size=(20, 3))
-    first = transfer.backward_forward(values, 1, 200, 0.95, 0)
+    first = transfer.backward_forward(values, 1, 0.95)
     assert first["fwt"] == 0.0 and first["fwt_lo"] == 0.0
-    last = transfer.backward_forward(values, 2, 200, 0.95, 0)
+    last = transfer.backward_forward(values, 2, 0.95)
     assert last["bwt"] == 0.0
     with pytest.raises(ValueError):
-        transfer.backward_forward(values, 3, 200, 0.95, 0)
+        transfer.backward_forward(values, 3, 0.95)
 
 
 def test_quartile_assignment_splits_by_own_stage_margin():
@@ -125,17 +127,38 @@ def _scores(a_stage2: np.ndarray) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)[tables.PAIR_SCORES.names]
 
 
+def _seeded(per_seed: list[np.ndarray]) -> pd.DataFrame:
+    """:func:`_scores` of several seeds, seed s with ``per_seed[s]`` as a's stage-2 margins."""
+    return pd.concat([_scores(a).assign(seed=s) for s, a in enumerate(per_seed)], ignore_index=True)
+
+
 def test_redistribution_when_the_mean_holds_but_pairs_move_both_ways():
+    """Half the pairs rise by 1.5, half fall by 1.5, in both seeds (a pair effect the runs repeat), with
+    the runs' own noise of 0.1 on top: the mean holds, the pairs move beyond the noise: redistribution."""
     n = 400
-    swings = np.where(np.arange(n) % 2 == 0, 1.5, -1.5)  # half rise by 1.5, half fall by 1.5
+    rng = np.random.default_rng(0)
+    swings = np.where(np.arange(n) % 2 == 0, 1.5, -1.5)
     options = aggregate.LabelOptions(n_boot=300, min_effect=0.25, pair_move=0.5, redistribution_share=0.2)
-    frames = aggregate.summarise(_scores(2.0 + swings), options)
-    summary = frames["summary"].set_index(["objective", "stage"])
-    row = summary.loc[("a", 2)]
-    assert row["reward_margin_change"] == pytest.approx(0.0, abs=1e-12)
-    assert row["share_up"] == 0.5 and row["share_down"] == 0.5
+    frames = aggregate.summarise(_seeded([2.0 + swings + rng.normal(0, 0.1, n) for _ in range(2)]), options)
+    row = frames["summary"].set_index(["objective", "stage"]).loc[("a", 2)]
+    assert abs(row["reward_margin_change"]) < 0.02
+    assert row["share_up"] == pytest.approx(0.5, abs=0.02) and row["share_down"] == pytest.approx(0.5, abs=0.02)
+    assert row["pair_effect_p"] < 1e-6
     assert row["label"] == "redistribution"
-    # the same mean with every pair unchanged is plain "stable"
+
+
+def test_no_redistribution_from_the_runs_own_noise():
+    """Pairs that move by ±1.5 at random in each seed, independently (training noise, no pair effect), are
+    not redistribution, though a fixed 0.5-nat rule would count 80% of them moving; and one seed cannot
+    tell a pair effect from noise at all, so it never says redistribution."""
+    n = 400
+    rng = np.random.default_rng(1)
+    options = aggregate.LabelOptions(n_boot=300, min_effect=0.25, pair_move=0.5, redistribution_share=0.2)
+    noisy = [2.0 + rng.choice([-1.5, 1.5], n) for _ in range(3)]
+    row = aggregate.summarise(_seeded(noisy), options)["summary"].set_index(["objective", "stage"]).loc[("a", 2)]
+    assert row["label"] == "stable" and row["share_up"] < 0.05 and row["share_down"] < 0.05
+    single = aggregate.summarise(_scores(noisy[0]), options)["summary"].set_index(["objective", "stage"]).loc[("a", 2)]
+    assert single["label"] == "stable" and np.isnan(single["share_up"])
     steady = aggregate.summarise(_scores(np.full(n, 2.0)), options)["summary"].set_index(["objective", "stage"])
     assert steady.loc[("a", 2), "label"] == "stable"
 

@@ -52,14 +52,13 @@ def test_compatible_training_one_objective_raises_the_other(summary, order):
 @pytest.mark.parametrize("order", ["comply-warm", "warm-comply"])
 def test_independent_earlier_objective_keeps_what_it_learned(summary, order):
     """Independent attributes: the later stage takes nothing from the earlier objective. It moves it
-    by a small share of its own gain, well under the conflicting setting's loss of (nearly) all of it;
-    whether that small share reads stable or positive_transfer depends on labels.min_share (in the
-    reduced lab it is a gain of about a fifth, README "The lab")."""
+    by a small share of its own gain, well under the conflicting setting's loss of (nearly) all of it,
+    and within the label threshold: stable (the own gain of ~0.5 nats sets no more than min_effect)."""
     first, _ = order.split("-")
     row = _label(summary, "independent", order, 2, first)
-    assert row.label in ("stable", "positive_transfer"), row.to_dict()
-    assert row.label_criterion == "relative" and -0.1 < row.share_of_own_gain < 0.5, row.to_dict()
-    assert abs(row.reward_margin_change) < 0.25  # the old absolute criterion: within min_effect
+    assert row.label == "stable", row.to_dict()
+    assert row.label_criterion == "absolute" and -0.1 < row.share_of_own_gain < 0.5, row.to_dict()
+    assert abs(row.reward_margin_change) < row.label_threshold
     trained = _label(summary, "independent", order, 1, first)
     assert trained.reward_margin > 0 and trained.reward_margin_lo > 0  # it was learned, and then kept
     conflicting = _label(summary, "conflicting", "comply-refuse", 2, "comply")
@@ -104,9 +103,18 @@ def test_adapters_are_protected(lab_run):
     assert all(not (w.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) for w in weights)
 
 
+def test_verdicts_table_reads_the_construction(lab_run):
+    frame = pd.read_csv(lab_run / "results/tables/verdicts.tsv", sep="\t")
+    conflicting = frame[(frame.setting == "conflicting") & (frame.method == "dpo")]
+    assert len(conflicting) == 2 and (conflicting["label"] == "degradation").all() and (conflicting["change_hi"] < 0).all()
+    assert set(frame["interval_covers"]) == {"pairs (1 seed)"}  # the reduced lab runs one seed
+    assert frame["control_label"].fillna("").ne("drift").all()
+
+
 def test_report_has_every_figure_with_its_caption(lab_run):
     snakemake(lab_run, "--report", "report.html")
     html = (lab_run / "report.html").read_text()
+    assert "verdicts.tsv" in html
     for name in ("transfer_heatmap.png", "pair_scatter.png", "training_curves.png"):
         assert name in html
     assert "What to look for" in html
@@ -241,7 +249,9 @@ def test_adapter_movement_follows_the_construction(lab_run):
 
 def test_sham_stage_is_a_seeded_half_swap_scored_like_a_stage(lab_run):
     """Every sequential run's stage 2 has a sham, trained on its objective's pairs with exactly half of
-    them swapped, and the conflicting setting's degradation survives it as preference-specific."""
+    them swapped. The conflicting setting's degradation exceeds the sham's; but the half-swapped sham
+    moves the adapter well under the real stage's distance in the lab, so it is no valid null there and
+    the control label says so (never `drift`), naming why."""
     results = lab_run / "results"
     real = pd.read_parquet(results / "data/conflicting/refuse/train.parquet").set_index("pair_id")
     sham = pd.read_parquet(results / "sham/conflicting/refuse/seed0/train.parquet").set_index("pair_id").loc[real.index]
@@ -251,7 +261,10 @@ def test_sham_stage_is_a_seeded_half_swap_scored_like_a_stage(lab_run):
     assert list(controls.columns) == tables.CONTROLS.names
     assert len(controls) == 3 * 2 and set(controls["role"]) == {"earlier"} and set(controls["stage"]) == {2}
     conflicting = controls[controls.setting == "conflicting"]
-    assert (conflicting["control_label"] == "specific_degradation").all(), conflicting.to_dict("records")
+    assert conflicting["control_label"].isin(["specific_degradation", "control_invalid"]).all(), conflicting.to_dict("records")
+    invalid = controls[controls["control_label"] == "control_invalid"]
+    assert invalid["control_invalid_reason"].str.len().gt(0).all()
+    assert controls.loc[controls["control_invalid_reason"].isna(), "change_norm_ratio"].between(0.8, 1.25).all()
     assert (conflicting["specific_hi"] < 0).all()
     assert controls["change_norm_real"].gt(0).all() and controls["change_norm_sham"].gt(0).all()
     assert (results / "figures/sham_control.png").stat().st_size > 10_000

@@ -54,6 +54,19 @@ def _step_running(workdir: Path, step: str) -> bool:
     return False
 
 
+def _checkpointed_stages(workdir: Path) -> set[Path]:
+    """The stages (run folder / stageK, relative to results/checkpoints) holding a complete checkpoint."""
+    root = workdir / "results/checkpoints"
+    return {state.parent.parent.relative_to(root) for state in root.rglob("checkpoint-*/seqpref_state.json")
+            if state.parent.parent.name.startswith("stage")}  # train_stage's (a sham's logs live elsewhere)
+
+
+def _train_log(workdir: Path, stage: Path) -> str:
+    """The training log of ``stage`` (as :func:`_checkpointed_stages` names it), empty if none yet."""
+    log = workdir / "results/logs/train_stage" / stage.with_suffix(".log")
+    return log.read_text() if log.exists() else ""
+
+
 def _incomplete(workdir: Path) -> set[Path]:
     """The outputs snakemake marked incomplete (jobs that were running): its markers are files named
     by the output's path, urlsafe-base64 encoded and split into parts prefixed with '@'."""
@@ -82,6 +95,8 @@ def test_killed_twice_and_resumed_equals_an_uninterrupted_run(lab_run, tmp_path)
     # 1. killed while a stage trains, after its first checkpoint
     run = _start(workdir, "-m", "snakemake", "--cores", "2", TARGET)
     _kill_when(run, lambda: any((workdir / "results/checkpoints").rglob("checkpoint-*/seqpref_state.json")), "training checkpoint")
+    checkpointed = sorted(_checkpointed_stages(workdir))
+    assert checkpointed
     assert (workdir / ".snakemake/locks").exists() and any((workdir / ".snakemake/locks").iterdir())
     locked = snakemake(workdir, "--cores", "2", TARGET, check=False)  # what the command is for
     assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
@@ -92,14 +107,21 @@ def test_killed_twice_and_resumed_equals_an_uninterrupted_run(lab_run, tmp_path)
     _kill_when(run, lambda: any((workdir / "results/adapters").rglob("adapter_model.safetensors"))
                and _step_running(workdir, "score"), "scoring job after a trained stage")
     finished_2 = _finished(workdir)
+    # a stage's log is rewritten by each of its runs: read what the reruns said after each of them (a rerun
+    # cut short by kill 2 after it resumed and finished training has removed its checkpoint, so the
+    # run after it starts afresh, correctly, and its log no longer shows the resumption)
+    said = {stage: [_train_log(workdir, stage)] for stage in checkpointed}
 
     # 3. resumed to the end
     final = subprocess.run([sys.executable, "-m", "seqpref.resume", "--cores", "2", TARGET], cwd=workdir, env=ENV,
                            capture_output=True, text=True)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-5000:]
     assert "removed the lock of a killed run" in final.stderr
-    resumed = [log.read_text() for log in (workdir / "results/logs/train_stage").rglob("*.log")]
-    assert any("resuming from" in text for text in resumed), "the stage killed while training restarted from step 0"
+    for stage in checkpointed:
+        said[stage].append(_train_log(workdir, stage))
+        # the first rerun of a stage killed after a checkpoint resumes from it, in run 2 or, if run 2 did not
+        # reach it, in run 3
+        assert any("resuming from" in text for text in said[stage]), f"{stage} restarted from step 0 after its checkpoint"
 
     for before in (finished_1, finished_2):
         recomputed = [str(p.relative_to(workdir)) for p, mtime in before.items() if p.stat().st_mtime_ns != mtime]

@@ -42,6 +42,31 @@ rule aggregate:
         " {input.scores} {params.sham} --options {params.options:q} > {log} 2>&1"
 
 
+rule verdicts:
+    """The verdict table the report opens with: per run, objective and stage after its own, the change
+    with its interval and what it covers, the label, and the control's label or why it is not valid."""
+    input:
+        summary=f"{RESULTS}/tables/summary.parquet",
+        controls=f"{RESULTS}/tables/controls.parquet",
+    output:
+        report(
+            f"{RESULTS}/tables/verdicts.tsv",
+            caption="../report/verdicts.rst",
+            category="1. Verdicts",
+        ),
+    log:
+        f"{RESULTS}/logs/verdicts.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/verdicts.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m seqpref.verdicts {input.summary} {input.controls} {output} > {log} 2>&1"
+
+
 rule pareto:
     """Every run's final point on a two-objective setting's objectives, the merge front, dominance and
     each method's hypervolume against the base (seqpref.pareto)."""

@@ -479,7 +479,7 @@ def movement_files():
 
 def final_outputs():
     """What `snakemake` builds by default: the tables, every figure and every data report."""
-    reports = data_reports() + [f"{RESULTS}/tables/data_report.tsv"]
+    reports = data_reports() + [f"{RESULTS}/tables/data_report.tsv", f"{RESULTS}/tables/verdicts.tsv"]
     tables = [
         f"{RESULTS}/tables/{name}.parquet"
         for name in (

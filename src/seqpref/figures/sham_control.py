@@ -20,7 +20,7 @@ from seqpref.figures import common
 
 #: how each control label is written above its pair of bars
 LABEL_TEXT = {"specific_degradation": "specific ▼", "specific_transfer": "specific ▲", "drift": "drift",
-              "inconclusive": "inconclusive", "stable": ""}
+              "inconclusive": "inconclusive", "stable": "", "control_invalid": "no valid control"}
 
 
 def bar_groups(rows: pd.DataFrame) -> pd.DataFrame:

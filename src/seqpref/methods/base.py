@@ -48,6 +48,9 @@ class Method:
     build: Callable | None = None
     #: each stage k >= 2 also gets a sham (controls.sham); sequential methods only
     sham: bool = False
+    #: a sequential stage k also trains the earlier objectives (replayed pairs in its batches): they are
+    #: ``replayed`` there, and labelled ``trained`` like every objective a stage trains
+    replays_earlier: bool = False
     #: what the method reads of each objective's single-objective run (stage 1 of the ``dpo`` order that
     #: starts with it, same seed), a DAG dependency: "scores" (maxright's f*), "adapters" (merge) or None
     single_objective: str | None = None

@@ -78,4 +78,5 @@ def batches(options: ReplayOptions, sizes: list[int], batch_size: int, steps: in
 
 
 METHOD = Method(name="replay", kind=SEQUENTIAL, options=ReplayOptions, colour="#CC79A7",
-                summary="sequential DPO replaying a share of earlier objectives' pairs", batches=batches, sham=True)
+                summary="sequential DPO replaying a share of earlier objectives' pairs", batches=batches, sham=True,
+                replays_earlier=True)
