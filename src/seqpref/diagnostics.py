@@ -14,9 +14,16 @@ the LoRA parameters with ``torch.autograd.grad`` (same base reference, same TRL 
   objective on batch A): the noise floor on the earlier side.
 
 All three compare a gradient over the step's number of pairs (batch size × accumulation) with one over
-``batch_size`` pairs, so their expected values under pure minibatch noise match. In an SPO stage the
-step's gradient includes the SPO penalty's while the probes' are DPO-only, so there ``floor_current``
-runs low.
+``batch_size`` pairs, so their expected values under pure minibatch noise match.
+
+The current gradient must be measured like the probes' for the comparison to mean anything. The
+probes run with LoRA dropout off and without a method's own loss term; and a ``replay`` step also
+trains the earlier objectives' replayed pairs, possibly the very pairs of probe batch A, which would
+inflate ``cross``. So wherever the step's ``.grad`` is not that (``recompute_current``: LoRA dropout on,
+a method loss term such as SPO's penalty, or replayed pairs in the step), the current gradient is
+recomputed on the step's *own objective's* pairs alone, dropout off, DPO only — one extra forward and
+backward of the step's pairs per probe — and ``cross`` and ``floor_current`` use it; the gradient the
+optimiser applied is kept beside them as ``cross_step`` (cos(applied step, batch A)).
 
 In millions of dimensions two minibatch gradients of the *same* objective are far from parallel; a
 cross-objective cosine of 0.02 means "near-orthogonal" only if the floors are well above it. The
@@ -87,10 +94,14 @@ class GradientProbe:
             for the current-side noise floor; None records no ``floor_current`` rows.
     """
 
-    def __init__(self, earlier: list[tuple[str, int, object]], options: DiagnosticsOptions, current=None):
+    def __init__(self, earlier: list[tuple[str, int, object]], options: DiagnosticsOptions, current=None,
+                 recompute_current: bool = False):
         self.earlier = earlier
         self.current = current
         self.options = options
+        # recompute the current gradient on the step's own pairs (dropout off, DPO only): module docstring
+        self.recompute_current = recompute_current and current is not None
+        self.own = None  # (prepared dataset, key -> row) of every current-objective pair, when recomputing
         self.batches: list[tuple[str, int, dict, dict | None]] | None = None
         self.pool = None  # (dataset, keys) of the current objective's candidate pairs
         self.window: set = set()  # pair keys of the optimiser step's micro-batches so far
@@ -129,9 +140,25 @@ class GradientProbe:
             pool = dataset.select(range(min(size + per_step, len(dataset))))
             prepared, collated = self._collate(trainer, pool, "probe current (floor)")
             self.pool = (prepared, self.pair_keys(collated))
+        if self.recompute_current:
+            _, _, dataset = self.current
+            prepared = trainer._prepare_dataset(dataset, trainer.processing_class, trainer.args, "probe current (step)")
+            index = {}
+            for start in range(0, len(prepared), 64):  # keys chunk by chunk: never the whole set padded at once
+                rows = list(range(start, min(start + 64, len(prepared))))
+                for row, key in zip(rows, self.pair_keys(trainer.data_collator([prepared[i] for i in rows]))):
+                    index.setdefault(key, row)
+            self.own = (prepared, index)
+
+    def _own_step_batch(self, trainer):
+        """The step's pairs of the current objective (replayed pairs left out), collated; None if none."""
+        prepared, index = self.own
+        rows = sorted(index[key] for key in self.window if key in index)
+        return trainer.data_collator([prepared[i] for i in rows]) if rows else None
 
     def observe(self, inputs: dict) -> None:
-        """Note the pairs of a micro-batch the trainer is about to train on (the floor batch avoids them)."""
+        """Note the pairs of a micro-batch the trainer is about to train on (the floor batch avoids them;
+        a recomputed current gradient is taken over the current objective's among them)."""
         if self.current is not None:
             self.window.update(self.pair_keys(inputs))
 
@@ -173,6 +200,13 @@ class GradientProbe:
         def pairs(batch):
             return batch["input_ids"].shape[0] // 2
 
+        applied = [p.grad for p in params]  # the gradient the optimiser is about to apply
+        current = applied
+        if self.recompute_current:
+            own = self._own_step_batch(trainer)
+            if own is not None:
+                current, current_pairs = gradient(own), pairs(own)
+
         rows = []
         if self.current is not None:
             name, stage, _ = self.current
@@ -180,12 +214,16 @@ class GradientProbe:
             if batch is not None:
                 other = gradient(batch)
                 rows.append({"kind": "floor_current", "other_objective": name, "other_stage": stage,
-                             "n_current": current_pairs, "n_other": pairs(batch), **gradient_cosine(params, other)})
+                             "n_current": current_pairs, "n_other": pairs(batch), **cosine_between(current, other)})
                 del other
         for objective, stage, first, second in self.batches:
             other = gradient(first)
             rows.append({"kind": "cross", "other_objective": objective, "other_stage": stage,
-                         "n_current": current_pairs, "n_other": pairs(first), **gradient_cosine(params, other)})
+                         "n_current": current_pairs, "n_other": pairs(first), **cosine_between(current, other)})
+            if current is not applied:
+                rows.append({"kind": "cross_step", "other_objective": objective, "other_stage": stage,
+                             "n_current": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps,
+                             "n_other": pairs(first), **cosine_between(applied, other)})
             if second is not None:
                 again = gradient(second)
                 rows.append({"kind": "floor_other", "other_objective": objective, "other_stage": stage,

@@ -303,7 +303,8 @@ DIAGNOSTICS = pa.schema(
         ("step", pa.int64()),  # optimiser step within the stage
         # cross: the step's gradient vs an earlier objective's probe batch A; floor_current: the step's
         # gradient vs another batch of the current objective (none of the step's pairs); floor_other: an
-        # earlier objective's batch A vs its disjoint batch B (seqpref.diagnostics)
+        # earlier objective's batch A vs its disjoint batch B; cross_step: the gradient the optimiser applied vs
+        # batch A, where the probe recomputed the current one (dropout on, a method term, replayed pairs; seqpref.diagnostics)
         ("kind", pa.string()),
         ("other_objective", pa.string()),  # the earlier objective (the current one for floor_current)
         ("other_stage", pa.int64()),

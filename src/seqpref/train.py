@@ -589,7 +589,11 @@ def train_stage(
     if diagnostics is not None and diagnostics.enabled and earlier_sets:
         from seqpref.diagnostics import GradientProbe
 
-        probe = GradientProbe(earlier_sets, diagnostics, current=(run["objective"], run["stage"], dataset))
+        # the step's .grad is not the probes' kind of gradient where LoRA dropout is on, a method adds a
+        # loss term or replayed pairs join the step: the probe then recomputes it (seqpref.diagnostics)
+        recompute = options.lora.dropout > 0 or method.loss is not None or method.batches is not None
+        probe = GradientProbe(earlier_sets, diagnostics, current=(run["objective"], run["stage"], dataset),
+                              recompute_current=recompute)
     sampler, max_steps, train_set = None, -1, dataset
     if method.batches is not None and earlier_sets:
         from datasets import concatenate_datasets

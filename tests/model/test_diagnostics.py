@@ -20,10 +20,9 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()))
 
 
-def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny_base, tmp_path):
-    """cross = cos(step gradient, earlier objective's batch A); floor_current = cos(step gradient, a
-    batch of the current objective's pairs that the step did not train on); floor_other = cos(earlier
-    batch A, earlier batch B): each equals the cosine of gradients computed here by hand."""
+def _probe_setup(tiny_base, tmp_path, recompute_current=False):
+    """A trainer with a gradient probe on a tiny model whose LoRA factors are moved off 0, the current
+    (16 pairs) and earlier (16 pairs) objectives, their reference log-probs, and a by-hand gradient."""
     from trl import DPOConfig
 
     model, tokenizer = base_model.load_base(tiny_base)
@@ -36,8 +35,9 @@ def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny
                        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
     options = diagnostics.DiagnosticsOptions(every=1, batch_size=8)
     current_set = train.training_dataset(current, ref_current, tokenizer)
-    probe = diagnostics.GradientProbe([("warm", 1, train.training_dataset(other, ref_other, tokenizer))], options,
-                                      current=("comply", 2, current_set))
+    other_set = train.training_dataset(other, ref_other, tokenizer)
+    probe = diagnostics.GradientProbe([("warm", 1, other_set)], options, current=("comply", 2, current_set),
+                                      recompute_current=recompute_current)
     trainer = train._trainer_class()(
         model=model, args=config, train_dataset=current_set,
         processing_class=tokenizer, peft_config=train.LoraOptions(r=4, alpha=8).peft_config(), gradient_probe=probe,
@@ -49,22 +49,33 @@ def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny
         for p in params:  # B starts at 0; move both factors so every gradient is non-trivial
             p.add_(0.05 * torch.randn(p.shape, generator=generator))
     peft_model.train()
+    refs = pd.concat([ref_current, ref_other]).set_index("pair_id")
 
-    def by_hand(frame, ref):
-        return _flat(torch.autograd.grad(_manual_dpo_loss(peft_model, tokenizer, frame, ref), params))
+    def by_hand(frame):
+        loss = _manual_dpo_loss(peft_model, tokenizer, frame, refs.loc[frame.pair_id].reset_index())
+        return torch.autograd.grad(loss, params)
 
-    ref_c = ref_current.set_index("pair_id")
-    ref_o = ref_other.set_index("pair_id")
+    return {"trainer": trainer, "probe": probe, "model": peft_model, "params": params, "current": current,
+            "other": other, "current_set": current_set, "other_set": other_set, "by_hand": by_hand}
+
+
+def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny_base, tmp_path):
+    """cross = cos(step gradient, earlier objective's batch A); floor_current = cos(step gradient, a
+    batch of the current objective's pairs that the step did not train on); floor_other = cos(earlier
+    batch A, earlier batch B): each equals the cosine of gradients computed here by hand."""
+    setup = _probe_setup(tiny_base, tmp_path)
+    trainer, probe, peft_model, params = setup["trainer"], setup["probe"], setup["model"], setup["params"]
+    current, other, current_set = setup["current"], setup["other"], setup["current_set"]
     step_pairs, unseen = current.iloc[8:], current.iloc[:8]  # the step trains the second half: the floor takes the first
-    g_step = by_hand(step_pairs, ref_c.loc[step_pairs.pair_id].reset_index())
-    g_unseen = by_hand(unseen, ref_c.loc[unseen.pair_id].reset_index())
-    g_a = by_hand(other.iloc[:8], ref_o.loc[other.pair_id[:8]].reset_index())
-    g_b = by_hand(other.iloc[8:], ref_o.loc[other.pair_id[8:]].reset_index())
+    g_step = _flat(setup["by_hand"](step_pairs))
+    g_unseen = _flat(setup["by_hand"](unseen))
+    g_a = _flat(setup["by_hand"](other.iloc[:8]))
+    g_b = _flat(setup["by_hand"](other.iloc[8:]))
 
     probe.prepare(trainer)
     step_batch = probe._collate(trainer, current_set.select(range(8, 16)), "step")[1]
     probe.observe(step_batch)  # as training_step does before the backward
-    grads = torch.autograd.grad(_manual_dpo_loss(peft_model, tokenizer, step_pairs, ref_c.loc[step_pairs.pair_id].reset_index()), params)
+    grads = setup["by_hand"](step_pairs)
     for p, g in zip(params, grads):  # the step's gradient the trainer would apply
         p.grad = g.clone()
     logged_before = {k: list(v) for k, v in trainer._metrics["train"].items()}
@@ -87,6 +98,38 @@ def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny
     assert {k: list(v) for k, v in trainer._metrics["train"].items()} == logged_before
     probe.end_step()
     assert probe.window == set()
+
+
+def test_a_replayed_step_is_probed_on_its_own_objectives_pairs(tiny_base, tmp_path):
+    """A replay step trains 4 current pairs and 4 replayed pairs of the earlier objective — the first 4 of
+    its probe batch A. The applied gradient then partly *is* batch A's, which would inflate ``cross``: the
+    probe recomputes the current gradient on the 4 own pairs (dropout off, DPO only), and keeps the
+    applied one as ``cross_step``. Both equal the cosines of gradients computed here by hand."""
+    from datasets import concatenate_datasets
+
+    setup = _probe_setup(tiny_base, tmp_path, recompute_current=True)
+    trainer, probe, params = setup["trainer"], setup["probe"], setup["params"]
+    current, other = setup["current"], setup["other"]
+    own, replayed = current.iloc[8:12], other.iloc[:4]
+    g_applied = setup["by_hand"](pd.concat([own, replayed], ignore_index=True))
+    g_own, g_a = _flat(setup["by_hand"](own)), _flat(setup["by_hand"](other.iloc[:8]))
+    g_unseen = _flat(setup["by_hand"](current.iloc[:8]))
+
+    probe.prepare(trainer)
+    mixed = concatenate_datasets([setup["current_set"].select(range(8, 12)), setup["other_set"].select(range(4))])
+    probe.observe(probe._collate(trainer, mixed, "step")[1])
+    for p, g in zip(params, g_applied):
+        p.grad = g.clone()
+    probe.record(trainer, setup["model"], step=1)
+    rows = {row["kind"]: row for row in probe.rows}
+    assert set(rows) == {"cross", "cross_step", "floor_current", "floor_other"}
+    assert rows["cross"]["cosine"] == pytest.approx(_cos(g_own, g_a), abs=1e-5)
+    assert rows["cross_step"]["cosine"] == pytest.approx(_cos(_flat(g_applied), g_a), abs=1e-5)
+    assert rows["floor_current"]["cosine"] == pytest.approx(_cos(g_own, g_unseen), abs=1e-5)
+    assert rows["cross"]["n_current"] == 4 and rows["cross_step"]["n_current"] == 8
+    assert rows["cross_step"]["cosine"] > rows["cross"]["cosine"] + 0.05  # the replayed A pairs inflate it
+    for p, g in zip(params, g_applied):  # the training gradient is left as it was
+        torch.testing.assert_close(p.grad, g)
 
 
 def test_gradient_cosine_accumulates_per_parameter():

@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
+from independent_forward import bf16_layout_noise, padded_unmerged_logps as _padded_unmerged_logps
+from independent_forward import unmerged_logps as _unmerged_logps
 from seqpref import base_model, data, gguf_import, logps, score, tables, tokenization, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,69 +81,6 @@ def test_import_is_an_ordinary_hf_directory(smollm2):
     assert "Paris" in tokenizer.decode(reply)
 
 
-def _unmerged_logps(directory, adapter, pairs, dtype) -> pd.DataFrame:
-    """Policy log-probs written out independently of seqpref.logps: the base in ``dtype`` plus the
-    adapter (unmerged), one unpadded sequence at a time, full logits, float32 log-softmax."""
-    from peft import PeftModel
-
-    model, tokenizer = base_model.load_base(directory, dtype)
-    model = PeftModel.from_pretrained(model, adapter).eval()
-    rows = []
-    for row in pairs.itertuples():
-        pair = tokenization.tokenize_pair(
-            tokenizer, *tokenization.model_inputs(tokenizer, row.prompt, row.prompt_messages, row.chosen, row.rejected),
-            MAX_LENGTH,
-        )
-        sums = []
-        for completion in (pair.chosen_ids, pair.rejected_ids):
-            ids = torch.tensor([pair.prompt_ids + completion])
-            with torch.no_grad():
-                logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-            token = logprobs.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
-            sums.append(float(token[len(pair.prompt_ids) - 1:].sum()))
-        rows.append({"pair_id": row.pair_id, "logp_chosen": sums[0], "logp_rejected": sums[1]})
-    return pd.DataFrame(rows)
-
-
-def _padded_unmerged_logps(directory, adapter, pairs, dtype) -> pd.DataFrame:
-    """As ``_unmerged_logps`` but a second layout: every response of a side in one right-padded batch
-    with an attention mask (the same function; in bf16 its rounding differs from the unpadded one)."""
-    from peft import PeftModel
-
-    model, tokenizer = base_model.load_base(directory, dtype)
-    model = PeftModel.from_pretrained(model, adapter).eval()
-    tokenized = [tokenization.tokenize_pair(
-        tokenizer, *tokenization.model_inputs(tokenizer, row.prompt, row.prompt_messages, row.chosen, row.rejected),
-        MAX_LENGTH) for row in pairs.itertuples()]
-    sums = {}
-    for side in ("chosen", "rejected"):
-        rows = [p.prompt_ids + getattr(p, f"{side}_ids") for p in tokenized]
-        width = max(map(len, rows))
-        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-        with torch.no_grad():
-            logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
-        token = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        sums[f"logp_{side}"] = [float(token[i, len(p.prompt_ids) - 1: len(rows[i]) - 1].sum())
-                                for i, p in enumerate(tokenized)]
-    return pd.DataFrame({"pair_id": pairs["pair_id"].to_numpy(), **sums})
-
-
-def bf16_layout_noise(layouts: list[tuple[pd.DataFrame, pd.DataFrame]], n_tokens: dict) -> float:
-    """Per-token RMS of bf16 rounding between layouts of one computation, in nats per sqrt(token).
-
-    ``layouts``: pairs of frames (indexed by pair_id, log-prob columns) that compute the same
-    function in two batch layouts; ``n_tokens[side]``: each pair's response length. Rounding errors
-    of independent layouts add like a random walk, so a response of n tokens moves by about
-    sigma * sqrt(n); the pooled estimate is sqrt(sum of squared differences / sum of tokens)."""
-    squares = tokens = 0.0
-    for a, b in layouts:
-        for side in ("chosen", "rejected"):
-            squares += float(((a[f"logp_{side}"] - b[f"logp_{side}"]) ** 2).sum())
-            tokens += float(n_tokens[side].sum())
-    return (squares / tokens) ** 0.5
-
-
 def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm2, conversational_pairs, tmp_path):
     directory, _ = smollm2
     pairs = conversational_pairs
@@ -193,7 +132,7 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
         return frame.set_index("pair_id").loc[pairs["pair_id"]]
 
     # fp32: equal to 1e-3 nats, the prompt shared or not (fp32's rounding through 30 layers is ~1e-5)
-    expected = _unmerged_logps(directory, str(adapter), pairs, "float32").set_index("pair_id").loc[pairs["pair_id"]]
+    expected = _unmerged_logps(directory, str(adapter), pairs, "float32", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
     for share in (True, False):
         scored = scored_by("float32", share, 8)
         for side in ("logp_chosen", "logp_rejected"):
@@ -210,8 +149,8 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
     # mean scaled error within 2 sigma (a half-normal's mean is 0.8 sigma), and margins far outside the
     # noise must keep their sign. A systematic error of the scorer (merging into bf16 weights, a wrong
     # mask, a bf16 log-softmax) is common to its layouts, so it does not widen sigma and is caught.
-    independent = _unmerged_logps(directory, str(adapter), pairs, "bfloat16").set_index("pair_id").loc[pairs["pair_id"]]
-    padded = _padded_unmerged_logps(directory, str(adapter), pairs, "bfloat16").set_index("pair_id").loc[pairs["pair_id"]]
+    independent = _unmerged_logps(directory, str(adapter), pairs, "bfloat16", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
+    padded = _padded_unmerged_logps(directory, str(adapter), pairs, "bfloat16", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
     bf16 = {(share, size): scored_by("bfloat16", share, size) for share in (True, False) for size in (8, 1)}
     n_tokens = {side: bf16[True, 8][f"n_tokens_{side}"] for side in ("chosen", "rejected")}
     sigma = bf16_layout_noise([(bf16[s, 8], bf16[s, 1]) for s in (True, False)]

@@ -57,6 +57,41 @@ def test_lookahead_raises_the_preferred_likelihood(lora_model):
     assert penalty.item() > 0  # so the current policy is behind: positive penalty
 
 
+def _completion_logps_by_hand(model, ids, mask, completion) -> torch.Tensor:
+    """Σ over completion tokens of log p(token), per row, from the logits: written here, not spo's."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    token = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (token * completion[:, 1:]).sum(dim=1)
+
+
+def test_lookahead_is_one_explicit_sft_step(lora_model):
+    """log π_θ̃ with θ̃ = θ − η ∇(−mean log π_θ(y_w)), θ̃ built here by an explicit SGD step on a copy of
+    the model (trainable parameters only), equals spo.lookahead_logps; and its first-order change in η is
+    ∇log π(y_i) · mean_j ∇log π(y_j), the gate's alignment reading in spo's docstring."""
+    import copy
+
+    model, (ids, mask, completion) = lora_model
+    for eta in (1e-3, 1e-1):
+        stepped = copy.deepcopy(model)
+        params = [p for p in stepped.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(-_completion_logps_by_hand(stepped, ids, mask, completion).mean(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(eta * g)
+            expected = _completion_logps_by_hand(stepped, ids, mask, completion)
+        torch.testing.assert_close(spo.lookahead_logps(model, ids, mask, completion, lookahead_lr=eta), expected,
+                                   rtol=0, atol=1e-9)
+    params = [p for p in model.parameters() if p.requires_grad]
+    per_row = [torch.cat([g.ravel() for g in torch.autograd.grad(row, params, retain_graph=True)])
+               for row in _completion_logps_by_hand(model, ids, mask, completion)]
+    mean_grad = torch.stack(per_row).mean(dim=0)
+    eta = 1e-6
+    with torch.no_grad():
+        now = _completion_logps_by_hand(model, ids, mask, completion)
+    slope = (spo.lookahead_logps(model, ids, mask, completion, lookahead_lr=eta) - now) / eta
+    torch.testing.assert_close(slope, torch.stack([g @ mean_grad for g in per_row]), rtol=1e-3, atol=1e-6)
+
+
 @pytest.mark.parametrize("offsets", [[0.5, 0.5, 0.5, 0.5], [0.5, -0.5, 0.5, -0.5]])
 def test_penalty_gradient_matches_finite_differences(lora_model, offsets):
     """θ̃ is a stop-gradient, so the look-ahead log-probs are a fixed target here; with half of the

@@ -73,7 +73,7 @@ def draw_row(ax_cos, ax_norm, rows: pd.DataFrame, orders: list[str], colours: li
     (once per stage) and the earlier objective's dashed.
     """
     ax_cos.axhline(0, color="0.3", linewidth=0.8, zorder=1)
-    floors = rows[rows["kind"] != "cross"]
+    floors = rows[rows["kind"].isin(FLOOR_STYLES)]
     rows = rows[rows["kind"] == "cross"]
     for position, order in enumerate(orders):
         lines = list(rows[rows["order"] == order].groupby(LINE[1:], sort=True))
