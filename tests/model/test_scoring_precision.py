@@ -74,9 +74,12 @@ def test_fp32_scoring_equals_an_independent_unpadded_forward(tiny_base, lab_pair
     assert all(p.dtype == torch.float32 for p in model.parameters())
     scored = logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, 16).set_index("pair_id")
     expected = unmerged_logps(tiny_base, str(adapter), pairs, "float32", MAX_LENGTH).set_index("pair_id")
+    errors = []
     for side in ("logp_chosen", "logp_rejected"):
         np.testing.assert_allclose(scored[side], expected.loc[scored.index, side], atol=1e-4, rtol=0)
-    # and the adapter matters at this tolerance: the base alone scores differently
+        errors.append(float((scored[side] - expected.loc[scored.index, side]).abs().max()))
+    # and the check can tell the adapter apart: the base alone is far further from the scores than the
+    # independent forward of the adapted model is (the small update moves them by ~1e-4..1e-3 nats)
     base, _ = base_model.load_base(tiny_base, "float32")
     bare = logps.pair_logps(base, tokenizer, pairs, MAX_LENGTH, 16).set_index("pair_id")
-    assert (bare["logp_chosen"] - scored["logp_chosen"]).abs().max() > 1e-3
+    assert (bare["logp_chosen"] - scored["logp_chosen"]).abs().max() > 10 * max(errors)
