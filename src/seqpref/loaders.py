@@ -76,13 +76,22 @@ def _plain(value):
     return str(value)
 
 
+def _items(value) -> list:
+    """A list-valued field as a list: JSONL gives a list, Parquet (``pd.read_parquet``,
+    ``Dataset.to_pandas``) a numpy array, a missing one None or NaN (→ [])."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return list(value)
+
+
 def _empty(value) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return True
     if isinstance(value, str):
         return not value.strip()
-    if isinstance(value, list):
-        return not value or any(_empty(m.get("content")) for m in value if isinstance(m, dict))
+    if isinstance(value, (list, tuple, np.ndarray)):
+        messages = _items(value)
+        return not messages or any(_empty(m.get("content")) for m in messages if isinstance(m, dict))
     return False
 
 
@@ -236,7 +245,7 @@ def normalise_ultrafeedback(
     out = _Collector(prefix, ("too_few_rated", "tie"))
     for i, row in enumerate(rows.to_dict("records")):
         rated = []
-        for completion in list(row.get("completions") or []):
+        for completion in _items(row.get("completions")):
             annotation = (completion.get("annotations") or {}).get(aspect) or {}
             rating = _rating(annotation.get("Rating"))
             if rating is not None:

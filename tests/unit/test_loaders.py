@@ -121,3 +121,22 @@ def test_ultrafeedback_random_pairing_is_seeded_and_orders_by_rating():
 def test_read_rows_names_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         loaders.read_rows(str(tmp_path / "absent.jsonl"))
+
+
+@pytest.mark.parametrize(("name", "normalise"), [
+    ("hh_rlhf.jsonl", loaders.normalise_hh_rlhf), ("helpsteer2.jsonl", loaders.normalise_helpsteer2),
+    ("pku_saferlhf.jsonl", loaders.normalise_pku_saferlhf), ("ultrafeedback.jsonl", loaders.normalise_ultrafeedback),
+])
+def test_each_loader_reads_rows_as_datasets_writes_them(name, normalise, tmp_path):
+    """The hub serves Parquet, and ``datasets`` gives nested lists as numpy arrays, not the JSON lists of the
+    fixtures (UltraFeedback's ``completions`` crashed on them): every loader reads the same pairs either way."""
+    from datasets import Dataset
+
+    records = [json.loads(line) for line in (FIXTURES / name).read_text().splitlines() if line.strip()]
+    Dataset.from_list(records).to_parquet(str(tmp_path / "rows.parquet"))
+    from_parquet = loaders.read_rows(str(tmp_path / "rows.parquet"))
+    expected, expected_dropped = normalise(rows(name))
+    pairs, dropped = normalise(from_parquet)
+    assert len(pairs) > 0
+    pd.testing.assert_frame_equal(pairs, expected)
+    assert dropped == expected_dropped
