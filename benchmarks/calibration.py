@@ -15,7 +15,10 @@ at the default label options), and prints
 own gain, a ratio), among the draws where the share is reported (its Fieller set is bounded). ``false_label``: share of draws
 under the null (mu = 0) labelled anything but ``stable``; for ``redistribution`` the null also has no
 pair effect (sd_pair = 0), since pairs that truly move both ways are redistribution. Share of own gain
-(a ratio) is checked the same way with Fieller's interval (``interval=fieller``).
+(a ratio) is checked the same way with Fieller's interval (``interval=fieller``), and a method's
+hypervolume (two points, A = (1.0, 0.3) and B = (0.4, 1.2) nats, each coordinate a table drawn as above
+with the pair effects shared by both points: ``interval=hypervolume``,
+:func:`seqpref.pareto.hypervolume_interval`, true value 0.66 nats²).
 
     python benchmarks/calibration.py            # the full grid (a few minutes on 2 cores)
     python benchmarks/calibration.py --quick    # fewer draws, for the test suite
@@ -29,7 +32,7 @@ import time
 
 import numpy as np
 
-from seqpref import aggregate, stats
+from seqpref import aggregate, pareto, stats
 
 N_PAIRS = 100
 SD_PAIR = 0.5  # nats: pair-to-pair spread of the true change
@@ -104,11 +107,32 @@ def fieller_coverage(n_seeds: int, ratio: float, reps: int, rng, confidence: flo
     return hits / max(reported, 1)
 
 
+HV_POINTS = ((1.0, 0.3), (0.4, 1.2))
+
+
+def hypervolume_coverage(n_seeds: int, ratio: float, reps: int, rng, confidence: float = 0.95) -> float:
+    """Coverage of :func:`seqpref.pareto.hypervolume_interval` for the two points :data:`HV_POINTS`: every
+    point's tables share each objective's pair effects (the same eval pairs), with their own seed effects
+    and noise."""
+    ratio = ratio if n_seeds > 1 else 0.0
+    truth = pareto.hypervolume([p[0] for p in HV_POINTS], [p[1] for p in HV_POINTS], (0.0, 0.0))
+    hits = 0
+    for _ in range(reps):
+        axes = []
+        for axis in (0, 1):
+            shared = rng.normal(0.0, SD_PAIR, size=(1, N_PAIRS))
+            axes.append([draw(rng, n_seeds, ratio, point[axis], sd_pair=0.0)[0] + shared for point in HV_POINTS])
+        # with one seed the ratio is 0 (no seed effect drawn): the truth is then that run's own points
+        ci = pareto.hypervolume_interval(axes[0], axes[1], (0.0, 0.0), confidence, 200, int(rng.integers(1 << 30)))
+        hits += ci["lo"] <= truth <= ci["hi"]
+    return hits / reps
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer draws and cases (the test suite's)")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--intervals", default="crossed,fieller,bootstrap")
+    parser.add_argument("--intervals", default="crossed,fieller,hypervolume,bootstrap")
     args = parser.parse_args(argv)
     reps = args.reps or (200 if args.quick else 2000)
     ratios = (0.0, 2.0, 10.0) if args.quick else RATIOS
@@ -121,6 +145,9 @@ def main(argv=None) -> None:
             for ratio in ratios:
                 if name == "fieller":
                     cov = fieller_coverage(n_seeds, ratio, reps, rng)
+                    fl = float("nan")
+                elif name == "hypervolume":
+                    cov = hypervolume_coverage(n_seeds, ratio, max(reps // 5, 50), rng)
                     fl = float("nan")
                 elif name == "bootstrap":
                     cov = coverage(bootstrap, n_seeds, ratio, max(reps // 5, 50), rng)

@@ -43,7 +43,7 @@ class LabelOptions:
     pair_move: float = 0.5  # a pair "moved" only beyond the runs' noise band and by at least this (metric units)
     redistribution_share: float = 0.2  # stable, pair effects shown (F test), and ≥ this share moved up AND down
     confidence: float = 0.95
-    n_boot: int = 1000  # the quartile table's bootstrap resamples
+    n_boot: int = 1000  # the hypervolume interval's pair-bootstrap resamples (seqpref.pareto)
     seed: int = 0
     # the sham is a valid null only where it leaves its own objective within this share of what the real
     # stage taught it, and moves the adapter within this band of the real stage's distance (controls.control_validity)
@@ -220,10 +220,7 @@ def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFr
     summary, transfer_rows, quartile_rows = [], [], []
     for _, group in pairs.groupby(GROUP_KEYS, sort=True, observed=True):
         stages, matrices = _matrices(group)
-        n_seeds, n_pairs, _ = matrices["reward_margin"].shape
-        # one set of seed and pair resamples per objective and run, shared by every table (all CIs paired)
-        # the quartiles' CIs resample seeds and pairs (their pairs differ per seed and per quartile)
-        indices = stats.Resampler.draw(n_pairs, options.n_boot, options.seed, n_seeds)
+        n_seeds = matrices["reward_margin"].shape[0]
         summary.append(summarise_objective(group, options, (stages, matrices)))
         first = group.iloc[0]
         own_stage = plan.own_stage(first["objective"], first["order"], first["method"])
@@ -232,8 +229,7 @@ def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFr
             transfer_rows += _run_columns(first, n_seeds, [row], metric)
         # quartiles on the margin the change starts from, and (≥ 2 seeds) on another seed's: the RTM check
         for assignment in transfer.ASSIGNMENTS[: 2 if n_seeds > 1 else 1]:
-            rows = transfer.quartile_rows(matrices[options.metric], own_stage, confidence=options.confidence,
-                                          indices=indices, assignment=assignment)
+            rows = transfer.quartile_rows(matrices[options.metric], own_stage, options.confidence, assignment)
             quartile_rows += _run_columns(first, n_seeds, rows, options.metric)
     frame = pd.concat(summary, ignore_index=True)
     for column in tables.SUMMARY.names:  # change columns of metrics that are not tracked stay NaN

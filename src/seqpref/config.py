@@ -77,7 +77,8 @@ def config_errors(config: dict, schema: dict) -> list[str]:
 
 
 def method_option_errors(config: dict) -> list[str]:
-    """Joint-method options that name objectives or settings the config does not have, one line each."""
+    """Joint-method options that name objectives or settings the config does not have, and a mix at equal
+    pairs whose batch does not divide among a setting's objectives: one line each."""
     settings = config.get("settings", {})
     known = {name for setting in settings.values() for name in setting.get("objectives", {})}
     lines = []
@@ -96,6 +97,14 @@ def method_option_errors(config: dict) -> list[str]:
                 if name not in objectives:
                     lines.append(f"method_options.{method}.optimum.{setting}.{name}: not an objective of "
                                  f"{setting!r}; expected one of {', '.join(objectives)}")
+    mix = (config.get("method_options") or {}).get("mix") or {}
+    batch = (config.get("train") or {}).get("batch_size")
+    if mix.get("equal_pairs") and "mix" in (config.get("methods") or []) and batch:
+        for setting, spec in settings.items():
+            n = len(spec.get("objectives", {}))
+            if n and batch % n:
+                lines.append(f"method_options.mix.equal_pairs: train.batch_size {batch} does not divide among "
+                             f"{setting!r}'s {n} objectives; expected a multiple of {n}")
     return lines
 
 

@@ -2,11 +2,29 @@
 
 A change in an earlier objective after stage k may come from stage k's *preferences* or from any
 further training on stage k's prompts and responses (likelihood drift that moves margins whatever
-the labels say). The sham stage k trains exactly as stage k does — same prompts, responses, steps,
-LoRA, learning rate, continuing the same stage k−1 adapter — on stage k's train pairs with chosen
-and rejected swapped for a seeded random half (``n // 2`` pairs), so that its preference signal
-cancels on average while everything else stays. The earlier objective's change under the real
-stage minus its change under the sham is the *specific* effect of stage k's preferences.
+the labels say). The sham stage k trains as stage k does — same prompts, responses, steps, LoRA,
+method, continuing the same stage k−1 adapter — on stage k's train pairs with chosen and rejected
+swapped for a seeded random half (``n // 2`` pairs), so that its preference signal cancels on average
+while everything else stays. The earlier objective's change under the real stage minus its change
+under the sham is the *specific* effect of stage k's preferences.
+
+A sham is a valid null only when it is neutral (it does not teach stage k's preference) and moves the
+adapter as far as the real stage (drift grows with distance); :func:`control_validity` checks both
+where the control is read. Two choices make it valid more often (``controls`` in the config):
+
+* ``sham_match_distance: true`` (default): the half-swapped labels cancel most of the gradient, so at
+  the stage's learning rate the sham moves the adapter a fraction as far (the lab: 0.3–0.5×); a pilot
+  run measures that fraction and the sham proper trains at the learning rate scaled by its inverse
+  (:func:`match_distance`), which doubles the sham's training. This is what makes the lab's controls
+  valid (7 of 20 shams before, 16 of 20 after).
+* ``sham_design``: ``half_swap`` (default) keeps the base model as the sham's DPO reference, as the real
+  stage's; ``previous_reference`` uses the stage k−1 model's log-probs of the sham's pairs (the
+  ``sham_reference`` rule), so that every sham pair starts at margin 0 and neither half starts
+  saturated. Measured, it gave no more valid controls, and on the real model its residual pushed the
+  sham toward stage k−1's preference (every sham), which makes ``specific`` overstate a degradation;
+  the half-swap's residual there pushes toward stage k's preference, which understates it.
+
+``benchmarks/sham_designs.py`` compares the designs' neutrality and distance on finished studies.
 
 ``python -m seqpref.controls sham PAIRS BASE_LOGPS OUT_PAIRS OUT_LOGPS --seed S`` (the ``prepare_sham``
 rule) writes the sham's train pairs and their base log-probs (swapped with them).
@@ -59,6 +77,72 @@ def sham_pairs(pairs: pd.DataFrame, base_logps: pd.DataFrame, seed: int) -> tupl
     for a, b in (("logp_chosen", "logp_rejected"), ("n_tokens_chosen", "n_tokens_rejected")):
         logps.loc[rows, [a, b]] = base_logps.loc[rows, [b, a]].to_numpy()
     return out, logps, swapped
+
+
+#: where a distance-matched sham keeps its learning-rate scale while it trains (removed with its checkpoints)
+DISTANCE_MATCH = "distance_match.json"
+
+
+def real_change_norm(train_log_path: str) -> float:
+    """‖θ_after − θ_before‖₂ of a stage's LoRA parameters, read from its training log (TRAINING Parquet)."""
+    from seqpref.train import CHANGE_NORM
+
+    log = pd.read_parquet(train_log_path)
+    values = log.loc[log["metric"] == CHANGE_NORM, "value"]
+    if len(values) != 1:
+        raise ValueError(f"{train_log_path}: expected one {CHANGE_NORM} row, found {len(values)}")
+    return float(values.iloc[0])
+
+
+def match_distance(pilot, real_train_log: str, out_dir: str, checkpoint_dir: str | None = None,
+                   inputs: dict | None = None) -> tuple[float, dict]:
+    """The learning-rate scale that makes a sham move its adapter as far as the real stage did.
+
+    The sham's half-swapped labels cancel most of the preference gradient, so at the real stage's learning
+    rate it moves the adapter a fraction as far (the lab: 0.3–0.5×), and drift that grows with distance is
+    under-counted. Adam's step is close to proportional to the learning rate, so one pilot at the configured
+    rate, ``pilot(out_dir, log_path) -> change norm``, gives the scale ‖Δθ_real‖ / ‖Δθ_pilot‖ for the sham
+    proper (``controls.sham_match_distance``; the controls table still checks the distance it reached). The
+    pilot trains in a scratch folder beside ``out_dir``, removed after; with ``checkpoint_dir`` the scale is
+    kept there, so that a resumed sham does not run its pilot again — only while the real stage's distance
+    and ``inputs`` (what the pilot trained from: options, previous adapter, data) are those it was
+    measured for. Returns ``(scale, record)``: the record (target, pilot's norm, scale, inputs) goes into
+    the sham adapter's ``training_options.json``.
+    """
+    import gc
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    target = real_change_norm(real_train_log)
+    inputs = json.loads(json.dumps(inputs or {}, default=str))
+    saved = Path(checkpoint_dir) / DISTANCE_MATCH if checkpoint_dir else None
+    if saved is not None and saved.is_file():
+        record = json.loads(saved.read_text())
+        if record.get("target_change_norm") == target and record.get("inputs") == inputs:
+            log.info("distance match from %s: %s", saved, record)
+            return record["lr_scale"], {"distance_match": record}
+        log.info("%s was measured for another real stage or other inputs: a new pilot", saved)
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="pilot-", dir=Path(out_dir).parent))
+    try:
+        reached = pilot(str(scratch / "adapter"), str(scratch / "train_log.parquet"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        gc.collect()  # the pilot's model and optimiser, before the sham proper loads its own
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    record = {"target_change_norm": target, "pilot_change_norm": reached, "lr_scale": target / reached,
+              "inputs": inputs}
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(record))
+    log.info("distance match: the pilot moved %.4g, the real stage %.4g: learning rate x %.3g", reached, target,
+             record["lr_scale"])
+    return record["lr_scale"], {"distance_match": record}
 
 
 #: what a control label says (``control_label`` in tables/controls.parquet)

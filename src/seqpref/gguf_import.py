@@ -15,12 +15,13 @@ the config without it, checked to give the same logits, and saved as safetensors
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import logging
 import time
 from pathlib import Path
+
+from seqpref import provenance
 
 # torch is imported where it is used: the workflow imports this module to read its config, at every
 # parse (each SLURM job parses twice), and must not pay torch's import for it
@@ -60,13 +61,7 @@ def resolve(source: str) -> Path:
     return path
 
 
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+sha256 = provenance.file_sha256
 
 
 def load_gguf(path: Path):

@@ -135,8 +135,15 @@ def _joint_trainer_class():
             )
             return self.accelerator.prepare(loader)
 
+        def count_budget(self, inputs) -> None:
+            """Nothing here: each objective's batch is counted where its loss is computed (:meth:`objective_loss`)."""
+
         def objective_loss(self, model, o: int, batch: dict, keep_metrics: bool = True) -> torch.Tensor:
-            """TRL's DPO loss of objective ``o``'s batch; its metrics are filed under ``NAME::``."""
+            """TRL's DPO loss of objective ``o``'s batch; its metrics are filed under ``NAME::``. The batch is
+            counted in the stage's budget: its tokens always, its pairs where the loss has a gradient."""
+            from seqpref import budget
+
+            budget.add(self.budget, batch, trained=torch.is_grad_enabled())
             metrics = self._metrics["train"]
             before = {key: len(values) for key, values in metrics.items()}
             loss = super().compute_loss(model, batch)
@@ -212,7 +219,9 @@ def train_joint_stage(
     from datasets import concatenate_datasets
 
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
-    sampler = JointBatchSampler([len(f) for f in frames], options.batch_size, plan, seed, options.gradient_accumulation_steps)
+    per_objective = (options.batch_size if method.batch_size is None
+                     else method.batch_size(method_options, options.batch_size, len(names)))
+    sampler = JointBatchSampler([len(f) for f in frames], per_objective, plan, seed, options.gradient_accumulation_steps)
     records: list[dict] = []
     trainer = _joint_trainer_class()(
         joint=JointPlan(method, names, weights, sampler, method_options, optimum),
@@ -231,7 +240,8 @@ def train_joint_stage(
     if optimum is not None:
         extra["joint"]["optimum"] = dict(zip(names, optimum.tolist()))
     summary = train.run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, extra,
-                              method_options=method_options)
+                              method_options=method_options,
+                              inputs=[f for _, *paths in objectives for f in paths] + list((optimum_scores or {}).values()))
     summary.pop("record")
     if summary["steps"] != steps:
         raise RuntimeError(f"the stage took {summary['steps']} optimiser steps, its budget is {steps}")

@@ -144,7 +144,8 @@ def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, ba
 
 
 def main(argv=None) -> None:
-    """CLI: the base model's log-probs of one split (``base_logps`` rule)."""
+    """CLI: the base model's log-probs of one split (``base_logps`` rule), or with ``--adapter`` an adapted
+    model's (``sham_reference`` rule)."""
     from seqpref import base_model, provenance, tables
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -153,15 +154,23 @@ def main(argv=None) -> None:
     parser.add_argument("out", help="log-probs Parquet to write")
     parser.add_argument("--options", default="{}", help="JSON of LogpsOptions")
     parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
+    parser.add_argument("--adapter", default=None,
+                        help="a LoRA adapter folder: the log-probs of MODEL with it attached (a sham's reference)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     options = LogpsOptions(**{**json.loads(args.options),
                                **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)})})
     start = time.time()
-    model, tokenizer = base_model.load_base(args.model, options.dtype, options.attn_implementation)
+    if args.adapter:
+        from seqpref.score import load_policy
+
+        model, tokenizer = load_policy(args.model, args.adapter, options.dtype, options.attn_implementation)
+    else:
+        model, tokenizer = base_model.load_base(args.model, options.dtype, options.attn_implementation)
     pairs = read_pairs(args.pairs)
     frame = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size, options.share_prompt)
-    record = provenance.provenance("base_logps", {**asdict(options), "model": args.model, "pairs": args.pairs})
+    record = provenance.provenance("base_logps", {**asdict(options), "model": args.model, "adapter": args.adapter,
+                                                 "pairs": args.pairs})
     tables.write_table(frame, args.out, tables.LOGPS, record)
     log.info(
         "base log-probs of %d pairs (%d truncated) in %.1fs -> %s",

@@ -16,6 +16,15 @@ def config_hash(options: dict) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def package_versions(names=_PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` (``"absent"`` for one not installed)."""
     versions = {}

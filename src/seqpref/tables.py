@@ -137,9 +137,16 @@ PARETO = pa.schema(
     + _ci_columns("x")
     + _ci_columns("y")
     + [
+        ("interval_covers", pa.string()),  # what the x and y intervals cover (stats.covers)
         ("reference_x", pa.float64()),  # the base model (stage 0) on objective_x: the hypervolume's reference
         ("reference_y", pa.float64()),
-        ("dominated", pa.bool_()),  # another point of the setting is at least as good on both, better on one (means)
+        # another point is at least as good on both means and shown better on one (pareto.dominated_by_intervals)
+        ("dominated", pa.bool_()),
+        ("dominated_by_means", pa.bool_()),  # the same on the means alone, no interval
+        # the run's budget through its final stage, seed means (seqpref.budget); null for a merge front point
+        ("pairs_seen_total", pa.float64()),
+        ("tokens_total", pa.float64()),
+        ("optimizer_steps_total", pa.float64()),
     ]
 )
 
@@ -152,11 +159,14 @@ HYPERVOLUME = pa.schema(
         ("objective_y", pa.string()),
         ("metric", pa.string()),
         ("n_points", pa.int64()),  # the method's points: one per run (order), and the merge front's
-        ("n_nondominated", pa.int64()),  # of them, not dominated by any point of the setting
+        ("n_nondominated", pa.int64()),  # of them, not shown dominated by any point of the setting
+        ("n_seeds", pa.int64()),
         ("reference_x", pa.float64()),
         ("reference_y", pa.float64()),
-        ("hypervolume", pa.float64()),  # metric units squared (nats²)
     ]
+    + _ci_columns("hypervolume")  # of the union of its points, metric units squared (nats²; pareto.hypervolume_interval)
+    + _ci_columns("best_point_hypervolume")  # of its best single point: comparable across numbers of points
+    + [("interval_covers", pa.string())]
 )
 
 #: the sham control: per sequential run (seeds pooled), sham stage k and objective not trained at k,

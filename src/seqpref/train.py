@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -139,7 +139,7 @@ def _trainer_class():
         """
 
         def __init__(self, *args, gradient_probe=None, method_loss=None, method_options=None, batch_sampler=None,
-                     log_records=None, share_prompt=False, **kwargs):
+                     log_records=None, share_prompt=False, chosen_passes=0, **kwargs):
             super().__init__(*args, **kwargs)
             self.share_prompt = share_prompt  # each pair's prompt through the model once (seqpref.prefix)
             self.log_records = log_records if log_records is not None else []
@@ -155,17 +155,24 @@ def _trainer_class():
                 raise RuntimeError("TRL added a 'ref' adapter: the reference would not be the base model")
             restore_lora_dropout(self.model)
             self.precompute_ref_logps = True  # the loss now reads the ref columns from each batch
+            # what the stage has trained on so far (seqpref.budget): pairs and tokens of its micro-batches
+            self.budget = {"pairs": 0, "tokens": 0}
+            self.chosen_passes = chosen_passes
+            self.fingerprint = None  # what the stage computes from (stage_fingerprint), set by run_stage
 
         def stage_state(self) -> dict:
             """What a checkpoint needs beyond TRL's (adapter, optimiser, scheduler, RNG, step): the
-            training-log records and the gradient probe's rows so far."""
+            training-log records, the budget so far and the gradient probe's rows so far."""
             probe = self.gradient_probe
-            return {"records": self.log_records, "probe_rows": probe.rows if probe else [],
-                    "probe_seconds": probe.seconds if probe else 0.0}
+            return {"records": self.log_records, "budget": self.budget, "probe_rows": probe.rows if probe else [],
+                    "probe_seconds": probe.seconds if probe else 0.0, "fingerprint": self.fingerprint}
 
         def load_stage_state(self, state: dict) -> None:
             """Restore :meth:`stage_state` when resuming from a checkpoint."""
             self.log_records[:] = state["records"]
+            if "budget" not in state:  # a checkpoint written before budgets were counted: unknown, not too low
+                log.warning("the checkpoint has no budget: this stage's budget is logged as unknown (NaN)")
+            self.budget = dict(state.get("budget") or {"pairs": float("nan"), "tokens": float("nan")})
             if self.gradient_probe is not None:
                 self.gradient_probe.rows[:] = state["probe_rows"]
                 self.gradient_probe.seconds = state["probe_seconds"]
@@ -174,8 +181,10 @@ def _trainer_class():
             super()._save_checkpoint(model, trial)
             folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
             staging = folder / f"{STAGE_STATE}.tmp"
-            staging.write_text(json.dumps(self.stage_state(), default=float))
+            sync_folder(folder)  # TRL's files on disk before the marker that declares them complete
+            staging.write_text(json.dumps({**self.stage_state(), "files": checkpoint_files(folder)}, default=float))
             os.replace(staging, folder / STAGE_STATE)  # written last: its presence marks a complete checkpoint
+            sync_folder(folder)
             log.info("checkpoint at step %d -> %s", self.state.global_step, folder)
 
         def get_train_dataloader(self):
@@ -211,7 +220,14 @@ def _trainer_class():
                 return result[0] + term, result[1]
             return result + term
 
+        def count_budget(self, inputs) -> None:
+            """Count a training micro-batch into the stage's budget (:mod:`seqpref.budget`)."""
+            from seqpref import budget
+
+            budget.add(self.budget, inputs, chosen_passes=self.chosen_passes)
+
         def training_step(self, model, inputs, *args, **kwargs):
+            self.count_budget(inputs)
             probe = self.gradient_probe
             if probe is not None:
                 probe.observe(inputs)
@@ -290,14 +306,94 @@ def stop_on_signals() -> None:
         signal.signal(signum, lambda *_: STOP.set())
 
 
-def last_checkpoint(directory: str | os.PathLike) -> str | None:
-    """The newest complete checkpoint (``checkpoint-N`` holding our :data:`STAGE_STATE`, written
-    last) in ``directory``, or None; a checkpoint cut short by a kill is skipped."""
+def checkpoint_files(folder: Path) -> dict[str, int]:
+    """Every file of a checkpoint folder but our :data:`STAGE_STATE`, relative path → size in bytes."""
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(STAGE_STATE)}
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync every file under ``folder`` and the folders themselves, so that what a later marker
+    declares written is on disk even after a node crash."""
+    for path in sorted(folder.rglob("*")) + [folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _intact(folder: Path) -> bool:
+    """A checkpoint whose files are all there at the sizes its :data:`STAGE_STATE` recorded (a state
+    written before sizes were recorded is trusted)."""
+    try:
+        recorded = json.loads((folder / STAGE_STATE).read_text()).get("files")
+    except (OSError, ValueError):
+        return False
+    if recorded is None or checkpoint_files(folder) == recorded:
+        return True
+    log.warning("checkpoint %s is damaged (files differ from what it recorded at save time): skipped", folder)
+    return False
+
+
+#: TrainOptions that change how a stage runs, not what it computes (a checkpoint resumes across them)
+EXECUTION_OPTIONS = ("checkpoint_every", "share_prompt")
+
+
+def stage_fingerprint(options: "TrainOptions", method_options, inputs: list[str], previous: str | None,
+                      extra: dict | None = None) -> dict:
+    """What a stage computes from, recorded in each checkpoint so that only the same stage resumes it:
+    its options and method options (less :data:`EXECUTION_OPTIONS`), ``extra`` (a sham's learning-rate
+    scale), and the sha256 of every input file (``inputs``: pairs and reference log-probs, earlier
+    objectives' files) and of the previous stage's adapter weights."""
+    from seqpref.provenance import file_sha256
+
+    files = [str(p) for p in inputs if p] + ([str(Path(previous) / "adapter_model.safetensors")] if previous else [])
+    recorded = {k: v for k, v in recorded_options(options, method_options).items() if k not in EXECUTION_OPTIONS}
+    return json.loads(json.dumps({"options": recorded, "extra": extra or {},
+                                  "inputs": [file_sha256(p) for p in files], "input_paths": files}, default=str))
+
+
+def fingerprint_changes(saved: dict | None, current: dict) -> list[str]:
+    """What differs between the fingerprint a checkpoint was saved with and the stage's now: option names
+    with old → new values, ``extra``, and the input files whose bytes changed (empty: the same stage)."""
+    from seqpref.guard import changed_options
+
+    if saved is None:
+        return ["no fingerprint (saved before checkpoints recorded one)"]
+    changes = changed_options({"options": saved.get("options", {}), "extra": saved.get("extra", {})},
+                              {"options": current["options"], "extra": current["extra"]})
+    old, new = saved.get("inputs", []), current["inputs"]
+    if len(old) != len(new):
+        changes.append(f"inputs: {len(old)} files -> {len(new)}")
+    changes += [f"input {path} changed" for path, a, b in zip(current["input_paths"], old, new) if a != b]
+    return changes
+
+
+def last_checkpoint(directory: str | os.PathLike, fingerprint: dict | None = None) -> str | None:
+    """The newest complete, intact checkpoint (``checkpoint-N`` holding our :data:`STAGE_STATE`, written
+    last, with every file at the size it recorded) in ``directory``, or None; a checkpoint cut short by a
+    kill, or truncated by a crash, is skipped for the one before it. With ``fingerprint``
+    (:func:`stage_fingerprint`), checkpoints saved by a stage with other options or inputs are removed,
+    with a log line naming what differed: the stage then starts afresh rather than resume another's
+    optimiser, schedule and batch position."""
     directory = Path(directory)
     if not directory.is_dir():
         return None
     complete = [p for p in directory.glob("checkpoint-*") if (p / STAGE_STATE).is_file() and p.name[11:].isdigit()]
-    return str(max(complete, key=lambda p: int(p.name[11:]))) if complete else None
+    for folder in sorted(complete, key=lambda p: int(p.name[11:]), reverse=True):
+        if not _intact(folder):
+            continue
+        if fingerprint is not None:
+            changes = fingerprint_changes(json.loads((folder / STAGE_STATE).read_text()).get("fingerprint"), fingerprint)
+            if changes:
+                log.warning("checkpoint %s was saved by another stage (%s): removed; the stage starts afresh",
+                            folder, "; ".join(changes))
+                for stale in directory.glob("checkpoint-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
+                return None
+        return str(folder)
+    return None
 
 
 def _log_callback(records: list[dict]):
@@ -478,20 +574,24 @@ def recorded_options(options: TrainOptions, method_options) -> dict:
 
 
 def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, train_log_path: str,
-              previous: str | None, start: float, record_extra: dict | None = None, method_options=None) -> dict:
+              previous: str | None, start: float, record_extra: dict | None = None, method_options=None,
+              inputs: list[str] | None = None) -> dict:
     """Continue ``previous``'s adapter, train, save the adapter only (checked) and the training log.
+    A checkpoint is resumed only when it was saved by this stage: the same options, ``record_extra``,
+    ``inputs`` (the stage's data files) and previous adapter (:func:`stage_fingerprint`).
 
     Returns the stage summary: steps, pairs, seconds, trainable parameters, tensors loaded and the
     adapter's change norm; raises if training left the adapter unchanged.
     """
-    from seqpref import provenance, tables
+    from seqpref import budget, provenance, tables
 
     loaded = load_adapter_weights(trainer.model, previous, options.lora) if previous else 0
     before = adapter_state(trainer.model)
     n_trainable = sum(t.numel() for t in before.values())
     if n_trainable == 0:
         raise RuntimeError("the adapter has no trainable parameters")
-    resume = last_checkpoint(trainer.args.output_dir)
+    trainer.fingerprint = stage_fingerprint(options, method_options, inputs or [], previous, record_extra)
+    resume = last_checkpoint(trainer.args.output_dir, trainer.fingerprint)
     if resume:
         trainer.load_stage_state(json.loads((Path(resume) / STAGE_STATE).read_text()))
         log.info("resuming from %s", resume)
@@ -525,7 +625,8 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     )
     # how far the stage moved the LoRA parameters, ‖θ_after − θ_before‖₂, logged at the last step (the
     # sham control compares it between a stage and its sham)
-    records = [*records, {"step": trainer.state.global_step, CHANGE_NORM: change}]
+    records = [*records, {"step": trainer.state.global_step, CHANGE_NORM: change,
+                          **budget.budget_record(trainer.budget, trainer.state.global_step)}]
     tables.write_table(training_rows(records, run), train_log_path, tables.TRAINING, record)
     return {
         "pairs": len(trainer.train_dataset),
@@ -553,6 +654,8 @@ def train_stage(
     diagnostics_path: str | None = None,
     checkpoint_dir: str | None = None,
     method_options=None,
+    lr_scale: float = 1.0,
+    record_extra: dict | None = None,
 ) -> dict:
     """Train one sequential stage and save its adapter to ``out_dir`` and its log to ``train_log_path``.
 
@@ -570,7 +673,10 @@ def train_stage(
     written to ``diagnostics_path`` (a DIAGNOSTICS table, empty at stage 1 or when disabled).
 
     ``run`` holds setting, method, order, seed, stage and objective (they label the log rows).
-    Returns a summary: steps, pairs, seconds, trainable parameters, and the adapter's change norm.
+    ``lr_scale`` multiplies ``options.learning_rate`` in training only (a distance-matched sham,
+    :func:`seqpref.controls.match_distance`; the adapter records ``options`` as given, and
+    ``record_extra`` beside them). Returns a summary: steps, pairs, seconds, trainable parameters, and
+    the adapter's change norm.
     """
     from seqpref import methods, tables
 
@@ -608,10 +714,11 @@ def train_stage(
         method_loss=method.loss,
         method_options=method_options,
         batch_sampler=sampler,
+        chosen_passes=method.chosen_passes,
         share_prompt=options.share_prompt,
         log_records=records,
         model=model,
-        args=dpo_config(options, run, workdir, max_steps=max_steps),
+        args=dpo_config(replace(options, learning_rate=options.learning_rate * lr_scale), run, workdir, max_steps=max_steps),
         train_dataset=train_set,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
@@ -620,8 +727,9 @@ def train_stage(
     dropped = len(train_set) - len(trainer.train_dataset)
     if dropped:
         raise ValueError(f"TRL dropped {dropped} pairs whose prompt alone fills max_length={options.max_length}")
-    summary = run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start,
-                        method_options=method_options)
+    summary = run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, record_extra,
+                        method_options=method_options,
+                        inputs=[pairs_path, base_logps_path] + [f for _, _, *paths in earlier or [] for f in paths])
     record = summary.pop("record")
     if diagnostics_path:
         keys = {k: run[k] for k in ("setting", "method", "order", "seed", "stage", "objective")}
@@ -659,6 +767,9 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
     parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
+    parser.add_argument("--match-distance", default=None, metavar="REAL_TRAIN_LOG",
+                        help="a sham: scale the learning rate so that it moves the adapter as far as the stage of this "
+                             "training log (seqpref.controls.match_distance)")
     args = parser.parse_args(argv)
     stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -673,10 +784,22 @@ def main(argv=None) -> None:
              json.dumps(asdict(method_options)), json.dumps(run), args.previous)
 
     earlier = [(name, int(stage), pairs, logps) for name, stage, pairs, logps in args.earlier]
+    lr_scale, extra = 1.0, None
+    if args.match_distance:  # a sham: first a pilot at the configured learning rate (seqpref.controls)
+        from seqpref import controls
+
+        def pilot(out_dir: str, log_path: str) -> float:
+            return train_stage(args.base, args.pairs, args.base_logps, out_dir, log_path, options, run, args.previous,
+                               earlier, method_options=method_options)["adapter_change_norm"]
+
+        lr_scale, extra = controls.match_distance(
+            pilot, args.match_distance, args.out_dir, args.checkpoint_dir,
+            {"options": recorded_options(options, method_options), "previous": args.previous, "pairs": args.pairs,
+             "reference": args.base_logps, "earlier": earlier, "seed": run["seed"]})
     summary = train_stage(
         args.base, args.pairs, args.base_logps, args.out_dir, args.train_log, options, run, args.previous,
         earlier, DiagnosticsOptions(**json.loads(args.diagnostics)), args.diagnostics_out, args.checkpoint_dir,
-        method_options,
+        method_options, lr_scale, extra,
     )
     log.info("trained %s", json.dumps(summary))
 

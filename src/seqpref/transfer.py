@@ -53,10 +53,7 @@ def quartile_of(own_margins: np.ndarray) -> np.ndarray:
 ASSIGNMENTS = ("own_margin", "other_seed")
 
 
-def quartile_rows(
-    values: np.ndarray, own_stage: int, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-    indices=None, assignment: str = "own_margin",
-) -> list[dict]:
+def quartile_rows(values: np.ndarray, own_stage: int, confidence: float = 0.95, assignment: str = "own_margin") -> list[dict]:
     """Per quartile of the own-stage margin and per later stage k: the mean change since the own
     stage (with CI), the share of pairs whose margin fell, and the share whose sign flipped. With
     seeds, quartiles are assigned within each seed and the rows pool every seed's pairs.
@@ -77,9 +74,10 @@ def quartile_rows(
     seeds (``ValueError`` otherwise).
 
     A flip is a pair whose margin changed sign between the own stage and stage k (a margin of
-    exactly 0 counts as its own sign, so moving from 0 to anything is a flip). The CI resamples
-    all pairs (``indices``, shared with the other tables when given) and takes each quartile's
-    mean among the resampled pairs, so every quartile and stage comes from one matrix product.
+    exactly 0 counts as its own sign, so moving from 0 to anything is a flip). A quartile's mean change
+    pooled over seeds is a ratio of two ``(S, n)`` tables of the same pairs, Σ change·in-quartile /
+    Σ in-quartile, so its interval is :func:`seqpref.stats.fieller_interval`'s (seeds and pairs; pairs
+    only with one seed), given for the quartile as it was assigned.
     """
     values = np.asarray(values, dtype=float)
     stacked = values if values.ndim == 3 else values[None]  # (S, n, K)
@@ -100,23 +98,16 @@ def quartile_rows(
     masks = np.stack([quartile_by_seed == q for q in range(1, 5)], axis=2).astype(float)  # (S, n, 4)
     changes_by_seed = stacked[:, :, later] - own_by_seed[:, :, None]  # (S, n, L)
     numerators = (changes_by_seed[:, :, :, None] * masks[:, :, None, :]).reshape(n_seeds, n_pairs, -1)  # (S, n, L*4)
-    if indices is None:
-        indices = stats.Resampler.draw(n_pairs, n_boot, seed, n_seeds)
-    boot = stats._resampled_means(np.concatenate([numerators, masks], axis=2), indices)
     # point estimates pool the pairs of every seed
     own, quartile, binned = own_by_seed.ravel(), quartile_by_seed.ravel(), binned_by.ravel()
     changes = changes_by_seed.reshape(n_seeds * n_pairs, len(later))
     pooled = stacked.reshape(n_seeds * n_pairs, n_stages)
-    with np.errstate(invalid="ignore", divide="ignore"):  # a resample may miss a small quartile
-        width = numerators.shape[2]
-        boot_means = boot[:, :width] / np.tile(boot[:, width:], len(later))
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.nanquantile(boot_means, [alpha, 1.0 - alpha], axis=0)
     rows = []
     for i, stage in enumerate(later):
         flipped = np.sign(pooled[:, stage]) != np.sign(own)
         for q in range(1, 5):
             mask, column = quartile == q, i * 4 + q - 1
+            ci = stats.fieller_interval(numerators[:, :, column], masks[:, :, q - 1], confidence)
             rows.append({
                 "assignment": assignment,
                 "binning_correlation": reliability,
@@ -127,8 +118,8 @@ def quartile_rows(
                 "own_margin_min": float(binned[mask].min()),
                 "own_margin_max": float(binned[mask].max()),
                 "mean_change": float(changes[mask, i].mean()),
-                "mean_change_lo": float(lo[column]),
-                "mean_change_hi": float(hi[column]),
+                "mean_change_lo": ci["lo"],
+                "mean_change_hi": ci["hi"],
                 "share_fell": float((changes[mask, i] < 0).mean()),
                 "share_flipped": float(flipped[mask].mean()),
             })

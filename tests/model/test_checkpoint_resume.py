@@ -48,10 +48,37 @@ def _losses(log_path: Path) -> list[tuple[int, float]]:
     return sorted(zip(log.loc[log.metric == "loss", "step"], log.loc[log.metric == "loss", "value"]))
 
 
-def _sequential(tiny_base, pair_files, tmp_path, name):
+def _budget(log_path: Path) -> dict:
+    log = pd.read_parquet(log_path)
+    rows = log[log.metric.str.startswith("budget/")]
+    return dict(zip(rows["metric"], rows["value"]))
+
+
+def _sequential(tiny_base, pair_files, tmp_path, name, **changed):
     return train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / name / "adapter"),
-                             str(tmp_path / name / "log.parquet"), train.TrainOptions(**OPTIONS), RUN,
+                             str(tmp_path / name / "log.parquet"), train.TrainOptions(**{**OPTIONS, **changed}), RUN,
                              checkpoint_dir=str(tmp_path / name / "checkpoints"))
+
+
+def test_a_checkpoint_of_other_options_is_not_resumed(tiny_base, pair_files, tmp_path, monkeypatch, caplog):
+    """Kill a stage after a checkpoint, change its learning rate, rerun: the checkpoint (the old rate's
+    optimiser, schedule and batch position) is discarded, named in the log, and the stage trains afresh to
+    the adapter of an uninterrupted run at the new rate. A change of how it runs (checkpoint_every) resumes."""
+    _sequential(tiny_base, pair_files, tmp_path, "new_rate", learning_rate=1e-3)
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 5, "kill")
+        with pytest.raises(KeyboardInterrupt):
+            _sequential(tiny_base, pair_files, tmp_path, "cut")
+    with caplog.at_level("WARNING", logger="seqpref.train"):
+        rerun = _sequential(tiny_base, pair_files, tmp_path, "cut", learning_rate=1e-3)
+    assert rerun["resumed_from"] is None
+    assert "options.learning_rate: 0.003 -> 0.001" in caplog.text
+    assert _adapter_bytes(tmp_path / "cut/adapter") == _adapter_bytes(tmp_path / "new_rate/adapter")
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 5, "kill")
+        with pytest.raises(KeyboardInterrupt):
+            _sequential(tiny_base, pair_files, tmp_path, "again")
+    assert _sequential(tiny_base, pair_files, tmp_path, "again", checkpoint_every=3)["resumed_from"].endswith("checkpoint-4")
 
 
 @pytest.mark.parametrize(("how", "resumed_at"), [("kill", 2), ("signal", 3)])
@@ -73,7 +100,28 @@ def test_interrupted_sequential_stage_resumes_to_the_same_adapter(tiny_base, pai
     assert resumed["resumed_from"].endswith(f"checkpoint-{resumed_at}") and resumed["steps"] == 6
     assert _adapter_bytes(tmp_path / "cut/adapter") == _adapter_bytes(tmp_path / "whole/adapter")
     assert _losses(tmp_path / "cut/log.parquet") == _losses(tmp_path / "whole/log.parquet")
+    # the budget is part of the checkpoint: the resumed stage counts each pair once, as the whole one did
+    assert _budget(tmp_path / "cut/log.parquet") == _budget(tmp_path / "whole/log.parquet")
+    assert _budget(tmp_path / "whole/log.parquet")["budget/pairs"] == 6 * OPTIONS["batch_size"] * OPTIONS["gradient_accumulation_steps"]
     assert not (tmp_path / "cut/checkpoints").exists()
+
+
+def test_a_checkpoint_truncated_by_a_crash_falls_back_to_the_one_before(tiny_base, pair_files, tmp_path, monkeypatch):
+    """A node crash can leave the completion marker beside a truncated ``optimizer.pt``: the rerun skips
+    that checkpoint for the previous one and still ends with the uninterrupted stage's adapter."""
+    _sequential(tiny_base, pair_files, tmp_path, "whole")
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 5, "kill")  # checkpoints at steps 2 and 4 survive
+        with pytest.raises(KeyboardInterrupt):
+            _sequential(tiny_base, pair_files, tmp_path, "crash")
+    newest = tmp_path / "crash/checkpoints/checkpoint-4"
+    assert train.last_checkpoint(tmp_path / "crash/checkpoints") == str(newest)
+    optimizer = newest / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
+    assert train.last_checkpoint(tmp_path / "crash/checkpoints").endswith("checkpoint-2")
+    resumed = _sequential(tiny_base, pair_files, tmp_path, "crash")
+    assert resumed["resumed_from"].endswith("checkpoint-2")
+    assert _adapter_bytes(tmp_path / "crash/adapter") == _adapter_bytes(tmp_path / "whole/adapter")
 
 
 def test_a_checkpoint_cut_short_is_skipped(tmp_path):
@@ -111,3 +159,4 @@ def test_interrupted_maxright_stage_resumes_to_the_same_adapter(tiny_base, pair_
     log_whole, log_cut = (pd.read_parquet(tmp_path / n / "log.parquet") for n in ("whole", "cut"))
     gaps = lambda log: log[log.metric == "joint/gap"].sort_values(["step", "objective"])["value"].tolist()  # noqa: E731
     assert gaps(log_cut) == gaps(log_whole)
+    assert _budget(tmp_path / "cut/log.parquet") == _budget(tmp_path / "whole/log.parquet")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from seqpref import base_model, logps, score, tokenization, train
+from seqpref import base_model, logps, score, tables, tokenization, train
 
 RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0}
 
@@ -74,6 +74,18 @@ def two_stages(tiny_base, pair_files, tmp_path_factory):
     return out, summaries
 
 
+def test_a_stage_logs_its_budget(tiny_base, pair_files, two_stages):
+    """One optimiser step over all 48 pairs: 48 pairs, and the tokens of their prompt + chosen and prompt +
+    rejected sequences as the scorer's tokenizer (TRL's, tested above) cuts them to max_length."""
+    out, _ = two_stages
+    log = pd.read_parquet(out / "log2.parquet")
+    spent = dict(zip(log["metric"], log["value"]))
+    _, tokenizer = base_model.load_base(tiny_base)
+    tokenized = logps.tokenize_frame(tokenizer, pd.read_parquet(pair_files["pairs"]), OPTIONS["max_length"])
+    tokens = sum(2 * len(t.prompt_ids) + len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized)
+    assert (spent["budget/pairs"], spent["budget/optimizer_steps"], spent["budget/tokens"]) == (48, 1, tokens)
+
+
 def test_stage2_training_reference_is_the_base(tiny_base, pair_files, two_stages):
     """At stage 2's first step the policy is stage 1's model. With the base as reference, TRL's logged
     rewards/chosen is β·mean(logp_stage1 − logp_base) over the batch (the whole set here); with a
@@ -90,6 +102,35 @@ def test_stage2_training_reference_is_the_base(tiny_base, pair_files, two_stages
     assert abs(expected_chosen) > 1e-3  # stage 1 moved away from the base, so the check can tell
     assert first["rewards/chosen"] == pytest.approx(expected_chosen, abs=2e-4)
     assert first["rewards/rejected"] == pytest.approx(expected_rejected, abs=2e-4)
+
+
+def test_a_previous_reference_sham_starts_every_pair_at_margin_zero(tiny_base, pair_files, two_stages, tmp_path):
+    """controls.sham_design previous_reference: the sham's reference is the stage k−1 model's log-probs of
+    its half-swapped pairs (``python -m seqpref.logps --adapter``, the sham_reference rule), so at its first
+    step every pair's implicit reward margin is 0 (against the base it would be stage 1's learnt margin)."""
+    from seqpref import controls
+
+    out, _ = two_stages
+    sham_pairs, sham_base, _ = controls.sham_pairs(pd.read_parquet(pair_files["pairs"]),
+                                                   pd.read_parquet(pair_files["base_logps"]), seed=0)
+    tables.write_table(sham_pairs, tmp_path / "sham.parquet", tables.PAIRS, {"test": True})
+    options = json.dumps({"max_length": 64, "batch_size": 16, "dtype": "float32", "share_prompt": False})
+    logps.main([tiny_base, str(tmp_path / "sham.parquet"), str(tmp_path / "reference.parquet"), "--options", options,
+                "--adapter", str(out / "stage1")])
+    reference = pd.read_parquet(tmp_path / "reference.parquet").set_index("pair_id").loc[sham_pairs["pair_id"]]
+    base = sham_base.set_index("pair_id").loc[sham_pairs["pair_id"]]
+    assert (reference["logp_chosen"] - base["logp_chosen"]).abs().max() > 1e-3  # stage 1's model, not the base
+    train.train_stage(tiny_base, str(tmp_path / "sham.parquet"), str(tmp_path / "reference.parquet"),
+                      str(tmp_path / "sham2"), str(tmp_path / "sham_log.parquet"), train.TrainOptions(**OPTIONS),
+                      {**RUN, "stage": 2, "objective": "comply"}, str(out / "stage1"))
+    log = pd.read_parquet(tmp_path / "sham_log.parquet")
+    first = log[log["step"] == log["step"].min()].set_index("metric")["value"]
+    stage2 = pd.read_parquet(out / "log2.parquet")
+    learnt = stage2[stage2["step"] == stage2["step"].min()].set_index("metric")["value"]
+    # against the base, stage 2 starts at stage 1's rewards; against stage 1, the sham starts at 0
+    assert abs(learnt["rewards/chosen"]) > 1e-3 and abs(learnt["rewards/rejected"]) > 1e-3
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
+        assert abs(first[key]) < 1e-5, key
 
 
 def test_stage2_evaluation_reference_is_the_base(tiny_base, pair_files, two_stages):

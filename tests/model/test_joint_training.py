@@ -72,6 +72,31 @@ def two_objectives(tiny_base, pair_files, tmp_path_factory):
             ("warm", str(out / "pairs.parquet"), str(out / "base_logps.parquet"))]
 
 
+def _budget(log_path) -> dict:
+    """The ``budget/*`` values of a stage's training log."""
+    log = pd.read_parquet(log_path)
+    rows = log[log["metric"].str.startswith("budget/")]
+    return dict(zip(rows["metric"], rows["value"]))
+
+
+def test_mix_at_equal_pairs_sees_a_sequential_steps_pairs(tiny_base, two_objectives, tmp_path):
+    options = train.TrainOptions(**OPTIONS)
+    spent = {}
+    for equal in (False, True):
+        settings = methods.options("mix", equal_pairs=equal)
+        joint.train_joint_stage(tiny_base, two_objectives, 1, str(tmp_path / f"e{equal}"), str(tmp_path / f"e{equal}.parquet"),
+                                options, settings, {**RUN, "method": "mix", "stage": 1})
+        spent[equal] = _budget(tmp_path / f"e{equal}.parquet")
+    steps = train.stage_steps(48, OPTIONS["batch_size"])
+    assert spent[False]["budget/optimizer_steps"] == spent[True]["budget/optimizer_steps"] == steps
+    assert spent[False]["budget/pairs"] == 2 * OPTIONS["batch_size"] * steps  # a full batch of each objective
+    assert spent[True]["budget/pairs"] == OPTIONS["batch_size"] * steps  # half a batch of each: a sequential step's
+    with pytest.raises(ValueError, match="does not divide"):
+        joint.train_joint_stage(tiny_base, [*two_objectives, ("third", *two_objectives[0][1:])], 1, str(tmp_path / "odd"),
+                                str(tmp_path / "odd.parquet"), options, methods.options("mix", equal_pairs=True),
+                                {**RUN, "method": "mix", "stage": 1})
+
+
 @pytest.mark.parametrize("method", ["mix", "alright", "maxright"])
 def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectives, tmp_path):
     options = train.TrainOptions(**OPTIONS)
@@ -85,6 +110,11 @@ def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectiv
             options, settings, run, previous,
         )
         assert summary["steps"] == budget
+        spent = _budget(tmp_path / f"log{stage}.parquet")
+        # pairs whose loss was backpropagated: a batch of 8 of every objective per mix step, of one otherwise
+        assert spent == {**spent, "budget/optimizer_steps": budget, "budget/pairs": 8 * budget * (2 if method == "mix" else 1)}
+        if method != "maxright":  # maxright's gap refreshes also run (no-grad) forwards of the other objective
+            assert spent["budget/tokens"] < spent["budget/pairs"] * 2 * MAX_LENGTH
         counts = summary["micro_batches_per_objective"]
         if method == "mix":
             assert counts == {"comply": budget, "warm": budget}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seqpref import base_model, lab, methods, tokenization, train
+from seqpref import base_model, lab, logps, methods, tokenization, train
 from seqpref.methods import spo
 
 
@@ -158,6 +158,13 @@ def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
     assert len(penalties) == summary["steps"] and penalties.max() > 0
     gate = log[log.metric == "spo/gate_share"]["value"]
     assert len(gate) == summary["steps"] and gate.between(0, 1).all() and gate.max() > 0
+    # its budget counts the look-ahead's three passes over the chosen responses beside the DPO pass
+    spent = dict(zip(log["metric"], log["value"]))
+    _, tokenizer = base_model.load_base(tiny_base)
+    tokenized = logps.tokenize_frame(tokenizer, pd.read_parquet(pair_files["pairs"]), 64)
+    chosen = sum(len(t.prompt_ids) + len(t.chosen_ids) for t in tokenized)
+    rejected = sum(len(t.prompt_ids) + len(t.rejected_ids) for t in tokenized)
+    assert spent["budget/pairs"] == len(tokenized) and spent["budget/tokens"] == 4 * chosen + rejected
     with pytest.raises(ValueError, match="train_stage trains a sequential method"):
         train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "m"),
                           str(tmp_path / "m.parquet"), options, {**run, "method": "mix"})

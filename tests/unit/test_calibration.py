@@ -36,6 +36,12 @@ def test_share_of_own_gain_covers_at_least_93_percent(n_seeds):
     assert calibration.fieller_coverage(n_seeds, 5.0, REPS, rng) >= 0.93
 
 
+@pytest.mark.parametrize("n_seeds", [2, 3, 5])
+def test_hypervolume_covers_at_least_93_percent(n_seeds):
+    rng = np.random.default_rng([n_seeds, 41])
+    assert calibration.hypervolume_coverage(n_seeds, 5.0, REPS, rng) >= 0.93
+
+
 @pytest.mark.parametrize("n_seeds", [1, 2, 3])
 def test_no_label_but_stable_more_than_5_percent_under_no_change(n_seeds):
     rng = np.random.default_rng([n_seeds, 5])

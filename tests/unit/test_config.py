@@ -42,3 +42,13 @@ def test_score_dtype_is_checked():
     config["score"] = {"dtype": "fp32"}
     with pytest.raises(ConfigError, match=r"score\.dtype = 'fp32': expected one of 'float32'"):
         check_config(config, SCHEMA)
+
+
+def test_mix_at_equal_pairs_needs_a_batch_that_divides_among_the_objectives():
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["method_options"]["mix"] = {"equal_pairs": True}
+    config["train"]["batch_size"] = 15  # the lab's settings have two objectives
+    with pytest.raises(ConfigError, match=r"mix\.equal_pairs: train\.batch_size 15 does not divide.*multiple of 2"):
+        check_config(config, SCHEMA)
+    config["train"]["batch_size"] = 16
+    check_config(config, SCHEMA)

@@ -3,6 +3,8 @@ preference-specific change from drift on hand-built scores whose answer is known
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,3 +222,55 @@ def test_controls_report_how_far_the_stage_and_its_sham_moved_the_adapter():
     assert (row["change_norm_real"], row["change_norm_sham"]) == (0.8, 0.2)
     assert row["change_norm_ratio"] == pytest.approx(0.25)
     assert np.isnan(controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, OPTIONS).iloc[0]["change_norm_ratio"])
+
+
+def _change_norm_log(path, value):
+    frame = pd.DataFrame([{"setting": "s", "method": "dpo", "order": "a-b", "seed": 0, "stage": 2, "objective": "b",
+                           "step": 4, "metric": "adapter/change_norm", "value": value}])
+    tables.write_table(frame, path, tables.TRAINING, {"test": True})
+
+
+def test_match_distance_scales_the_learning_rate_by_the_pilots_shortfall(tmp_path):
+    _change_norm_log(tmp_path / "real.parquet", 0.9)
+    calls = []
+
+    def pilot(out_dir, log_path):
+        calls.append(out_dir)
+        assert tmp_path in Path(out_dir).parents  # scratch beside the sham's folder
+        return 0.3
+
+    scale, record = controls.match_distance(pilot, str(tmp_path / "real.parquet"), str(tmp_path / "sham2"),
+                                            str(tmp_path / "checkpoints"))
+    assert scale == pytest.approx(3.0) and record["distance_match"]["pilot_change_norm"] == 0.3
+    assert not any(p.name.startswith("pilot-") for p in tmp_path.iterdir())  # the pilot's scratch is gone
+    # a resumed sham reads the scale it had: no second pilot
+    again, _ = controls.match_distance(pilot, str(tmp_path / "real.parquet"), str(tmp_path / "sham2"),
+                                       str(tmp_path / "checkpoints"))
+    assert again == scale and len(calls) == 1
+
+
+def test_a_real_log_without_its_change_norm_is_named(tmp_path):
+    _change_norm_log(tmp_path / "real.parquet", 0.9)
+    frame = pd.read_parquet(tmp_path / "real.parquet").assign(metric="loss")
+    tables.write_table(frame, tmp_path / "bad.parquet", tables.TRAINING, {"test": True})
+    with pytest.raises(ValueError, match="bad.parquet.*change_norm"):
+        controls.real_change_norm(str(tmp_path / "bad.parquet"))
+
+
+def test_a_kept_distance_match_is_measured_again_for_another_real_stage(tmp_path):
+    """A sham killed after its pilot keeps the scale beside its checkpoints; a rerun after the real stage was
+    retrained (another distance) or with other inputs must not reuse it."""
+    _change_norm_log(tmp_path / "real.parquet", 0.9)
+    calls = []
+
+    def pilot(out_dir, log_path):
+        calls.append(out_dir)
+        return 0.3
+
+    args = (pilot, str(tmp_path / "real.parquet"), str(tmp_path / "sham2"), str(tmp_path / "checkpoints"))
+    controls.match_distance(*args, {"learning_rate": 0.001})
+    controls.match_distance(*args, {"learning_rate": 0.002})  # another configured rate
+    assert len(calls) == 2
+    _change_norm_log(tmp_path / "real.parquet", 1.2)  # the real stage was retrained
+    scale, _ = controls.match_distance(*args, {"learning_rate": 0.002})
+    assert len(calls) == 3 and scale == pytest.approx(4.0)

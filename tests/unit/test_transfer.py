@@ -56,7 +56,7 @@ def test_quartile_rows_count_falls_and_flips():
     own = np.array([-2.0, -1.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0])
     after = np.array([-3.0, 1.0, -0.5, 2.0, 1.0, 4.0, -1.0, 4.0])
     values = np.column_stack([np.zeros(8), own, after])
-    rows = {r["quartile"]: r for r in transfer.quartile_rows(values, 1, 200, 0.95, 0)}
+    rows = {r["quartile"]: r for r in transfer.quartile_rows(values, 1, 0.95)}
     assert [rows[q]["n"] for q in range(1, 5)] == [2, 2, 2, 2]
     # Q1: -2→-3 (fell, no flip), -1→1 (rose, flip)
     assert rows[1]["share_fell"] == 0.5 and rows[1]["share_flipped"] == 0.5
@@ -91,7 +91,7 @@ def test_other_seed_quartiles_expose_regression_to_the_mean():
     """Stage 2 erases each seed's own fit (later = mu): binned on their own margin, the top quartile
     seems to lose most (Q4 − Q1 ≈ −5.4); binned on the other seed's margin, the pattern vanishes."""
     values = _two_seeds(lambda mu, own: mu)
-    rows = [r for a in transfer.ASSIGNMENTS for r in transfer.quartile_rows(values, 1, 200, 0.95, 0, assignment=a)]
+    rows = [r for a in transfer.ASSIGNMENTS for r in transfer.quartile_rows(values, 1, 0.95, assignment=a)]
     assert _q4_minus_q1(rows, "own_margin") < -4.0
     assert abs(_q4_minus_q1(rows, "other_seed")) < 0.6
     assert {r["assignment"] for r in rows} == {"own_margin", "other_seed"}
@@ -101,13 +101,13 @@ def test_other_seed_quartiles_keep_a_real_concentration():
     """Stage 2 takes back half of each pair's learnability (later = own − mu/2): the best-learned pairs
     really lose most, and both assignments show it."""
     values = _two_seeds(lambda mu, own: own - mu / 2)
-    rows = [r for a in transfer.ASSIGNMENTS for r in transfer.quartile_rows(values, 1, 200, 0.95, 0, assignment=a)]
+    rows = [r for a in transfer.ASSIGNMENTS for r in transfer.quartile_rows(values, 1, 0.95, assignment=a)]
     assert _q4_minus_q1(rows, "own_margin") < -0.5
     assert _q4_minus_q1(rows, "other_seed") < -0.5
     correlation = {r["assignment"]: r["binning_correlation"] for r in rows}
     assert correlation["own_margin"] == pytest.approx(1.0) and 0.05 < correlation["other_seed"] < 0.4  # var 1 vs 4: ~0.2
     with pytest.raises(ValueError, match="at least 2 seeds"):
-        transfer.quartile_rows(values[:1], 1, 200, 0.95, 0, assignment="other_seed")
+        transfer.quartile_rows(values[:1], 1, 0.95, assignment="other_seed")
 
 
 def _scores(a_stage2: np.ndarray) -> pd.DataFrame:

@@ -3,7 +3,7 @@ the science (labels match the lab's construction), the outputs, the report, reru
 
 from __future__ import annotations
 
-import os
+import json
 import stat
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import yaml
 
 from seqpref import tables
 
-from workflow_helpers import REPO, SMALL, copy_workflow as _copy_workflow, planned_jobs as _planned_jobs, snakemake
+from workflow_helpers import REPO, copy_workflow as _copy_workflow, planned_jobs as _planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -249,25 +249,45 @@ def test_adapter_movement_follows_the_construction(lab_run):
 
 def test_sham_stage_is_a_seeded_half_swap_scored_like_a_stage(lab_run):
     """Every sequential run's stage 2 has a sham, trained on its objective's pairs with exactly half of
-    them swapped. The conflicting setting's degradation exceeds the sham's; but the half-swapped sham
-    moves the adapter well under the real stage's distance in the lab, so it is no valid null there and
-    the control label says so (never `drift`), naming why."""
+    them swapped, at a learning rate scaled after a pilot so that it moves the adapter as far as the real
+    stage (controls.sham_match_distance). The conflicting setting's degradation exceeds the sham's, and a
+    conflict by construction is never read as drift."""
     results = lab_run / "results"
     real = pd.read_parquet(results / "data/conflicting/refuse/train.parquet").set_index("pair_id")
     sham = pd.read_parquet(results / "sham/conflicting/refuse/seed0/train.parquet").set_index("pair_id").loc[real.index]
     swapped = sham["chosen"] != real["chosen"]
     assert swapped.sum() == len(real) // 2 and (sham.loc[swapped, "chosen"] == real.loc[swapped, "rejected"]).all()
+    recorded = json.loads((results / "adapters/conflicting/dpo/comply-refuse/seed0/sham2/training_options.json").read_text())
+    assert recorded["distance_match"]["lr_scale"] > 1  # half-swapped labels cancel: the pilot fell short
+    assert recorded["options"]["learning_rate"] == yaml.safe_load((lab_run / "config/config.yaml").read_text())[
+        "train"]["learning_rate"]  # the adapter records the configured rate: the retrain guard compares that
     controls = pd.read_parquet(results / "tables/controls.parquet")
     assert list(controls.columns) == tables.CONTROLS.names
     assert len(controls) == 3 * 2 and set(controls["role"]) == {"earlier"} and set(controls["stage"]) == {2}
+    assert controls["change_norm_ratio"].between(0.8, 1.25).all(), controls["change_norm_ratio"].tolist()
     conflicting = controls[controls.setting == "conflicting"]
     assert conflicting["control_label"].isin(["specific_degradation", "control_invalid"]).all(), conflicting.to_dict("records")
+    assert (conflicting["specific_hi"] < 0).all()
     invalid = controls[controls["control_label"] == "control_invalid"]
     assert invalid["control_invalid_reason"].str.len().gt(0).all()
-    assert controls.loc[controls["control_invalid_reason"].isna(), "change_norm_ratio"].between(0.8, 1.25).all()
-    assert (conflicting["specific_hi"] < 0).all()
     assert controls["change_norm_real"].gt(0).all() and controls["change_norm_sham"].gt(0).all()
     assert (results / "figures/sham_control.png").stat().st_size > 10_000
+
+
+def test_a_previous_reference_sham_reads_the_earlier_stages_log_probs(lab_run, tmp_path):
+    """controls.sham_design previous_reference plans one sham_reference job per sham (the stage k−1
+    adapter's log-probs of the sham's pairs) and trains each sham against it instead of the base's."""
+    config = yaml.safe_load((lab_run / "config/config.yaml").read_text())
+    config["controls"] = {**config.get("controls", {}), "sham": True, "sham_design": "previous_reference"}
+    (tmp_path / "previous.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(lab_run, "-n", "-p", "--configfile", str(tmp_path / "previous.yaml"))
+    jobs = _planned_jobs(result)
+    assert {"sham_reference", "train_sham_stage"} <= jobs and "train_stage" not in jobs
+    lines = result.stdout.splitlines()
+    reference = [ln for ln in lines if "-m seqpref.logps" in ln and "--adapter" in ln]
+    assert reference and all("/stage1" in ln.split("--adapter")[1] for ln in reference)
+    trained = [ln for ln in lines if "-m seqpref.train" in ln and "/sham2" in ln]
+    assert trained and all("/reference2.parquet" in ln and "--match-distance" in ln for ln in trained)
 
 
 def test_transfer_and_quartile_tables(lab_run):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -99,9 +98,19 @@ def test_pareto_table_has_every_run_and_the_front(methods_run):
     assert len(finals) == 3 * 2 + 3 + 1  # dpo, spo, replay in two orders; three joint runs; merge
     front = points[points["method"] == "merge"].dropna(subset=["lam"]).sort_values("lam")
     assert front["lam"].tolist() == LAMBDAS
-    print(points[["method", "order", "point", "x", "x_lo", "x_hi", "y", "y_lo", "y_hi", "dominated"]].round(2).to_string())
+    print(points[["method", "order", "point", "x", "x_lo", "x_hi", "y", "y_lo", "y_hi", "dominated", "dominated_by_means",
+                  "pairs_seen_total", "tokens_total", "optimizer_steps_total"]].round(2).to_string())
     volumes = pd.read_parquet(results / "tables/hypervolume.parquet")
-    print(volumes[["method", "n_points", "n_nondominated", "hypervolume"]].round(3).to_string())
+    print(volumes[["method", "n_points", "n_nondominated", "hypervolume", "hypervolume_lo", "hypervolume_hi",
+                   "best_point_hypervolume", "best_point_hypervolume_lo", "best_point_hypervolume_hi"]].round(3).to_string())
+    # every trained run's final point carries its budget; mix takes a batch of each objective per step
+    trained = finals[finals["method"] != "merge"]
+    assert trained["optimizer_steps_total"].notna().all() and trained["optimizer_steps_total"].nunique() == 1
+    pairs = trained.groupby("method")["pairs_seen_total"].first()
+    # joint steps draw full batches; a sequential stage's last batch holds what is left of its pairs
+    assert pairs["mix"] == 2 * pairs["alright"] and pairs["maxright"] == pairs["alright"] >= pairs["dpo"]
+    assert pairs["dpo"] == pairs["spo"] and pairs["dpo"] > 0.95 * pairs["alright"]
+    assert (volumes["hypervolume_lo"] <= volumes["hypervolume"]).all() and (volumes["hypervolume"] <= volumes["hypervolume_hi"]).all()
     assert set(volumes["method"]) == set(METHODS)
     assert (~points["dominated"]).any()
     assert (results / "figures/pareto_front.png").stat().st_size > 10_000

@@ -65,6 +65,9 @@ def test_train_and_eval_base_logps_use_their_own_precision(real_dry_run):
     options = {}
     for args in _commands(real_dry_run, "seqpref.logps"):
         split = args[args.index("seqpref.logps") + 2].rsplit("/", 1)[-1].removesuffix(".parquet")
+        if "--adapter" in args:  # a sham's reference (controls.sham_design): a training reference
+            assert "/sham/" in args[args.index("seqpref.logps") + 3]
+            split = "train"
         options.setdefault(split, set()).add(json.loads(args[args.index("--options") + 1])["dtype"])
     config = yaml.safe_load((REPO / "config/real.yaml").read_text())
     assert options == {"train": {config["dtype"]}, "eval": {config["score"]["dtype"]}}

@@ -44,10 +44,12 @@ rule aggregate:
 
 rule verdicts:
     """The verdict table the report opens with: per run, objective and stage after its own, the change
-    with its interval and what it covers, the label, and the control's label or why it is not valid."""
+    with its interval and what it covers, the label, the control's label or why it is not valid, and the
+    budget spent through that stage."""
     input:
         summary=f"{RESULTS}/tables/summary.parquet",
         controls=f"{RESULTS}/tables/controls.parquet",
+        training=f"{RESULTS}/tables/training.parquet",
     output:
         report(
             f"{RESULTS}/tables/verdicts.tsv",
@@ -64,14 +66,15 @@ rule verdicts:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m seqpref.verdicts {input.summary} {input.controls} {output} > {log} 2>&1"
+        "python -m seqpref.verdicts {input.summary} {input.controls} {output} --training {input.training} > {log} 2>&1"
 
 
 rule pareto:
     """Every run's final point on a two-objective setting's objectives, the merge front, dominance and
     each method's hypervolume against the base (seqpref.pareto)."""
     input:
-        summary=f"{RESULTS}/tables/summary.parquet",
+        pairs=f"{RESULTS}/tables/pairs.parquet",
+        training=f"{RESULTS}/tables/training.parquet",
         front=front_score_files(),
     output:
         points=f"{RESULTS}/tables/pareto.parquet",
@@ -85,8 +88,9 @@ rule pareto:
         objectives=as_json({setting: plan.objectives(config, setting) for setting in config["settings"]}),
         options=as_json(config["labels"]),
     shell:
-        "python -m seqpref.warm -- python -m seqpref.pareto {input.summary} {params.front} --objectives {params.objectives:q}"
-        " --points {output.points} --hypervolume {output.hypervolume} --options {params.options:q} > {log} 2>&1"
+        "python -m seqpref.warm -- python -m seqpref.pareto {input.pairs} {params.front} --objectives {params.objectives:q}"
+        " --points {output.points} --hypervolume {output.hypervolume} --options {params.options:q}"
+        " --training {input.training} > {log} 2>&1"
 
 
 rule collect_training:

@@ -165,8 +165,9 @@ def score_options():
 
 def base_logps_options(wildcards):
     """LogpsOptions (seqpref.logps) of one split's base log-probs: the train split is the training reference, computed in
-    the training dtype; the eval split is the evaluation reference, in the scoring dtype."""
-    dtype = config["dtype"] if wildcards.split == "train" else config["score"]["dtype"]
+    the training dtype; the eval split is the evaluation reference, in the scoring dtype (a sham's reference, which has
+    no split wildcard, is a training reference)."""
+    dtype = config["score"]["dtype"] if getattr(wildcards, "split", "train") == "eval" else config["dtype"]
     return as_json(
         {
             "max_length": config["train"]["max_length"],
@@ -399,12 +400,39 @@ def sham_train_inputs(wildcards):
     real stage k-1 adapter it continues."""
     objective = plan.stage_objective(wildcards.order, int(wildcards.stage))
     folder = f"{RESULTS}/sham/{wildcards.setting}/{objective}/seed{wildcards.seed}"
+    reference = (
+        f"{folder}/base_logps.parquet"
+        if config["controls"]["sham_design"] == "half_swap"
+        else sham_reference_path(RUN.format(**wildcards), wildcards.stage)
+    )
     return {
         "pairs": f"{folder}/train.parquet",
-        "base_logps": f"{folder}/base_logps.parquet",
+        "base_logps": reference,
         "base": base_inputs(),
         "previous": adapter_files(RUN.format(**wildcards), int(wildcards.stage) - 1)["weights"],
         **({} if methods.get(wildcards.method).batches is None else earlier_inputs(wildcards)),
+        # a distance-matched sham reads how far the real stage moved the adapter
+        **(
+            {"real_log": f"{RESULTS}/train_logs/{RUN.format(**wildcards)}/stage{wildcards.stage}.parquet"}
+            if config["controls"]["sham_match_distance"]
+            else {}
+        ),
+    }
+
+
+def sham_reference_path(run_dir, stage):
+    """The sham's DPO reference under sham_design previous_reference: the stage k-1 model's log-probs of
+    the sham's (half-swapped) train pairs."""
+    return f"{RESULTS}/sham/{run_dir}/reference{stage}.parquet"
+
+
+def sham_reference_inputs(wildcards):
+    """The sham's pairs, the base model and the stage k-1 adapter whose log-probs are the sham's reference."""
+    objective = plan.stage_objective(wildcards.order, int(wildcards.stage))
+    return {
+        "pairs": f"{RESULTS}/sham/{wildcards.setting}/{objective}/seed{wildcards.seed}/train.parquet",
+        "base": base_inputs(),
+        **adapter_files(RUN.format(**wildcards), int(wildcards.stage) - 1),
     }
 
 

@@ -1,6 +1,7 @@
 # The sham stage (controls.sham): stage k retrained on its objective's train pairs with a seeded
-# random half of them swapped, continuing the same stage k-1 adapter, and scored like any stage, so
-# that the aggregate can tell a change caused by stage k's preferences from drift (seqpref.controls).
+# random half of them swapped, continuing the same stage k-1 adapter (by default against the stage k-1
+# model's log-probs as its DPO reference: controls.sham_design), and scored like any stage, so that the
+# aggregate can tell a change caused by stage k's preferences from drift (seqpref.controls).
 
 
 rule prepare_sham:
@@ -23,8 +24,39 @@ rule prepare_sham:
         " --seed {wildcards.seed} > {log} 2>&1"
 
 
+rule sham_reference:
+    """The sham's DPO reference (controls.sham_design previous_reference): the stage k-1 model's log-probs of
+    the sham's train pairs, so that every sham pair starts at margin 0."""
+    input:
+        unpack(sham_reference_inputs),
+    output:
+        f"{RESULTS}/sham/{RUN}/reference{{stage}}.parquet",
+    log:
+        f"{RESULTS}/logs/sham_reference/{RUN}/reference{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sham_reference/{RUN}/reference{{stage}}.tsv"
+    wildcard_constraints:
+        method="|".join(methods.names(methods.SEQUENTIAL)),
+        stage="[2-9]|[1-9][0-9]+",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+        share_prompt=share_prompt_flag(),
+    params:
+        base=base_model(),
+        adapter=lambda wc, input: os.path.dirname(input.weights),
+        options=base_logps_options,
+    shell:
+        "python -m seqpref.gpus -- python -m seqpref.logps {params.base} {input.pairs} {output} --adapter {params.adapter}"
+        " --options {params.options:q} --share-prompt {resources.share_prompt} > {log} 2>&1"
+
+
 rule train_sham_stage:
-    """The sham of sequential stage k >= 2: same options, steps and previous adapter as stage k."""
+    """The sham of sequential stage k >= 2: same options, steps and previous adapter as stage k; with
+    controls.sham_match_distance, its learning rate scaled after a pilot so that it moves as far as stage k."""
     input:
         unpack(sham_train_inputs),
     output:
@@ -55,6 +87,7 @@ rule train_sham_stage:
         options=as_json(train_options()),
         method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         earlier=lambda wc: earlier_objective_args(wc) if methods.get(wc.method).batches else "",
+        match=lambda wc, input: f"--match-distance {input.real_log}" if "real_log" in input.keys() else "",
         run=lambda wc: as_json(
             {
                 **run_of(wc),
@@ -66,7 +99,7 @@ rule train_sham_stage:
     shell:
         "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " --previous {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
-        " --run {params.run:q} {params.earlier}"
+        " --run {params.run:q} {params.earlier} {params.match}"
         " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
         " --share-prompt {resources.share_prompt} > {log} 2>&1"
 

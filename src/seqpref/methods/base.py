@@ -33,7 +33,8 @@ class Method:
       returns a batch sampler over [this stage's pairs; earlier objectives' pairs] (None: TRL's own).
     * joint: ``plan(n_objectives, steps, weights, seed) -> list[list[int]]`` the objectives each
       optimiser step receives, and ``loss(trainer, model, parts, step, position) -> (loss, stepped)``
-      the micro-batch loss from the per-objective batches ``parts``.
+      the micro-batch loss from the per-objective batches ``parts``; ``batch_size(options, batch_size,
+      n_objectives) -> int`` the pairs of each objective in a micro-batch (None: ``batch_size``).
     * post_hoc: ``build`` makes a stage's adapter from other runs' adapters.
     """
 
@@ -46,11 +47,15 @@ class Method:
     plan: Callable | None = None
     batches: Callable | None = None
     build: Callable | None = None
+    batch_size: Callable | None = None
     #: each stage k >= 2 also gets a sham (controls.sham); sequential methods only
     sham: bool = False
     #: a sequential stage k also trains the earlier objectives (replayed pairs in its batches): they are
     #: ``replayed`` there, and labelled ``trained`` like every objective a stage trains
     replays_earlier: bool = False
+    #: forward passes a training micro-batch's chosen sequences take beyond the DPO loss's own (counted in
+    #: the stage's token budget, seqpref.budget): SPO's look-ahead takes 3
+    chosen_passes: int = 0
     #: what the method reads of each objective's single-objective run (stage 1 of the ``dpo`` order that
     #: starts with it, same seed), a DAG dependency: "scores" (maxright's f*), "adapters" (merge) or None
     single_objective: str | None = None

@@ -127,4 +127,5 @@ METHOD = Method(
     summary="sequential DPO + the SPO penalty (our reconstruction of seed 002)",
     loss=loss,
     sham=True,
+    chosen_passes=3,  # the look-ahead's SFT forward (and backward), the forward at θ̃, the penalty's forward at θ
 )
