@@ -58,13 +58,26 @@ def _describe(error: ValidationError) -> list[str]:
     if kind == "const":
         return [f"{where} = {value!r}: expected {schema['const']!r}"]
     if kind == "type":
-        return [f"{where} = {value!r}: expected type {schema['type']}"]
+        expected = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        hint = ""
+        if isinstance(value, str) and {"number", "integer"} & set(expected) and _number_text(value):
+            # YAML 1.1 (PyYAML) reads a float without a dot, such as 3e-4, as a string
+            hint = f"; YAML reads {value} as text: write it with a dot and a signed exponent, e.g. 3.0e-4"
+        return [f"{where} = {value!r}: expected type {schema['type']}{hint}"]
     if kind == "required":
         return [f"{where}: {error.message}"]
     if kind == "pattern" or kind == "propertyNames":
         hint = schema.get("description", "")
         return [f"{where}: {error.message}{'; ' + hint if hint else ''}"]
     return [f"{where} = {value!r}: {error.message}"]
+
+
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def config_errors(config: dict, schema: dict) -> list[str]:

@@ -57,7 +57,7 @@ def read_preference_file(path: str | Path) -> pd.DataFrame:
     readers = {
         ".parquet": pd.read_parquet,
         ".jsonl": read_jsonl,
-        ".json": read_jsonl,
+        ".json": read_json,
         ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
     }
     if suffix not in readers:
@@ -101,6 +101,24 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
                 raise DataError(f"{path}, line {number}: expected a JSON object with prompt, chosen, rejected; "
                                 f"got {type(row).__name__}")
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def read_json(path: str | Path) -> pd.DataFrame:
+    """A ``.json`` file as a frame: a JSON array of objects (one row each), or else JSON lines
+    (:func:`read_jsonl`). A malformed array raises :class:`DataError` with its line and column, an
+    element that is not an object with its index."""
+    text = Path(path).read_text(encoding="utf-8")
+    if not text.lstrip().startswith("["):
+        return read_jsonl(path)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno}); "
+                        "expected a JSON array of objects or one object per line") from None
+    bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None) if isinstance(rows, list) else 0
+    if bad is not None:
+        raise DataError(f"{path}: element {bad} of the array is not a JSON object with prompt, chosen, rejected")
     return pd.DataFrame(rows)
 
 

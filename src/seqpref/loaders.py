@@ -158,12 +158,15 @@ def normalise_helpsteer2(
     Rows with the same prompt are its responses (two per prompt in the dataset); the response rated
     higher on ``attribute`` is chosen (with more than two, the best against the worst). Dropped:
     ``unpaired`` (a prompt with one response), ``missing_rating``, ``tie`` (equal ratings), and
-    ``small_gap`` (a rating gap below ``min_gap``), and empty, identical and duplicate pairs.
+    ``small_gap`` (a rating gap below ``min_gap``), and empty (a null prompt included), identical and
+    duplicate pairs.
     """
     if attribute not in HELPSTEER2_ATTRIBUTES:
         raise ValueError(f"helpsteer2 attribute must be one of {HELPSTEER2_ATTRIBUTES}, got {attribute!r}")
     out = _Collector(prefix, ("unpaired", "missing_rating", "tie", "small_gap"))
     frame = rows.reset_index(drop=True)
+    for index in frame.index[frame["prompt"].isna()]:  # groupby would drop them without a word
+        out.drop("empty", f"row{index}")
     for _, group in frame.groupby("prompt", sort=False):
         first = f"row{group.index[0]}"
         if len(group) < 2:

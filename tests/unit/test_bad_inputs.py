@@ -93,6 +93,10 @@ BAD_FILES = [
      r"missing_column\.jsonl: missing column\(s\) \['rejected'\]"),
     ("duplicate_ids.jsonl", json.dumps(GOOD_ROW) + "\n" + json.dumps(GOOD_ROW) + "\n",
      r"duplicate_ids\.jsonl: pair_id values are not unique, e.g. \['p0'\]"),
+    ("broken_array.json", "[\n" + json.dumps(GOOD_ROW) + ",\n" + '{"pair_id": "p1", "prompt": "x"\n]\n',
+     r"broken_array\.json, line 4: not valid JSON .*a JSON array of objects or one object per line"),
+    ("array_of_lists.json", json.dumps([GOOD_ROW, ["p1", "x", "a", "b"]], indent=1),
+     r"array_of_lists\.json: element 1 of the array is not a JSON object"),
     ("pairs.txt", "prompt\tchosen\trejected\n", r"pairs\.txt: unsupported file type '\.txt'"),
     ("missing_column.csv", "prompt,chosen\nx,a\n", r"missing_column\.csv: missing column\(s\) \['rejected'\]"),
 ]

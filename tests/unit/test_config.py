@@ -52,3 +52,12 @@ def test_mix_at_equal_pairs_needs_a_batch_that_divides_among_the_objectives():
         check_config(config, SCHEMA)
     config["train"]["batch_size"] = 16
     check_config(config, SCHEMA)
+
+
+def test_a_number_yaml_reads_as_text_gets_a_hint():
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text().replace(
+        "learning_rate: 0.001", "learning_rate: 1e-3", 1))
+    assert config["train"]["learning_rate"] == "1e-3"  # PyYAML (YAML 1.1): no dot, so not a float
+    with pytest.raises(ConfigError, match=r"train\.learning_rate = '1e-3': expected type number; YAML reads 1e-3 "
+                                          r"as text: write it with a dot"):
+        check_config(config, SCHEMA)

@@ -250,3 +250,15 @@ def test_config_schema_accepts_a_file_objective_beside_lab_ones(tmp_path):
         "a": {"source": "file", "path": "a.jsonl"}, "b": {"source": "lab", "prefer": {"closer": "warm"}}}}
     validate(config, str(repo / "workflow/schemas/config.schema.yaml"))
     assert config["settings"]["mine"]["objectives"]["a"] == {"source": "file", "path": "a.jsonl"}
+
+
+def test_a_json_file_may_hold_an_array_of_pairs(tmp_path):
+    """A ``.json`` file is JSON lines or one JSON array of objects (an array spanning lines was reported
+    as "line 1: not valid JSON")."""
+    rows = [{"pair_id": f"p{i}", "prompt": f"Question {i}?", "chosen": "Yes, like this.", "rejected": "No."}
+            for i in range(3)]
+    (tmp_path / "array.json").write_text(json.dumps(rows, indent=2))
+    (tmp_path / "lines.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    array, lines = (data.read_json(tmp_path / name) for name in ("array.json", "lines.json"))
+    pd.testing.assert_frame_equal(array, lines)
+    assert array["pair_id"].tolist() == ["p0", "p1", "p2"]

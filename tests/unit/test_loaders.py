@@ -140,3 +140,11 @@ def test_each_loader_reads_rows_as_datasets_writes_them(name, normalise, tmp_pat
     assert len(pairs) > 0
     pd.testing.assert_frame_equal(pairs, expected)
     assert dropped == expected_dropped
+
+
+def test_helpsteer2_counts_rows_with_a_null_prompt():
+    frame = rows("helpsteer2.jsonl")
+    extra = frame.iloc[[0]].assign(prompt=None)
+    _, before = loaders.normalise_helpsteer2(frame)
+    pairs, dropped = loaders.normalise_helpsteer2(pd.concat([frame, extra], ignore_index=True))
+    assert sorted(dropped["empty"]) == sorted(before["empty"] + [f"row{len(frame)}"]) and len(pairs) == 2
