@@ -16,19 +16,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 OPT_IN = "allow_retrain"
+#: training options that change how a stage runs, not what it computes: passed as job resources, so
+#: changing them reruns nothing (and a checkpoint resumes across them)
+EXECUTION_OPTIONS = ("checkpoint_every", "share_prompt")
+_ABSENT = "(absent)"
 
 
 def changed_options(recorded: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the options whose values differ between two option dicts (nested dicts are
-    compared key by key; a key present on one side only is skipped: an option added to seqpref
-    after the adapter was trained is no change of the user's)."""
+    """Dotted names of the options whose values differ between two option dicts, ``name: old -> new``
+    (nested dicts compared key by key). A key on one side only is a change too (``(absent)`` on the
+    other): an option added to seqpref after the adapter was trained changes the stage's params, and
+    Snakemake reruns, so deletes, the adapter for it."""
     changes = []
-    for key in sorted(set(recorded) & set(current)):
-        old, new = recorded[key], current[key]
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key, _ABSENT), current.get(key, _ABSENT)
         if isinstance(old, dict) and isinstance(new, dict):
             changes += changed_options(old, new, f"{prefix}{key}.")
         elif old != new:
-            changes.append(f"{prefix}{key}: {old!r} -> {new!r}")
+            changes.append(f"{prefix}{key}: {old if old is _ABSENT else repr(old)} -> {new if new is _ABSENT else repr(new)}")
     return changes
 
 
@@ -43,7 +48,8 @@ def retrain_conflicts(results: str | Path, expected: Callable[[dict], dict | Non
         current = expected(record["run"])
         if current is None:
             continue
-        changes = changed_options(record["options"], current)
+        recorded = {k: v for k, v in record["options"].items() if k not in EXECUTION_OPTIONS}
+        changes = changed_options(recorded, {k: v for k, v in current.items() if k not in EXECUTION_OPTIONS})
         if changes:
             yield str(path.parent), changes
 
@@ -53,6 +59,9 @@ def conflict_message(conflicts: list[tuple[str, list[str]]], shown: int = 10) ->
     options = sorted({change for _, changes in conflicts for change in changes})
     lines = [f"{len(conflicts)} finished adapter(s) were trained with other options than the config now gives "
              f"them; running would delete and retrain them.", "changed: " + "; ".join(options)]
+    if any(_ABSENT in change for change in options):
+        lines.append(f"An option marked {_ABSENT} did not exist when the adapter was trained (a newer seqpref) or "
+                     "no longer does: its default changes what the stage computes.")
     lines += [f"  {directory}" for directory, _ in conflicts[:shown]]
     if len(conflicts) > shown:
         lines.append(f"  ... and {len(conflicts) - shown} more")

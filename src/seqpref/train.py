@@ -33,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from seqpref.guard import EXECUTION_OPTIONS  # how a stage runs, not what it computes: a checkpoint resumes across them
+
 log = logging.getLogger("seqpref.train")
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -336,8 +338,6 @@ def _intact(folder: Path) -> bool:
     return False
 
 
-#: TrainOptions that change how a stage runs, not what it computes (a checkpoint resumes across them)
-EXECUTION_OPTIONS = ("checkpoint_every", "share_prompt")
 
 
 def stage_fingerprint(options: "TrainOptions", method_options, inputs: list[str], previous: str | None,

@@ -19,10 +19,22 @@ def _adapter(results, run, options, weights=True):
     return directory
 
 
-def test_changed_options_names_nested_keys_and_skips_keys_on_one_side():
+def test_changed_options_names_nested_keys_and_keys_on_one_side():
+    """A key on one side only is a change: a new option's default changes the stage's params, and
+    Snakemake would rerun (delete) the adapter for it."""
     new = {"beta": 0.1, "learning_rate": 0.002, "lora": {"r": 16, "alpha": 16, "dropout": 0.0}, "added_later": 1}
-    assert guard.changed_options(OPTIONS, new) == ["learning_rate: 0.001 -> 0.002", "lora.r: 8 -> 16"]
+    assert guard.changed_options(OPTIONS, new) == ["added_later: (absent) -> 1", "learning_rate: 0.001 -> 0.002",
+                                                   "lora.r: 8 -> 16"]
     assert guard.changed_options(OPTIONS, dict(OPTIONS)) == []
+
+
+def test_a_new_default_is_a_conflict_and_execution_options_are_not(tmp_path):
+    recorded = {**OPTIONS, "checkpoint_every": 20, "method_options": {"weights": {}}}
+    adapter = _adapter(tmp_path, RUN, recorded)
+    expected = lambda run: {**OPTIONS, "share_prompt": True, "method_options": {"weights": {}, "equal_pairs": False}}  # noqa: E731
+    conflicts = list(guard.retrain_conflicts(tmp_path, expected))
+    assert conflicts == [(str(adapter), ["method_options.equal_pairs: (absent) -> False"])]
+    assert "did not exist when the adapter was trained" in guard.conflict_message(conflicts)
 
 
 def test_conflicts_only_for_runs_the_config_still_has_and_finished_adapters(tmp_path):

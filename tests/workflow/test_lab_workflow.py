@@ -133,6 +133,25 @@ def test_changing_one_figure_option_reruns_only_that_figure(lab_run, tmp_path):
     assert jobs == {"plot_pair_scatter", "all"}
 
 
+def test_a_new_default_never_deletes_finished_adapters(lab_run):
+    """An adapter trained before an option existed (its training_options.json lacks the key) would be
+    retrained by Snakemake for the new default's params change, deleting it, as root too: the guard
+    stops the run and names the option. Simulated by removing a recorded key from one adapter."""
+    record_path = lab_run / "results/adapters/conflicting/dpo/comply-refuse/seed0/stage1/training_options.json"
+    original = record_path.read_text()
+    record = json.loads(original)
+    del record["options"]["max_grad_norm"]
+    try:
+        record_path.write_text(json.dumps(record))
+        result = snakemake(lab_run, "-n", check=False)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0 and "1 finished adapter(s)" in out
+        assert "max_grad_norm: (absent) -> 1.0" in out and "did not exist when the adapter was trained" in out
+    finally:
+        record_path.write_text(original)
+    assert "Nothing to be done" in snakemake(lab_run, "-n").stdout
+
+
 @pytest.mark.parametrize(("figure", "shared"), [
     ("margin_trajectory", {"common.py", "method_comparison.py"}),  # it imports the method colours
     ("quartile_bars", {"common.py"}),

@@ -40,7 +40,7 @@ ENV = "../envs/seqpref.yaml"  # every rule's conda environment: what pyproject.t
 RESULTS = config["results"].rstrip("/")
 # train options that change how a stage runs, not what it trains: passed as resources, so that
 # changing them reruns nothing and the retrain guard ignores them
-EXECUTION_ONLY = ("checkpoint_every", "share_prompt")
+EXECUTION_ONLY = guard.EXECUTION_OPTIONS
 RUN = "{setting}/{method}/{order}/seed{seed}"
 FIGURES = [
     "method_comparison",
