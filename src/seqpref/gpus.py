@@ -14,7 +14,10 @@ torch when it is ``python -m ...``); with GPUs it is always a fresh process, who
 CMD runs unpinned, as it is, when no GPU is visible (``CUDA_VISIBLE_DEVICES`` unset and no GPU
 listed by ``nvidia-smi``), when SLURM assigned the job's GPUs (``SLURM_JOB_ID`` set), or when
 ``SEQPREF_GPU_PINNING=0``. Lock files live in ``SEQPREF_GPU_LOCKS`` (default
-``/tmp/seqpref-gpus-<uid>``), shared by every seqpref run of the user on the machine.
+``$XDG_RUNTIME_DIR/seqpref-gpus`` where that is set, else ``/tmp/seqpref-gpus-<uid>``), shared by every
+seqpref run of the user on the machine. The folder must be the user's own, private, and no symlink
+(:func:`private_lock_dir`): in a shared ``/tmp`` another user could otherwise create it first and hold
+every GPU's lock.
 """
 
 from __future__ import annotations
@@ -58,21 +61,53 @@ def pinning_wanted(environ: dict | None = None) -> bool:
     return "SLURM_JOB_ID" not in environ and environ.get("SEQPREF_GPU_PINNING", "1") != "0"
 
 
+def default_lock_dir(environ: dict | None = None) -> Path:
+    """Where GPU locks live: ``SEQPREF_GPU_LOCKS``, else ``$XDG_RUNTIME_DIR/seqpref-gpus`` (a private
+    per-user folder where the session has one), else ``/tmp/seqpref-gpus-<uid>``."""
+    environ = os.environ if environ is None else environ
+    if environ.get("SEQPREF_GPU_LOCKS"):
+        return Path(environ["SEQPREF_GPU_LOCKS"])
+    if environ.get("XDG_RUNTIME_DIR") and Path(environ["XDG_RUNTIME_DIR"]).is_dir():
+        return Path(environ["XDG_RUNTIME_DIR"]) / "seqpref-gpus"
+    return Path(f"/tmp/seqpref-gpus-{os.getuid()}")
+
+
+def private_lock_dir(lock_dir: str | os.PathLike) -> Path:
+    """Create ``lock_dir`` (mode 0700) if absent and check that it is a real folder owned by this user that
+    no one else may write to; returns it. Raises ``PermissionError`` naming the folder and what is wrong."""
+    import stat
+
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(lock_dir)
+    problems = []
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        problems.append("it is not a folder (a symlink?)")
+    if info.st_uid != os.getuid():
+        problems.append(f"it belongs to uid {info.st_uid}, not {os.getuid()}")
+    if info.st_mode & 0o022:
+        problems.append(f"others may write to it (mode {stat.S_IMODE(info.st_mode):o})")
+    if problems:
+        raise PermissionError(f"GPU lock folder {lock_dir}: {'; '.join(problems)}. Remove it, or set "
+                              "SEQPREF_GPU_LOCKS to a folder of your own")
+    return lock_dir
+
+
 def claim_gpu(gpus: list[str], lock_dir: str | os.PathLike, slots: int = 1, poll: float = POLL_SECONDS,
               timeout: float | None = None) -> tuple[str, int]:
     """Take the first free (GPU, slot) lock of ``gpus``; returns ``(gpu id, open lock fd)``.
 
     Waits (polling every ``poll`` seconds) while all are taken; raises ``TimeoutError`` after
-    ``timeout`` seconds (None: wait forever). The lock lasts as long as the fd is open in any process.
+    ``timeout`` seconds (None: wait forever), ``PermissionError`` when ``lock_dir`` is not a private
+    folder of this user's (:func:`private_lock_dir`). The lock lasts as long as the fd is open in any process.
     """
-    lock_dir = Path(lock_dir)
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = private_lock_dir(lock_dir)
     start, announced = time.monotonic(), False
     while True:
         for slot in range(slots):
             for gpu in gpus:
                 name = re.sub(r"[^A-Za-z0-9_.-]", "_", gpu)
-                fd = os.open(lock_dir / f"gpu-{name}.{slot}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+                fd = os.open(lock_dir / f"gpu-{name}.{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -97,7 +132,7 @@ def main(argv=None) -> None:
     present = visible_gpus()
     gpus = present if pinning_wanted() else []
     if gpus:
-        lock_dir = os.environ.get("SEQPREF_GPU_LOCKS", f"/tmp/seqpref-gpus-{os.getuid()}")
+        lock_dir = default_lock_dir()
         slots = max(1, int(os.environ.get("SEQPREF_JOBS_PER_GPU", "1")))
         gpu, fd = claim_gpu(gpus, lock_dir, slots)
         os.set_inheritable(fd, True)  # CMD holds the lock until it exits

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,33 @@ def test_attention_is_flash_only_on_cuda_half_precision_with_flash_attn(monkeypa
     assert resolve_attention("eager", "cuda", torch.bfloat16) == "eager"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name, *a))
     assert resolve_attention(None, "cuda", torch.bfloat16) is None  # not installed: SDPA
+
+
+def test_the_lock_folder_must_be_the_users_own(tmp_path):
+    """Another user's folder at the lock path (created first in a shared /tmp), a symlink, or a folder
+    others may write to would let someone else hold or swap the GPU locks: refused, naming it."""
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(PermissionError, match="link: it is not a folder"):
+        gpus.claim_gpu(["0"], tmp_path / "link", timeout=0)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(PermissionError, match=r"others may write to it \(mode 777\)"):
+        gpus.claim_gpu(["0"], open_dir, timeout=0)
+    if os.getuid() == 0:  # only root can hand a folder to another user
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(PermissionError, match="belongs to uid 65534"):
+            gpus.claim_gpu(["0"], foreign, timeout=0)
+    gpu, fd = gpus.claim_gpu(["0"], tmp_path / "mine", timeout=0)
+    os.close(fd)
+    assert gpu == "0" and (os.stat(tmp_path / "mine").st_mode & 0o777) == 0o700
+
+
+def test_the_lock_folder_is_the_sessions_runtime_folder_where_there_is_one(tmp_path):
+    assert gpus.default_lock_dir({"XDG_RUNTIME_DIR": str(tmp_path)}) == tmp_path / "seqpref-gpus"
+    assert gpus.default_lock_dir({"XDG_RUNTIME_DIR": str(tmp_path / "absent")}).name == f"seqpref-gpus-{os.getuid()}"
+    assert gpus.default_lock_dir({"SEQPREF_GPU_LOCKS": "/x", "XDG_RUNTIME_DIR": str(tmp_path)}) == Path("/x")
