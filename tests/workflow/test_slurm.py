@@ -84,12 +84,19 @@ def test_reduced_lab_under_slurm_equals_a_local_run(lab_run, tmp_path):
 
 
 def _warn_a_training_stage(run: subprocess.Popen, checkpoints, env) -> list[str]:
-    """Once a training stage has written a checkpoint, send SIGTERM to the steps of every running
-    train_stage job, as ``--signal=TERM@300`` would; returns their SLURM job ids."""
+    """Once training stages have written a checkpoint, send SIGTERM to the steps of every running
+    train_stage job whose own stage has one, as ``--signal=TERM@300`` would; returns their SLURM job ids.
+    (A job signalled while it still imports torch dies before its handler is installed and rightly
+    starts afresh: that is not the case under test.)"""
     while run.poll() is None:
-        if any(checkpoints.rglob("checkpoint-*/seqpref_state.json")):
+        saved = {"_".join([setting, method, order, seed.removeprefix("seed"), stage.removeprefix("stage")])
+                 for setting, method, order, seed, stage in
+                 (p.parent.parent.relative_to(checkpoints).parts for p in checkpoints.rglob("checkpoint-*/seqpref_state.json"))}
+        if saved:
             jobs = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %k"], env=env, capture_output=True, text=True).stdout
-            ids = [line.split()[0] for line in jobs.splitlines() if line.split()[1].startswith("rule_train_stage")]
+            ids = [job for job, comment in (line.split(maxsplit=1) for line in jobs.splitlines() if " " in line)
+                   if comment.startswith("rule_train_stage_wildcards_")
+                   and comment.removeprefix("rule_train_stage_wildcards_").strip() in saved]
             for job in ids:
                 subprocess.run(["scancel", "--signal=TERM", job], env=env, check=True)
             if ids:
