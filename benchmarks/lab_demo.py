@@ -20,16 +20,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from seqpref.warm import ran_warm
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def job_table(results: Path) -> pd.DataFrame:
-    """One row per benchmark file: rule, seconds (wall), max_rss (MB)."""
+    """One row per benchmark file: rule, seconds (wall), max_rss (MB; NaN for a job that ran warm, whose
+    benchmark measured its launcher: seqpref.warm.ran_warm), warm."""
     rows = []
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
-        rule = path.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
+        relative = path.relative_to(results / "benchmarks")
         frame = pd.read_csv(path, sep="\t")
-        rows.append({"rule": rule, "seconds": float(frame["s"].iloc[0]), "max_rss": float(frame["max_rss"].iloc[0])})
+        warm = ran_warm((results / "logs" / relative).with_suffix(".log"))
+        rows.append({"rule": relative.parts[0].removesuffix(".tsv"), "seconds": float(frame["s"].iloc[0]), "warm": warm,
+                     "max_rss": float("nan") if warm else float(frame["max_rss"].iloc[0])})
     return pd.DataFrame(rows)
 
 
@@ -59,8 +64,12 @@ def main() -> None:
     print(f"wall time, snakemake end to end: {wall:.1f} s")
     print(f"sum of benchmarked job times: {jobs['seconds'].sum():.1f} s over {len(jobs)} jobs")
     print(per_rule.round(2).to_string())
-    heaviest = jobs.loc[jobs["max_rss"].idxmax()]
-    print(f"heaviest job: {heaviest['rule']} peak RSS {heaviest['max_rss']:.0f} MB")
+    if jobs["max_rss"].notna().any():
+        heaviest = jobs.loc[jobs["max_rss"].idxmax()]
+        print(f"heaviest job: {heaviest['rule']} peak RSS {heaviest['max_rss']:.0f} MB")
+    if jobs["warm"].any():
+        print(f"{int(jobs['warm'].sum())} job(s) ran warm: their benchmarks measured the launcher, so their memory is "
+              "left out (NaN); run with a config that sets warm_start: false to measure it")
 
 
 if __name__ == "__main__":

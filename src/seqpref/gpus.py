@@ -64,12 +64,7 @@ def pinning_wanted(environ: dict | None = None) -> bool:
 def default_lock_dir(environ: dict | None = None) -> Path:
     """Where GPU locks live: ``SEQPREF_GPU_LOCKS``, else ``$XDG_RUNTIME_DIR/seqpref-gpus`` (a private
     per-user folder where the session has one), else ``/tmp/seqpref-gpus-<uid>``."""
-    environ = os.environ if environ is None else environ
-    if environ.get("SEQPREF_GPU_LOCKS"):
-        return Path(environ["SEQPREF_GPU_LOCKS"])
-    if environ.get("XDG_RUNTIME_DIR") and Path(environ["XDG_RUNTIME_DIR"]).is_dir():
-        return Path(environ["XDG_RUNTIME_DIR"]) / "seqpref-gpus"
-    return Path(f"/tmp/seqpref-gpus-{os.getuid()}")
+    return warm.user_runtime_dir("seqpref-gpus", "SEQPREF_GPU_LOCKS", environ)
 
 
 def private_lock_dir(lock_dir: str | os.PathLike) -> Path:

@@ -184,7 +184,9 @@ def _trainer_class():
             folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
             staging = folder / f"{STAGE_STATE}.tmp"
             sync_folder(folder)  # TRL's files on disk before the marker that declares them complete
-            staging.write_text(json.dumps({**self.stage_state(), "files": checkpoint_files(folder)}, default=float))
+            # saved_on: a signal's checkpoint (the step the job was warned at) or a periodic one
+            staging.write_text(json.dumps({**self.stage_state(), "files": checkpoint_files(folder),
+                                           "saved_on": "signal" if STOP.is_set() else "schedule"}, default=float))
             os.replace(staging, folder / STAGE_STATE)  # written last: its presence marks a complete checkpoint
             sync_folder(folder)
             log.info("checkpoint at step %d -> %s", self.state.global_step, folder)
@@ -593,8 +595,9 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     trainer.fingerprint = stage_fingerprint(options, method_options, inputs or [], previous, record_extra)
     resume = last_checkpoint(trainer.args.output_dir, trainer.fingerprint)
     if resume:
-        trainer.load_stage_state(json.loads((Path(resume) / STAGE_STATE).read_text()))
-        log.info("resuming from %s", resume)
+        state = json.loads((Path(resume) / STAGE_STATE).read_text())
+        trainer.load_stage_state(state)
+        log.info("resuming from %s (saved on %s)", resume, state.get("saved_on", "an unrecorded occasion"))
     trainer.train(resume_from_checkpoint=resume)
     if STOP.is_set():
         raise StagePreempted(f"stopped on a signal at step {trainer.state.global_step}; checkpoint in "

@@ -10,10 +10,16 @@ Snakemake job with its own inputs, outputs, log and benchmark; only the interpre
 Why our own: ``multiprocessing``'s forkserver serves only the process that started it, and the job
 here is a separate command that Snakemake (or a user) starts.
 
-How it works. The client (this module, stdlib only) connects to a Unix socket in a private folder;
-the first client of a key starts the server (``--serve``, detached: not a descendant of any job),
-which resets its signal state to a fresh interpreter's (default dispositions, an empty mask: nothing
-of its starter's ``nohup`` or mask), imports ``PRELOAD`` and listens. The client sends its argv, cwd,
+How it works. The client (this module, stdlib only) connects to a Unix socket in a private folder
+(``$XDG_RUNTIME_DIR/seqpref-warm`` where the session has one, else ``/tmp/seqpref-warm-<uid>``);
+the first client of a key starts the server (``--serve``, detached: not a descendant of any job; it
+says so on its stderr), which takes the key's lease (an ``flock`` the kernel drops when the server
+dies, even by SIGKILL: no pid file to go stale), resets its signal state to a fresh interpreter's
+(default dispositions, an empty mask: nothing of its starter's ``nohup`` or mask), imports
+``PRELOAD`` and listens. Clients hold the start lock only to decide and launch; they wait for the
+socket without it, for as long as the lease is held. A signal that ends a process (TERM, INT, ...)
+received before the job is requested ends the client at once, as it would end a cold job still
+importing; one received after is passed on once the job's pid is known. The client sends its argv, cwd,
 environment, umask, ignored signals, signal mask and ``sys.path`` and passes its fds 0-2
 (``SCM_RIGHTS``); the server forks; the child takes them (the signal state replaced whole, so no
 earlier job or starter leaves a trace), forgets every imported ``seqpref`` module (so the checkout's current code runs, not the
@@ -25,11 +31,16 @@ the client dies (even by SIGKILL), the server kills the child's process group; i
 its children die with it (``PR_SET_PDEATHSIG``); SIGTERM to the server is passed to every job, which
 gets ``GRACE_SECONDS`` to checkpoint before it is killed.
 
-The server is keyed by the Python executable, the installed packages (site-packages' mtime), this
-file, ``sys.path`` (less the working folder ``-m`` puts first) and the environment less the variables
-that do not affect an import (working folder, temporary folder, shell bookkeeping): a changed
-environment or thread count, another checkout or a ``pip install`` gets a server of its own. It exits
-after ``IDLE_SECONDS`` without a job.
+The server is keyed by the Python executable, ``sys.path`` (less the working folder ``-m`` puts
+first) and the mtime of every folder on it (site- and dist-packages, a user site, ``PYTHONPATH``: a
+``pip install`` changes it), this file, the environment less the variables that do not affect an
+import (working folder, temporary folder, shell bookkeeping), and what a process passes on that a job
+could not take back (:func:`process_state`: nice level, resource limits, CPU affinity, cgroup): a
+changed environment or thread count, another checkout, a ``pip install``, ``nice -n19 snakemake`` or
+``ulimit -v`` gets a server of its own. Before each fork the server checks that it still runs a single
+thread and that no file of a module it imported changed on disk (an editable install edited, a
+package replaced in place); if not, it refuses, stops taking jobs (its socket removed, its lease
+dropped) and the client starts a new one. It exits after ``IDLE_SECONDS`` without a job.
 
 It falls back to an ordinary ``exec`` (the cold start) whenever it cannot serve: warm start off
 (``SEQPREF_WARM_START=0``; the workflow sets it from config ``warm_start``), under SLURM
@@ -40,8 +51,8 @@ not ``python -m`` with this Python, a runtime folder that is not private, or a s
 come up.
 
 What differs from a cold start: Snakemake's ``benchmark:`` files measure the client's process tree, so
-their wall time (``s``) is the job's but their CPU and memory columns are the client's (set
-``warm_start: false`` to measure a job's memory); import-time warnings were shown once, in the
+their wall time (``s``) is the job's but their CPU and memory columns are the client's (each warm job
+says so in its log; set ``warm_start: false`` to measure a job's memory); import-time warnings were shown once, in the
 server's log; ``ps`` shows the job under the server's command line (its client shows the job's).
 """
 
@@ -91,6 +102,8 @@ GRACE_SECONDS = 30.0  # SIGTERM to the server: how long its jobs get to checkpoi
 UNKEYED_VARIABLES = frozenset({
     "TMPDIR", "TMP", "TEMP", "TEMPDIR", "PWD", "OLDPWD", "SHLVL", "_", "CUDA_VISIBLE_DEVICES",
 })
+#: what a warm job's log says (its stderr), which :func:`ran_warm` looks for
+WARM_MARK = "forked from warm server"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGCONT, signal.SIGTSTP)
 _PR_SET_PDEATHSIG = 1
@@ -166,27 +179,67 @@ def python_module(argv: list[str]) -> tuple[str, list[str]] | None:
     return argv[2], list(argv[3:])
 
 
-def server_key(environ: dict | None = None, path: list[str] | None = None) -> str:
+def ran_warm(log_path: str | os.PathLike) -> bool:
+    """Whether the job whose stderr went to ``log_path`` ran warm (a Snakemake ``benchmark:`` of it then
+    measured its launcher's memory and CPU, not the job's)."""
+    try:
+        return WARM_MARK in Path(log_path).read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def process_state() -> dict:
+    """What a process passes to the programs it starts beyond its environment and that no job can take
+    on for itself (lowering a nice level or raising a hard limit needs privileges): its nice level,
+    resource limits (``resource.getrlimit``, soft and hard), CPU affinity and cgroup. A job forked
+    from a server has the server's, so they key the server: ``nice -n19 snakemake``, ``ulimit -v`` or
+    ``taskset`` get a server (and jobs) of their own."""
+    import resource
+
+    limits = {name: resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource))
+              if name.startswith("RLIMIT_")}
+    try:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        cgroup = None
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "rlimits": limits, "affinity": affinity, "cgroup": cgroup}
+
+
+def server_key(environ: dict | None = None, path: list[str] | None = None, state: dict | None = None) -> str:
     """A hex digest naming the server this client may use (see the module docstring)."""
     environ = dict(os.environ if environ is None else environ)
     # sys.path without the working folder `python -m` puts first: one server serves every folder
     path = list(sys.path if path is None else path)[1:]
-    site = [p for p in path if p.endswith("site-packages") and os.path.isdir(p)]
     here = Path(__file__)
     parts = {
         "python": os.path.abspath(sys.executable),
-        "site": [(p, os.stat(p).st_mtime_ns) for p in site],
+        # every folder on the path (site-, dist-packages, a user site, PYTHONPATH): an install changes
+        # its mtime; a file changed in place is caught by the server itself (_Server.stale)
+        "folders": [(p, os.stat(p).st_mtime_ns) for p in path if os.path.isdir(p)],
         "warm": hashlib.sha256(here.read_bytes()).hexdigest(),
         "path": path,
         "env": sorted((k, v) for k, v in environ.items() if k not in UNKEYED_VARIABLES),
         "preload": PRELOAD,
+        "process": process_state() if state is None else state,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def runtime_dir() -> Path:
-    """Where sockets, locks and server logs live: ``SEQPREF_WARM_DIR`` or ``/tmp/seqpref-warm-<uid>``."""
-    return Path(os.environ.get("SEQPREF_WARM_DIR", f"/tmp/seqpref-warm-{os.getuid()}"))
+def user_runtime_dir(name: str, override: str, environ: dict | None = None) -> Path:
+    """A per-user folder for sockets and locks: ``$override`` if set, else ``$XDG_RUNTIME_DIR/<name>``
+    (the session's private runtime folder, removed at logout) where set, else ``/tmp/<name>-<uid>``."""
+    environ = os.environ if environ is None else environ
+    if environ.get(override):
+        return Path(environ[override])
+    if environ.get("XDG_RUNTIME_DIR") and os.path.isdir(environ["XDG_RUNTIME_DIR"]):
+        return Path(environ["XDG_RUNTIME_DIR"]) / name
+    return Path(f"/tmp/{name}-{os.getuid()}")
+
+
+def runtime_dir(environ: dict | None = None) -> Path:
+    """Where sockets, leases, locks and server logs live (:func:`user_runtime_dir`, ``SEQPREF_WARM_DIR``)."""
+    return user_runtime_dir("seqpref-warm", "SEQPREF_WARM_DIR", environ)
 
 
 def private_dir(path: Path) -> bool:
@@ -262,57 +315,77 @@ def _connect(sock_path: Path) -> socket.socket | None:
     return conn
 
 
-def _alive(pid: int) -> bool:
+def lease_held(lease_path: Path) -> bool:
+    """Whether a server holds ``lease_path`` (its ``flock``, held from before it imports until it stops
+    serving; the kernel drops it when the server dies, even by SIGKILL): a server is starting or running."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(lease_path, os.O_RDONLY)
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _starting_server(pid_path: Path) -> int | None:
-    """The pid of a live server that is still importing (its pid file exists), else None."""
     try:
-        pid = int(pid_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # drops our shared lock, if we took it
+    return False
 
 
-def connect_or_start(key: str) -> socket.socket | None:
-    """A connection to the key's server, starting one if none is running or starting; None when none can be had."""
-    run_dir = runtime_dir()
-    if not private_dir(run_dir):
-        print(f"seqpref.warm: {run_dir} is not a folder private to this user; starting cold", file=sys.stderr,
-              flush=True)
-        return None
-    sock_path, pid_path = run_dir / f"{key}.sock", run_dir / f"{key}.pid"
-    conn = _connect(sock_path)
-    if conn is not None:
-        return conn
-    with open(run_dir / f"{key}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one client starts the server; the others wait and connect
+def _cold(reason: str) -> None:
+    print(f"seqpref.warm: {reason}; starting cold", file=sys.stderr, flush=True)
+
+
+def _wait_for_server(sock_path: Path, lease_path: Path, deadline: float) -> socket.socket | None:
+    """Connect once the leaseholder listens; None when the lease is dropped (the server exited) or at ``deadline``."""
+    while time.monotonic() < deadline:
         conn = _connect(sock_path)
         if conn is not None:
             return conn
-        server = _starting_server(pid_path)
-        if server is None:  # none running or starting (a socket file left by a dead one is replaced)
-            with open(run_dir / f"{key}.log", "ab") as log:
-                started = subprocess.run([sys.executable, "-m", "seqpref.warm", "--serve", str(sock_path)],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                                         cwd="/")
-            server = _starting_server(pid_path) if started.returncode == 0 else None
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while server is not None and time.monotonic() < deadline:
+        if not lease_held(lease_path):
+            return _connect(sock_path)
+        time.sleep(0.02)
+    return None
+
+
+def connect_or_start(key: str) -> socket.socket | None:
+    """A connection to the key's server, starting one if none is running or starting; None (and a line
+    on stderr saying why) when none can be had.
+
+    The start lock is held only to decide and launch, never while a server imports: waiting clients
+    wait on the server's lease, so a server that dies (even by SIGKILL) is noticed at once."""
+    run_dir = runtime_dir()
+    if not private_dir(run_dir):
+        _cold(f"{run_dir} is not a folder private to this user")
+        return None
+    sock_path, lease_path, log_path = (run_dir / f"{key}.{suffix}" for suffix in ("sock", "lease", "log"))
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    for _attempt in range(3):  # a server that was stopping (idle, or its code changed) is replaced
+        conn = _connect(sock_path)
+        if conn is not None:
+            return conn
+        with open(run_dir / f"{key}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one client starts the server
             conn = _connect(sock_path)
             if conn is not None:
                 return conn
-            if not _alive(server):
-                break
-            time.sleep(0.02)
-        return None
+            if not lease_held(lease_path):
+                print(f"seqpref.warm: starting a warm server (this job waits for its imports; later jobs fork from "
+                      f"it; log {log_path})", file=sys.stderr, flush=True)
+                with open(log_path, "ab") as log:
+                    started = subprocess.run([sys.executable, "-m", "seqpref.warm", "--serve", str(sock_path)],
+                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                                             cwd="/")
+                if started.returncode != 0:
+                    _cold(f"the warm server did not start (exit {started.returncode}; see {log_path})")
+                    return None
+        conn = _wait_for_server(sock_path, lease_path, deadline)
+        if conn is not None:
+            return conn
+        if time.monotonic() >= deadline:
+            _cold(f"no warm server listened within {START_TIMEOUT_SECONDS:.0f} s (see {log_path})")
+            return None
+    _cold(f"the warm server exited while starting (see {log_path})")
+    return None
 
 
 def signal_job(pid: int, signum: int) -> None:
@@ -325,11 +398,22 @@ def signal_job(pid: int, signum: int) -> None:
             continue
 
 
+class EarlySignal(Exception):
+    """A signal that ends a process arrived before the job was requested: the client acts on it at once,
+    as the cold job (still importing, its handlers not yet installed) would."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class _Signals:
-    """Signals the client receives, passed to the job's process group once its pid is known."""
+    """Signals the client receives: acted on at once before the job is requested (:class:`EarlySignal`),
+    passed to the job's process group once its pid is known, and held in between."""
 
     def __init__(self):
         self.child: int | None = None
+        self.requested = False  # set just before the request is sent: from then on a job may exist
         self.pending: list[int] = []
         # what the job must start with: this process's state as its caller gave it (nohup's SIGHUP
         # ignored, a blocked mask), read before we install handlers of our own
@@ -342,10 +426,14 @@ class _Signals:
                 signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum, _frame):
-        if self.child is None:
-            self.pending.append(signum)
-        else:
+        if self.child is not None:
             self.send(signum)
+        elif self.requested:
+            self.pending.append(signum)
+        elif signum == signal.SIGTSTP:
+            os.kill(os.getpid(), signal.SIGSTOP)  # stopped while waiting, as the job would be
+        elif signum != signal.SIGCONT:
+            raise EarlySignal(signum)
 
     def started(self, child: int) -> None:
         self.child = child
@@ -376,16 +464,21 @@ def serve_job(module: str, args: list[str], signals: _Signals) -> int | None:
         request = {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ),
                    "path": list(sys.path), "umask": mask, "ignored": signals.job_ignored,
                    "blocked": signals.job_blocked}
+        signals.requested = True
         try:
             _send(conn, request, fds=[0, 1, 2])
             reply, _ = _recv(conn)
         except (OSError, EOFError, ValueError):
-            return None  # the server went away before forking (e.g. closing on idle): nothing ran
+            _cold("the warm server went away before forking the job")  # e.g. closing on idle: nothing ran
+            return None
         if not isinstance(reply.get("pid"), int):
-            print(f"seqpref.warm: {reply.get('refused', 'no job started')}; starting cold", file=sys.stderr, flush=True)
+            _cold(reply.get("refused", "the warm server started no job"))
             return None
         child = reply["pid"]
         signals.started(child)
+        # the job's log says it ran warm: a Snakemake benchmark of it measured this launcher's memory
+        print(f"seqpref.warm: job {child} {WARM_MARK} {reply.get('server')} (a benchmark of this job measures the "
+              "launcher's memory and CPU, not the job's)", file=sys.stderr, flush=True)
         while True:
             try:
                 reply, _ = _recv(conn)
@@ -404,7 +497,13 @@ def run(argv: list[str]) -> None:
     pending: list[int] = []
     if target is not None:
         signals = _Signals()
-        status = serve_job(*target, signals)
+        try:
+            status = serve_job(*target, signals)
+        except EarlySignal as early:  # TERM, INT, ... while a server started: end as the cold job would
+            signal.signal(early.signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [early.signum])
+            os.kill(os.getpid(), early.signum)
+            os._exit(128 + early.signum)  # not reached: the signal's default action ends the process
         if status is not None:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -567,11 +666,69 @@ def _child(request: dict, fds: list[int], server: int, close: list) -> None:
     os._exit(status & 0xFF)
 
 
+def native_threads() -> dict[int, str]:
+    """``thread id -> name`` of every thread of this process as the kernel lists them (``/proc/self/task``;
+    empty where there is none)."""
+    threads = {}
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                threads[int(tid)] = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return threads
+
+
+def fork_hazard(preloaded: dict[int, str]) -> str | None:
+    """Why forking now could hand the job a lock held by a thread the fork does not copy, or None.
+
+    A fork copies only the calling thread. Any Python thread may hold a Python-level lock (logging,
+    the import lock), so there must be none but this one. Native threads are allowed only if the
+    imports started them (``preloaded``, from :func:`native_threads` once the imports were done): those
+    are numpy's and scipy's OpenBLAS servers and pyarrow's jemalloc background thread, pools that
+    quiesce at a fork through their ``pthread_atfork`` handlers; a thread started after the imports is not.
+    """
+    import threading
+
+    if threading.active_count() != 1:
+        return f"the warm server runs {threading.active_count()} Python threads (a fork copies only one)"
+    started = sorted(set(native_threads()) - set(preloaded))
+    if started:
+        return f"the warm server started {len(started)} thread(s) since its imports (a fork copies only one)"
+    return None
+
+
+def module_files() -> dict[str, tuple[int, int]]:
+    """``path -> (mtime_ns, size)`` of every imported module's file but seqpref's (which each job
+    imports afresh): what a job forked now would run without reading it again."""
+    files = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name == "seqpref" or name.startswith("seqpref."):
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        files[path] = (info.st_mtime_ns, info.st_size)
+    return files
+
+
 class _Server:
     """The listening socket, one connection per running job, and the jobs' process groups."""
 
-    def __init__(self, listener: socket.socket):
+    def __init__(self, listener: socket.socket, sock_path: Path | None = None, lease: int | None = None):
         self.listener = listener
+        self.sock_path = sock_path
+        self.sock_inode = os.stat(sock_path).st_ino if sock_path is not None else None
+        self.lease = lease  # the lease's fd (held while this server takes jobs), or None
+        self.imported = module_files()  # what the preloaded code is, to tell when it changed on disk
+        self.preloaded_threads = native_threads()
+        print(f"seqpref.warm: serving; threads after the imports: {sorted(self.preloaded_threads.values())}",
+              file=sys.stderr, flush=True)
+        self.draining = False  # no new jobs: ends once the running ones have
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, "listener")
         self.wake_r, self.wake_w = os.pipe()  # SIGCHLD / SIGTERM write here: the loop wakes at once
@@ -592,6 +749,56 @@ class _Server:
     def _kill_all(self, signum: int) -> None:
         for pid in self.jobs:
             signal_job(pid, signum)
+
+    def stale(self) -> str | None:
+        """The first preloaded module file changed on disk since the imports (an edited editable install,
+        a package upgraded in place), or None."""
+        for path, recorded in self.imported.items():
+            try:
+                info = os.stat(path)
+            except OSError:
+                return path
+            if (info.st_mtime_ns, info.st_size) != recorded:
+                return path
+        return None
+
+    def unlink_socket(self) -> None:
+        """Remove the socket file if it is still this server's (new clients then start a new server)."""
+        try:
+            if self.sock_path is not None and os.stat(self.sock_path).st_ino == self.sock_inode:
+                self.sock_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def refusal(self) -> str | None:
+        """Why this server must not fork a job now (and so stops taking them), or None."""
+        if _cuda_initialised():
+            return "CUDA is initialised in the warm server"
+        if self.stopping_since is not None:
+            return "the warm server is stopping"
+        hazard = fork_hazard(self.preloaded_threads)
+        if hazard:
+            return hazard
+        changed = self.stale()
+        if changed:
+            return f"the warm server's preloaded code changed on disk ({changed})"
+        return None
+
+    def drain(self) -> None:
+        """Take no more jobs: stop listening, remove the socket and drop the lease, so that the next
+        client starts a new server while this one's running jobs finish."""
+        if self.draining:
+            return
+        self.draining = True
+        try:
+            self.selector.unregister(self.listener)
+        except (KeyError, ValueError):
+            pass
+        self.unlink_socket()
+        self.listener.close()
+        if self.lease is not None:
+            os.close(self.lease)
+            self.lease = None
 
     def _drop(self, conn: socket.socket) -> None:
         try:
@@ -615,9 +822,10 @@ class _Server:
             conn.settimeout(None)
             if len(fds) != 3:
                 raise ValueError(f"expected 3 file descriptors, got {len(fds)}")
-            if _cuda_initialised() or self.stopping_since is not None:
-                _send(conn, {"refused": "CUDA is initialised in the warm server" if _cuda_initialised()
-                             else "the warm server is stopping"})
+            refusal = self.refusal()
+            if refusal is not None:
+                self.drain()  # unlinks the socket and drops the lease before the client hears of it
+                _send(conn, {"refused": refusal})
                 raise ConnectionAbortedError
             sys.stdout.flush()
             sys.stderr.flush()
@@ -629,7 +837,8 @@ class _Server:
                 raise ConnectionAbortedError from err
             if pid == 0:
                 _child(request, fds, server, [self.listener, self.selector, self.wake_r, self.wake_w,
-                                                    conn, *self.jobs.values()])
+                                              *([self.lease] if self.lease is not None else []),
+                                              conn, *self.jobs.values()])
         except (OSError, EOFError, ValueError, KeyError, TypeError, ConnectionAbortedError):
             for fd in fds:
                 os.close(fd)
@@ -640,7 +849,7 @@ class _Server:
         self.jobs[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ, pid)
         try:
-            _send(conn, {"pid": pid})
+            _send(conn, {"pid": pid, "server": os.getpid()})
         except OSError:  # the client is already gone: its job must not run on
             signal_job(pid, signal.SIGKILL)
             self._drop(conn)
@@ -698,12 +907,13 @@ class _Server:
                     return
                 if now - self.stopping_since > GRACE_SECONDS:
                     self._kill_all(signal.SIGKILL)
-            elif not self.jobs and now - last_active > idle_seconds:
+            elif not self.jobs and (self.draining or now - last_active > idle_seconds):
                 return
 
 
-def serve(sock_path: Path, idle_seconds: float = IDLE_SECONDS) -> None:
-    """Preload, listen on ``sock_path`` and fork a child per request until idle for ``idle_seconds``."""
+def serve(sock_path: Path, idle_seconds: float = IDLE_SECONDS, lease: int | None = None) -> None:
+    """Preload, listen on ``sock_path`` and fork a child per request until idle for ``idle_seconds``;
+    ``lease`` is the fd of the held lease (:func:`take_lease`), dropped when the server stops taking jobs."""
     os.chdir("/")  # hold no job's folder (and read no job's matplotlibrc)
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)
@@ -711,7 +921,6 @@ def serve(sock_path: Path, idle_seconds: float = IDLE_SECONDS) -> None:
     tmp = sock_path.with_name(f"{sock_path.stem}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     listener.bind(str(tmp))  # fails here, before the imports, if the path cannot be a socket
-    pid_path = sock_path.with_suffix(".pid")  # written by _detach: a server is starting
     try:
         preload()
         import gc
@@ -722,46 +931,60 @@ def serve(sock_path: Path, idle_seconds: float = IDLE_SECONDS) -> None:
         sys.stderr.flush()
         listener.listen(64)
         os.replace(tmp, sock_path)  # clients connect only once the imports are done
-        ours = os.stat(sock_path).st_ino
-        server = _Server(listener)
+        server = _Server(listener, sock_path, lease)
         try:
             server.loop(idle_seconds)
         finally:
-            try:
-                if os.stat(sock_path).st_ino == ours:
-                    sock_path.unlink()  # new clients start a new server from here on
-            except FileNotFoundError:
-                pass
+            server.unlink_socket()
             listener.close()
             server._kill_all(signal.SIGKILL)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def take_lease(lease_path: Path, wait: float = 2.0) -> int | None:
+    """Open ``lease_path`` and take its exclusive ``flock`` (retrying for ``wait`` s past clients' brief
+    checks); the fd, or None when another server holds it. The pid is written in it for people."""
+    fd = os.open(lease_path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            if pid_path.read_text() == str(os.getpid()):
-                pid_path.unlink()
-        except OSError:
-            pass
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)
 
 
-def _detach(pid_path: Path) -> None:
-    """Fork; the parent writes the child's pid to ``pid_path`` and exits, so the server is no job's
-    descendant (nor in its benchmark) and its starter knows, once this returns, which pid to wait for."""
+def _detach(lease: int) -> None:
+    """Fork; the parent exits once the child holds the lease (inherited), so the server is no job's
+    descendant (nor in its benchmark) and its starter, once this returns, sees a server starting."""
     child = os.fork()
     if child > 0:
-        pid_path.write_text(str(child))
         os._exit(0)
     os.setsid()
+    os.ftruncate(lease, 0)
+    os.pwrite(lease, str(os.getpid()).encode(), 0)
 
 
 def main(argv=None) -> None:
-    """CLI: ``python -m seqpref.warm -- CMD [ARG ...]`` (see the module docstring); ``--serve SOCKET`` starts a server."""
+    """CLI: ``python -m seqpref.warm -- CMD [ARG ...]`` (see the module docstring); ``--serve SOCKET`` starts a
+    server; ``--key`` prints where the server this process would use lives (its files, less the suffix)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--serve"] and len(argv) == 2:
         # a clean start, whatever the client that started us had ignored or blocked: each job gets
         # its own launcher's state in _child; the server itself must see SIGCHLD and SIGTERM
         set_signal_state(ignored=[], blocked=[])
-        _detach(Path(argv[1]).with_suffix(".pid"))
-        serve(Path(argv[1]), float(os.environ.get("SEQPREF_WARM_IDLE", IDLE_SECONDS)))
+        lease = take_lease(Path(argv[1]).with_suffix(".lease"))
+        if lease is None:  # another server holds it (started by a client that did not see it yet)
+            return
+        _detach(lease)
+        serve(Path(argv[1]), float(os.environ.get("SEQPREF_WARM_IDLE", IDLE_SECONDS)), lease)
+        return
+    if argv == ["--key"]:  # where this process's server would be: its socket, lease, lock and log, less the suffix
+        print(runtime_dir() / server_key())
         return
     if argv[:1] == ["--"]:
         argv = argv[1:]

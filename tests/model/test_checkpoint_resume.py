@@ -4,6 +4,7 @@ training log as a stage that was never interrupted; the checkpoints go once the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -94,7 +95,11 @@ def test_interrupted_sequential_stage_resumes_to_the_same_adapter(tiny_base, pai
             _sequential(tiny_base, pair_files, tmp_path, "cut")
     train.STOP.clear()
     assert not (tmp_path / "cut/adapter/adapter_model.safetensors").exists()
-    assert train.last_checkpoint(tmp_path / "cut/checkpoints").endswith(f"checkpoint-{resumed_at}")
+    newest = train.last_checkpoint(tmp_path / "cut/checkpoints")
+    assert newest.endswith(f"checkpoint-{resumed_at}")
+    # a signal's checkpoint says so (the SLURM test tells the signal-time save from a periodic one by it)
+    saved_on = json.loads((Path(newest) / train.STAGE_STATE).read_text())["saved_on"]
+    assert saved_on == ("signal" if how == "signal" else "schedule")
 
     resumed = _sequential(tiny_base, pair_files, tmp_path, "cut")
     assert resumed["resumed_from"].endswith(f"checkpoint-{resumed_at}") and resumed["steps"] == 6

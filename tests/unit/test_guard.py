@@ -47,3 +47,62 @@ def test_conflicts_only_for_runs_the_config_still_has_and_finished_adapters(tmp_
     assert conflicts == [(str(changed), ["learning_rate: 0.001 -> 0.002"])]
     message = guard.conflict_message(conflicts)
     assert "1 finished adapter(s)" in message and str(changed) in message and "allow_retrain: true" in message
+
+
+def test_a_run_keeps_exactly_the_adapters_it_replaced(tmp_path):
+    """keep_aside links every finished adapter aside; release_unchanged drops the links of those still
+    there and keeps the ones a run deleted or retrained (what Snakemake does to a stage it reruns:
+    remove its outputs, then write new ones)."""
+    stages = [_adapter(tmp_path, {**RUN, "stage": k}, OPTIONS) for k in (1, 2, 3)]
+    unfinished = _adapter(tmp_path, {**RUN, "seed": 1}, OPTIONS, weights=False)
+    kept = guard.keep_aside(tmp_path, now=0)
+    assert kept == tmp_path / "replaced/19700101T000000Z"
+    assert not (kept / unfinished.relative_to(tmp_path)).exists()
+    retrained, deleted, untouched = stages
+    for name in ("adapter_model.safetensors", "training_options.json"):
+        (retrained / name).unlink()
+    (retrained / "adapter_model.safetensors").write_bytes(b"new")
+    (retrained / "training_options.json").write_text("{}")
+    for path in deleted.iterdir():
+        path.unlink()
+    still = guard.release_unchanged(tmp_path)
+    assert still == [kept / retrained.relative_to(tmp_path), kept / deleted.relative_to(tmp_path)]
+    assert (kept / retrained.relative_to(tmp_path) / "adapter_model.safetensors").read_bytes() == b"x"
+    assert not (kept / untouched.relative_to(tmp_path)).exists()
+    assert "2 finished adapter(s) were deleted or retrained" in guard.replaced_message(still, tmp_path)
+    # a later run keeps the earlier run's copies and adds only what it replaces itself
+    second = guard.keep_aside(tmp_path, now=0)
+    assert second == tmp_path / "replaced/19700101T000000Z-2"
+    assert guard.release_unchanged(tmp_path) == still
+
+
+def test_nothing_replaced_leaves_no_folder(tmp_path):
+    _adapter(tmp_path, RUN, OPTIONS)
+    assert guard.keep_aside(tmp_path) is not None
+    assert guard.release_unchanged(tmp_path) == [] and not (tmp_path / "replaced").exists()
+    assert guard.keep_aside(tmp_path / "empty") is None
+
+
+def test_a_stage_retrained_to_the_same_bytes_is_kept_whole(tmp_path):
+    """Retraining on CPU may give the same bytes: the run still replaced the files, and the user sees it."""
+    stage = _adapter(tmp_path, RUN, OPTIONS)
+    guard.keep_aside(tmp_path, now=0)
+    weights = stage / "adapter_model.safetensors"
+    weights.unlink()
+    weights.write_bytes(b"x")  # same bytes, a new file
+    (kept,) = guard.release_unchanged(tmp_path)
+    assert sorted(p.name for p in kept.iterdir()) == ["adapter_model.safetensors", "training_options.json"]
+
+
+def test_where_links_fail_copies_are_kept_and_compared_by_content(tmp_path, monkeypatch):
+    def no_links(*_):
+        raise OSError("links not supported")
+
+    monkeypatch.setattr(guard.os, "link", no_links)
+    untouched, changed = (_adapter(tmp_path, {**RUN, "stage": k}, OPTIONS) for k in (1, 2))
+    kept = guard.keep_aside(tmp_path, now=0)
+    assert (kept / untouched.relative_to(tmp_path) / "adapter_model.safetensors").read_bytes() == b"x"
+    (changed / "adapter_model.safetensors").write_bytes(b"y")
+    assert guard.release_unchanged(tmp_path) == [kept / changed.relative_to(tmp_path)]
+    (changed / "adapter_model.safetensors").write_bytes(b"x")  # back as it was: nothing replaced
+    assert guard.release_unchanged(tmp_path) == [] and not (tmp_path / "replaced").exists()

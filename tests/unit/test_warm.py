@@ -44,6 +44,12 @@ JOB = textwrap.dedent("""
         sys.exit(int(sys.argv[2]))
     if action == "raise":
         raise ValueError("raised by the job")
+    if action == "process":  # what a process inherits that it cannot take back for itself
+        import resource
+        print(json.dumps({"nice": os.getpriority(os.PRIO_PROCESS, 0),
+                          "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+                          "affinity": sorted(os.sched_getaffinity(0))}))
+        sys.exit(0)
     if action == "sleep":
         def on_term(signum, frame):
             open(sys.argv[3], "w").write(signal.Signals(signum).name)
@@ -400,7 +406,7 @@ def test_a_client_gone_before_its_pid_arrives_costs_no_other_job(job_dir, tmp_pa
     env = env_for(job_dir)
     # the running job's server: a folder may also hold the socket a SIGKILLed server left behind
     server = int(Path(f"/proc/{job}/stat").read_text().rsplit(")", 1)[-1].split()[1])
-    sock = next(p.with_suffix(".sock") for p in (job_dir / "servers").glob("*.pid") if p.read_text() == str(server))
+    sock = next(p.with_suffix(".sock") for p in (job_dir / "servers").glob("*.lease") if p.read_text() == str(server))
     for _ in range(3):
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(sock))
@@ -415,3 +421,152 @@ def test_a_client_gone_before_its_pid_arrives_costs_no_other_job(job_dir, tmp_pa
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143
+
+
+def server_path(root: Path, env: dict, preexec_fn=None) -> Path:
+    """The server files a launcher with ``env`` (started in ``root``) would use, less the suffix."""
+    out = subprocess.run(["python", "-m", "seqpref.warm", "--key"], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=60, preexec_fn=preexec_fn)
+    assert out.returncode == 0, out.stderr
+    return Path(out.stdout.strip())
+
+
+def test_a_client_waits_on_the_lease_without_the_start_lock_and_a_signal_ends_it(job_dir, tmp_path):
+    """While a server starts (its lease held, no socket yet), a client waits without holding the start
+    lock (another client can decide at once), and SIGTERM ends it at once, as it would a cold job still
+    importing, instead of waiting for the server to come up."""
+    import fcntl
+
+    env = env_for(job_dir, SEQPREF_WARM_DIR=str(tmp_path / "servers"))
+    (tmp_path / "servers").mkdir(mode=0o700)
+    key = server_path(job_dir, env)
+    with open(key.with_suffix(".lease"), "w") as lease:
+        fcntl.flock(lease, fcntl.LOCK_EX)  # a server that is importing
+        proc = launch(job_dir, "exit", "0", env=env)
+        deadline = time.monotonic() + 30
+        while not key.with_suffix(".lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        with open(key.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if the client held it
+        assert proc.poll() is None, "the client did not wait for the starting server"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGTERM and time.monotonic() - started < 5
+
+
+def test_a_sigkilled_server_is_replaced_at_once_and_the_start_is_announced(job_dir, tmp_path):
+    """The lease dies with its server: the next job starts a new one without waiting, and says so."""
+    env = env_for(job_dir, SEQPREF_WARM_DIR=str(tmp_path / "servers"))
+    try:
+        proc = launch(job_dir, "exit", "0", env=env)
+        out, err = proc.communicate(timeout=180)
+        assert report(out)["warm"] and "starting a warm server" in err
+        server = int(server_path(job_dir, env).with_suffix(".lease").read_text())
+        os.kill(server, signal.SIGKILL)
+        while alive(server):
+            time.sleep(0.05)
+        assert server_path(job_dir, env).with_suffix(".sock").exists()  # left behind by the killed server
+        proc = launch(job_dir, "exit", "0", env=env)
+        out, err = proc.communicate(timeout=180)
+        assert report(out)["warm"] and "starting a warm server" in err, err
+        assert int(server_path(job_dir, env).with_suffix(".lease").read_text()) != server
+        proc = launch(job_dir, "exit", "0", env=env)
+        out, err = proc.communicate(timeout=180)
+        assert report(out)["warm"] and "starting a warm server" not in err and "forked from warm server" in err
+    finally:
+        subprocess.run(["pkill", "-f", str(tmp_path / "servers")], check=False)
+
+
+def test_a_job_gets_its_launchers_nice_level_limits_and_affinity(job_dir):
+    """``nice``, ``ulimit`` and ``taskset`` on the launcher apply to the warm job as to a cold one."""
+    import resource
+
+    def constrained():
+        os.nice(3)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+    def job_process(env):
+        proc = launch(job_dir, "process", env=env, preexec_fn=constrained)
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        return report(out)["warm"], json.loads(out.splitlines()[1])
+
+    cold_warm, cold = job_process(env_for(job_dir, SEQPREF_WARM_START="0"))
+    was_warm, seen = job_process(env_for(job_dir))
+    assert was_warm and not cold_warm
+    assert seen == cold and seen["nice"] == os.getpriority(os.PRIO_PROCESS, 0) + 3 and seen["nofile"][0] == 256
+    assert server_path(job_dir, env_for(job_dir), constrained) != server_path(job_dir, env_for(job_dir))
+
+
+def test_the_server_key_covers_every_package_folder(tmp_path):
+    """An install into any folder on the path (dist-packages, a user site, PYTHONPATH) changes the key."""
+    dist = tmp_path / "dist-packages"
+    dist.mkdir()
+    env = {"PATH": "/bin"}
+    key = warm.server_key(env, ["/workdir", str(dist)])
+    (dist / "newpkg").mkdir()
+    os.utime(dist, ns=(0, os.stat(dist).st_mtime_ns + 10**9))
+    assert warm.server_key(env, ["/workdir", str(dist)]) != key
+
+
+#: a server whose preload is one small module (no torch): started with serve(), not detached
+SMALL_SERVER = textwrap.dedent("""
+    import sys, threading, time
+    from pathlib import Path
+    from seqpref import warm
+    warm.PRELOAD, warm.PRELOAD_ATTRIBUTES = ("warmdep",), ()
+    sock = Path(sys.argv[1])
+    if sys.argv[2] == "thread":
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+    warm.serve(sock, idle_seconds=30, lease=warm.take_lease(sock.with_suffix(".lease")))
+""")
+
+
+@pytest.mark.parametrize("case", ["edited", "thread"])
+def test_a_server_that_cannot_fork_safely_refuses_and_steps_aside(tmp_path, case):
+    """Before each fork the server checks that the code it imported is what is on disk (an editable
+    install edited in place is not in any folder's mtime) and that it runs one thread; if not it
+    refuses, removes its socket and drops its lease (the next client starts a new server), and exits."""
+    import socket
+
+    (tmp_path / "mods").mkdir()
+    dep = tmp_path / "mods" / "warmdep.py"
+    dep.write_text("VALUE = 1\n")
+    sock = tmp_path / "s.sock"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), SRC])}
+    server = subprocess.Popen([sys.executable, "-c", SMALL_SERVER, str(sock), case], env=env, cwd=tmp_path,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert warm.lease_held(sock.with_suffix(".lease"))
+        if case == "edited":
+            dep.write_text("VALUE = 22\n")
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(sock))
+        request = {"module": "warmdep", "args": [], "cwd": str(tmp_path), "env": env, "path": sys.path,
+                   "umask": 0o22, "ignored": []}
+        with open(os.devnull, "w") as null:
+            warm._send(conn, request, fds=[null.fileno()] * 3)
+        reply, _ = warm._recv(conn)
+        conn.close()
+        expected = "changed on disk" if case == "edited" else "runs 2 Python threads"
+        assert expected in reply.get("refused", ""), reply
+        assert not sock.exists() and not warm.lease_held(sock.with_suffix(".lease"))
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+        server.communicate()
+
+
+def test_a_warm_jobs_log_says_its_benchmark_measured_the_launcher(job_dir, tmp_path):
+    """Memory figures read from Snakemake benchmarks leave out warm jobs: their logs say they ran warm."""
+    for name, env in (("warm", env_for(job_dir)), ("cold", env_for(job_dir, SEQPREF_WARM_START="0"))):
+        with open(tmp_path / f"{name}.log", "w") as log:
+            subprocess.run(["python", "-m", "seqpref.warm", "--", "python", "-m", "warmjob", "exit", "0"], cwd=job_dir,
+                           env=env, stdout=log, stderr=subprocess.STDOUT, timeout=180, check=True)
+    assert warm.ran_warm(tmp_path / "warm.log") and not warm.ran_warm(tmp_path / "cold.log")

@@ -4,6 +4,8 @@ the science (labels match the lab's construction), the outputs, the report, reru
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -187,6 +189,29 @@ def test_changing_a_training_option_never_deletes_finished_adapters(lab_run, tmp
     opted_in = snakemake(lab_run, "-n", "--configfile", str(changed), "--config", "allow_retrain=True")
     assert "train_stage" in _planned_jobs(opted_in)
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout  # nothing was lost or retrained
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="as another user protected() already refuses to rerun the stage; the "
+                                             "case under test is root's, whom protected() does not stop")
+def test_whatever_reruns_a_finished_stage_keeps_its_adapter_aside(lab_run, tmp_path):
+    """A diagnostics option is a param of every training stage, which the options guard does not
+    compare: changing it reruns the stage, and Snakemake deletes its adapter first, as root too. The
+    run keeps the adapter it replaced (and only that one) under results/replaced/<time>/ and says so."""
+    work = tmp_path / "lab"
+    shutil.copytree(lab_run, work, symlinks=True)
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    config["diagnostics"]["every"] += 1
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config))
+    stage = "adapters/conflicting/dpo/comply-refuse/seed0/stage1"
+    before = (work / "results" / stage / "adapter_model.safetensors").read_bytes()
+    result = snakemake(work, "--cores", "1", f"results/{stage}/adapter_model.safetensors")
+    assert "1 finished adapter(s) were deleted or retrained" in result.stderr, result.stderr[-3000:]
+    (kept_run,) = (work / "results/replaced").iterdir()
+    kept = sorted(p.parent.relative_to(kept_run) for p in kept_run.rglob("adapter_model.safetensors"))
+    assert kept == [Path(stage)]
+    assert (kept_run / stage / "adapter_model.safetensors").read_bytes() == before
+    assert (kept_run / stage / "training_options.json").is_file()
+    assert (work / "results" / stage / "adapter_model.safetensors").is_file()  # and the stage was retrained
 
 
 def test_checkpoint_frequency_is_passed_to_stages_and_reruns_nothing(lab_run, tmp_path):

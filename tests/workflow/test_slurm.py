@@ -71,9 +71,12 @@ def test_reduced_lab_under_slurm_equals_a_local_run(lab_run, tmp_path):
     for job in signalled:  # the warned job failed (its stage saved a checkpoint and stopped) ...
         first_attempt = next((cluster / "results/logs/slurm").rglob(f"{job}.log")).read_text()
         assert "Error in rule train_stage" in first_attempt, first_attempt[-3000:]
-    # ... and the retry resumed from the checkpoint (the stage log is the retry's)
-    resumed = [log for log in (cluster / "results/logs/train_stage").rglob("*.log") if "resuming from" in log.read_text()]
+    # ... and the retry resumed from the checkpoint saved at the signal, not an earlier periodic one
+    # (the stage log is the retry's)
+    resumed = [line for log in (cluster / "results/logs/train_stage").rglob("*.log") for line in log.read_text().splitlines()
+               if "resuming from" in line]
     assert len(resumed) == len(signalled), (signalled, resumed)
+    assert all(line.endswith("(saved on signal)") for line in resumed), resumed
     assert not list((cluster / "results/checkpoints").rglob("checkpoint-*")), "checkpoints left after success"
     stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out, re.S)
     planned = {line.split()[0]: int(line.split()[1]) for line in stats.group(1).splitlines()}

@@ -4,6 +4,7 @@ such a rule without its profile entry fails here (without a cluster; tests/workf
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -31,16 +32,50 @@ with SnakemakeApi(OutputSettings(quiet=True)) as api:
             return "per job"
     rules = {rule.name: {name: constant(value) for name, value in dict(rule.resources).items()}
              for rule in workflow._workflow.rules}
+    shell = {rule.name: rule.shellcmd for rule in workflow._workflow.rules if rule.shellcmd}
 print("RULES" + json.dumps(rules, default=str))
+print("SHELL" + json.dumps(shell))
 """
 
 
 @pytest.fixture(scope="module")
-def rules() -> dict[str, dict]:
+def parsed() -> dict[str, dict]:
+    """``{"RULES": name -> resources, "SHELL": name -> shell command}`` of every rule, as Snakemake parsed them."""
     result = subprocess.run([sys.executable, "-c", RULE_RESOURCES], cwd=REPO, capture_output=True, text=True, timeout=300)
-    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RULES")), None)
-    assert line, result.stdout[-2000:] + result.stderr[-2000:]
-    return json.loads(line[len("RULES"):])
+    found = {ln[:5]: json.loads(ln[5:]) for ln in result.stdout.splitlines() if ln[:5] in ("RULES", "SHELL")}
+    assert set(found) == {"RULES", "SHELL"}, result.stdout[-2000:] + result.stderr[-2000:]
+    return found
+
+
+@pytest.fixture(scope="module")
+def rules(parsed) -> dict[str, dict]:
+    return parsed["RULES"]
+
+
+def test_only_steps_that_import_torch_go_through_a_warm_server(parsed):
+    """The warm server exists to save torch's import: a step that does not import torch (tables,
+    figures, data) starts as a plain ``python -m``; every step started through seqpref.warm or
+    seqpref.gpus (which hands CPU jobs to seqpref.warm) imports torch when its module is imported."""
+    through_server, plain = {}, {}
+    for name, command in parsed["SHELL"].items():
+        modules = re.findall(r"python -m ([\w.{}]+)", command)
+        if modules[:1] in (["seqpref.warm"], ["seqpref.gpus"]):
+            through_server[name] = modules[1]
+        elif modules:
+            plain[name] = modules[0]
+    assert {"train_stage", "score_stage", "adapter_movement"} <= set(through_server)
+    assert {"seqpref.aggregate", "seqpref.pareto", "seqpref.data"} <= set(plain.values()), plain
+    # torch is in sys.modules once the module is imported, or the module imports it in a function
+    check = ("import ast, importlib, json, sys; module = importlib.import_module(sys.argv[1]); "
+             "tree = ast.parse(open(module.__file__).read()); "
+             "local = any(n.module.split('.')[0] == 'torch' if isinstance(n, ast.ImportFrom) and n.module "
+             "else any(a.name.split('.')[0] == 'torch' for a in n.names) "
+             "for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))); "
+             "print(json.dumps('torch' in sys.modules or local))")
+    for name, module in sorted(through_server.items()):
+        out = subprocess.run([sys.executable, "-c", check, module], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout.splitlines()[-1]), f"rule {name} goes through the warm server but {module} does not import torch"
 
 
 def test_every_gpu_rule_has_a_gpu_partition_memory_time_and_the_training_signal(rules):

@@ -37,7 +37,7 @@ rule aggregate:
             else ""
         ),
     shell:
-        "python -m seqpref.warm -- python -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
+        "python -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
         " --transfer {output.transfer} --quartiles {output.quartiles} --controls {output.controls}"
         " {input.scores} {params.sham} --options {params.options:q} > {log} 2>&1"
 
@@ -88,7 +88,7 @@ rule pareto:
         objectives=as_json({setting: plan.objectives(config, setting) for setting in config["settings"]}),
         options=as_json(config["labels"]),
     shell:
-        "python -m seqpref.warm -- python -m seqpref.pareto {input.pairs} {params.front} --objectives {params.objectives:q}"
+        "python -m seqpref.pareto {input.pairs} {params.front} --objectives {params.objectives:q}"
         " --points {output.points} --hypervolume {output.hypervolume} --options {params.options:q}"
         " --training {input.training} > {log} 2>&1"
 

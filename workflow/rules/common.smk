@@ -187,6 +187,31 @@ if not config[guard.OPT_IN] and not (workflow.remote_exec or workflow.subprocess
         raise WorkflowError(guard.conflict_message(_conflicts))
 
 
+# whatever else reruns a finished stage (an input, a diagnostics option, --forcerun, the opt-in) cannot
+# delete its adapter either: each run hard-links the finished adapters aside before any job starts, and
+# keeps, once it ends, only those it replaced (seqpref.guard.keep_aside); not with --no-hooks
+def _release_replaced():
+    kept = guard.release_unchanged(RESULTS)
+    if kept:
+        print(guard.replaced_message(kept, RESULTS), file=sys.stderr)
+
+
+onstart:
+    if not (workflow.remote_exec or workflow.subprocess_exec):
+        _release_replaced()  # what a killed run kept of adapters it did not replace
+        guard.keep_aside(RESULTS)
+
+
+onsuccess:
+    if not (workflow.remote_exec or workflow.subprocess_exec):
+        _release_replaced()
+
+
+onerror:
+    if not (workflow.remote_exec or workflow.subprocess_exec):
+        _release_replaced()
+
+
 # ---- data and runs --------------------------------------------------------------------------
 
 

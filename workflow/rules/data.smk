@@ -81,7 +81,7 @@ rule prepare_data:
             {o: spec for o, spec in config["settings"][wc.setting]["objectives"].items() if o != wc.objective}
         ),
     shell:
-        "python -m seqpref.warm -- python -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
+        "python -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
         " --setting {wildcards.setting} --objective {wildcards.objective}"
         " --tokenizer {params.tokenizer} --max-length {params.max_length} --siblings {params.siblings:q}"
         " > {log} 2>&1"
@@ -106,7 +106,7 @@ rule data_report:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m seqpref.warm -- python -m seqpref.data_report {output} {input} > {log} 2>&1"
+        "python -m seqpref.data_report {output} {input} > {log} 2>&1"
 
 
 rule base_logps:
