@@ -14,9 +14,9 @@ Sources (``source`` in an objective's config):
 - ``file``: the user's own Parquet / JSONL / CSV file with ``prompt``, ``chosen`` and ``rejected``
   columns (and optionally ``pair_id``; otherwise ids are the row numbers). A prompt may be a list of
   ``{"role", "content"}`` messages (a conversation), a response a one-message assistant turn;
-- ``hh_rlhf``, ``helpsteer2``, ``pku_saferlhf``, ``ultrafeedback``: the public datasets, read by id
-  with ``datasets.load_dataset`` (``revision`` pins a commit) or from a local copy of their rows,
-  and normalised by :mod:`seqpref.loaders`.
+- ``hh_rlhf``, ``helpsteer2``, ``pku_saferlhf``, ``ultrafeedback``, ``pandalm``, ``llamafactory_dpo``:
+  the public datasets, read by id with ``datasets.load_dataset`` (``revision`` pins a commit) or
+  from a local copy of their rows, and normalised by :mod:`seqpref.loaders`.
 
 A conversational prompt is stored as its transcript text in ``prompt`` and its messages as JSON in
 ``prompt_messages``; the trainer and the scorer decide how to render it
@@ -288,6 +288,9 @@ OBJECTIVE_DEFAULTS = {
                      "safety_differs": False},
     "ultrafeedback": {**_HUB, "dataset": "openbmb/UltraFeedback", "aspect": "helpfulness",
                       "pairing": "best_vs_worst"},
+    "pandalm": {**_HUB, "dataset": "resources/public_prefs/upstream/WeOpenML/PandaLM/data/testset-v1.json"},
+    "llamafactory_dpo": {**_HUB,
+                         "dataset": "resources/public_prefs/upstream/hiyouga/LLaMA-Factory/data/dpo_en_demo.json"},
 }
 #: the loader's own options of each public dataset source (beyond where to read it)
 LOADER_OPTIONS = {
@@ -295,6 +298,8 @@ LOADER_OPTIONS = {
     "helpsteer2": (loaders.normalise_helpsteer2, ("attribute", "min_gap")),
     "pku_saferlhf": (loaders.normalise_pku_saferlhf, ("preference", "safety_differs")),
     "ultrafeedback": (loaders.normalise_ultrafeedback, ("aspect", "pairing")),
+    "pandalm": (loaders.normalise_pandalm, ()),
+    "llamafactory_dpo": (loaders.normalise_llamafactory_dpo, ()),
 }
 
 
@@ -306,6 +311,10 @@ def _source_columns(kind: str, options: dict) -> list[str]:
         return ["prompt", "response", options["attribute"]]
     if kind == "pku_saferlhf":
         return ["prompt", "response_0", "response_1", f"{options['preference']}_response_id"]
+    if kind == "pandalm":
+        return ["instruction", "response1", "response2", *loaders.PANDALM_ANNOTATORS]
+    if kind == "llamafactory_dpo":
+        return ["conversations", "chosen", "rejected"]
     return ["instruction", "completions"]
 
 

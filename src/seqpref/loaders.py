@@ -11,7 +11,8 @@ reorderings and reloads of the same revision, and equal for duplicated pairs, wh
 ``duplicate`` (the first one is kept). Ids of rows dropped before a pair exists are ``row<index>``.
 
 Readers: :func:`read_rows` reads a dataset by id with ``datasets.load_dataset`` (optionally at a
-pinned ``revision``) or a local Parquet / JSONL / CSV file, into a frame of its rows.
+pinned ``revision``) or a local Parquet / JSONL (plain or ``.jsonl.gz``) / JSON (an array or JSON
+lines) / CSV file, into a frame of its rows.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import pandas as pd
 
 HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 ULTRAFEEDBACK_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
+PANDALM_ANNOTATORS = ("annotator1", "annotator2", "annotator3")
+PANDALM_TIE = 0  # an annotator's label: 0 = tie, 1 = response1 better, 2 = response2 better
+SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}  # sharegpt ``from`` → role
+ROW_FILE_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".csv")
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
 _HH_LAST_ASSISTANT = "\n\nAssistant:"
 
@@ -272,23 +277,131 @@ def normalise_ultrafeedback(
     return out.result()
 
 
+# ---- WeOpenML/PandaLM (data/testset-v1.json) ---------------------------------------------------
+
+
+def pandalm_prompt(instruction: str, input_text) -> str:
+    """A PandaLM prompt: ``instruction``, then a blank line and ``input_text`` when that is non-empty
+    (``"Rewrite ...\\n\\nIf you have any questions ..."``); ``instruction`` alone otherwise."""
+    return instruction if _empty(input_text) else f"{instruction}\n\n{input_text}"
+
+
+def majority_label(votes) -> int | None:
+    """The label (0, 1 or 2) given by a strict majority of ``votes``; None when no label has one.
+
+    A vote that is not 0, 1 or 2 (missing, NaN, text) counts as no vote, so it cannot help a label
+    to a majority but still counts in the total.
+    """
+    labels = [int(v) for v in map(_rating, votes) if v in (0.0, 1.0, 2.0)]
+    best = max(set(labels), key=labels.count, default=None)
+    return best if best is not None and 2 * labels.count(best) > len(votes) else None
+
+
+def normalise_pandalm(rows: pd.DataFrame, prefix: str = "pandalm") -> tuple[pd.DataFrame, dict]:
+    """Pairs of PandaLM's human-annotated test set (``data/testset-v1.json`` of ``WeOpenML/PandaLM``).
+
+    Each row holds ``instruction``, ``input``, ``response1``, ``response2`` and three annotators'
+    labels ``annotator1``..``annotator3`` (0 = tie, 1 or 2 = that response is better). The majority
+    label (:func:`majority_label`) picks the chosen response; the prompt is :func:`pandalm_prompt`
+    (the instruction, plus a blank line and the input when the input is non-empty). Dropped:
+    ``tie`` (the majority label is 0), ``no_majority`` (no label has two of the three votes),
+    ``not_text`` (a response that is not a string: the file has six JSON ``true`` values), and empty
+    (e.g. an empty response), identical and duplicate pairs. ``source`` keeps ``idx``, ``cmp_key``
+    (the two models, response1's first), ``motivation_app``, the votes and the chosen response (1, 2).
+    """
+    out = _Collector(prefix, ("tie", "no_majority", "not_text"))
+    for i, row in enumerate(rows.to_dict("records")):
+        votes = [row.get(a) for a in PANDALM_ANNOTATORS]
+        label = majority_label(votes)
+        if label is None:
+            out.drop("no_majority", f"row{i}")
+            continue
+        if label == PANDALM_TIE:
+            out.drop("tie", f"row{i}")
+            continue
+        responses = (row.get("response1"), row.get("response2"))
+        if any(not (isinstance(r, str) or _empty(r)) for r in responses):  # a missing one is "empty"
+            out.drop("not_text", f"row{i}")
+            continue
+        source = {"idx": row.get("idx"), "cmp_key": row.get("cmp_key"), "motivation_app": row.get("motivation_app"),
+                  "votes": votes, "chosen_response": label}
+        out.add(i, pandalm_prompt(row["instruction"], row.get("input")), responses[label - 1], responses[2 - label],
+                source)
+    return out.result()
+
+
+# ---- hiyouga/LLaMA-Factory DPO data in the sharegpt format -------------------------------------
+
+
+def sharegpt_messages(turns, system=None) -> list[dict] | None:
+    """``{"from", "value"}`` turns as ``{"role", "content"}`` messages (:data:`SHAREGPT_ROLES`:
+    system, human → user, gpt → assistant), after a system message of ``system`` when it is
+    non-empty; None when a turn's ``from`` is another role (e.g. ``function_call``, ``observation``)."""
+    messages = [] if _empty(system) else [{"role": "system", "content": system}]
+    for turn in _items(turns):
+        role = SHAREGPT_ROLES.get(turn.get("from"))
+        if role is None:
+            return None
+        messages.append({"role": role, "content": turn.get("value")})
+    return messages
+
+
+def normalise_llamafactory_dpo(rows: pd.DataFrame, prefix: str = "llamafactory") -> tuple[pd.DataFrame, dict]:
+    """Pairs of a LLaMA-Factory preference file in the sharegpt format (e.g. ``data/dpo_en_demo.json``).
+
+    Each row holds ``conversations`` (``{"from", "value"}`` turns ending with a human turn; a
+    ``system`` turn first, or an optional ``system`` column, is the system message) and ``chosen`` /
+    ``rejected`` (one ``{"from": "gpt", "value"}`` turn each). The prompt is the conversation as a
+    message list (:func:`sharegpt_messages`, every turn kept in order, a single turn too); chosen and
+    rejected are the two values. Dropped: ``unsupported_role`` (a turn from another role, or a chosen
+    or rejected turn not from ``gpt``), ``not_ending_with_user`` (the conversation does not end with a
+    human turn), and empty, identical and duplicate pairs. ``source`` keeps the row and the turn count.
+    """
+    out = _Collector(prefix, ("unsupported_role", "not_ending_with_user"))
+    for i, row in enumerate(rows.to_dict("records")):
+        messages = sharegpt_messages(row.get("conversations"), row.get("system"))
+        chosen, rejected = (row.get(k) if isinstance(row.get(k), dict) else {} for k in ("chosen", "rejected"))
+        if messages is None or chosen.get("from") != "gpt" or rejected.get("from") != "gpt":
+            out.drop("unsupported_role", f"row{i}")
+            continue
+        if not messages or messages[-1]["role"] != "user":
+            out.drop("not_ending_with_user", f"row{i}")
+            continue
+        out.add(i, messages, chosen.get("value"), rejected.get("value"), {"row": i, "turns": len(messages)})
+    return out.result()
+
+
 # ---- reading ------------------------------------------------------------------------------------
+
+
+def row_file_suffix(path: str | Path) -> str:
+    """The file type of ``path`` as :func:`read_rows` sees it: its last suffix, or its last two when
+    it ends in ``.gz`` (``rows.jsonl.gz`` → ``.jsonl.gz``); a dataset id gives ``""``."""
+    path = Path(path)
+    return "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
 
 
 def read_rows(path_or_id: str, split: str = "train", revision: str | None = None, subset: str | None = None,
               data_dir: str | None = None) -> pd.DataFrame:
-    """The rows of a dataset as a frame: a local ``.parquet`` / ``.jsonl`` / ``.json`` / ``.csv`` file,
-    or a dataset id read with ``datasets.load_dataset(id, subset, data_dir=…, split=…, revision=…)``
-    (pin ``revision`` to a commit for reproducible pairs)."""
+    """The rows of a dataset as a frame: a local file (:data:`ROW_FILE_SUFFIXES`: ``.parquet``,
+    ``.jsonl``, gzipped ``.jsonl.gz``, ``.json`` holding a JSON array of objects or JSON lines
+    (:func:`seqpref.data.read_json`), ``.csv``), or a dataset id read with
+    ``datasets.load_dataset(id, subset, data_dir=…, split=…, revision=…)`` (pin ``revision`` to a
+    commit for reproducible pairs)."""
     path = Path(path_or_id)
-    if path.suffix in (".parquet", ".jsonl", ".json", ".csv"):
+    suffix = row_file_suffix(path)
+    if suffix in ROW_FILE_SUFFIXES:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file")
-        if path.suffix == ".parquet":
+        if suffix == ".parquet":
             return pd.read_parquet(path)
-        if path.suffix == ".csv":
+        if suffix == ".csv":
             return pd.read_csv(path, keep_default_na=False)
-        return pd.read_json(path, lines=True, dtype=False)
+        if suffix == ".json":
+            from seqpref.data import read_json  # seqpref.data imports this module
+
+            return read_json(path)
+        return pd.read_json(path, lines=True, dtype=False)  # gzip inferred from the name
     from datasets import load_dataset
 
     return load_dataset(path_or_id, subset, data_dir=data_dir, split=split, revision=revision).to_pandas()
