@@ -116,6 +116,10 @@ def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, ba
     """
     tokenized = tokenize_frame(tokenizer, pairs, max_length)
     n = len(tokenized)
+    if share_prompt:
+        from seqpref.prefix import takes_custom_mask
+
+        share_prompt = takes_custom_mask(model)  # flash attention takes no custom mask: unshared, same scores
     shared = [i for i, t in enumerate(tokenized) if share_prompt and t.prompt_ids and t.chosen_ids and t.rejected_ids]
     unshared = sorted(set(range(n)) - set(shared))
     logps = np.zeros(2 * n)

@@ -41,7 +41,9 @@ class PackedPairs:
     """A batch of pairs packed one row per pair (see the module docstring).
 
     ``input_ids``, ``position_ids``, ``shift_labels`` (the token each position predicts, IGNORE where
-    none): ``(B, L)`` long; ``attention_mask``: ``(B, 1, L, L)`` additive float (0 = attend);
+    none): ``(B, L)`` long; ``attention_mask``: ``(B, 1, L, L)`` (bool, True = attend, or additive
+    float, 0 = attend), or for a model whose layers attend differently one such mask per layer type
+    (``{"full_attention": …, "sliding_attention": …}``, :func:`attention_layout`);
     ``chosen_index`` / ``rejected_index``: flat indices into ``(B·L)`` of the positions that predict
     each pair's chosen / rejected tokens, pairs in order and tokens in order within a pair;
     ``chosen_counts`` / ``rejected_counts``: tokens per pair, ``(B,)``.
@@ -49,7 +51,7 @@ class PackedPairs:
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    attention_mask: torch.Tensor | dict
     shift_labels: torch.Tensor
     chosen_index: torch.Tensor
     rejected_index: torch.Tensor
@@ -62,13 +64,44 @@ def packed_length(prompt: list[int], chosen: list[int], rejected: list[int]) -> 
     return len(prompt) + len(chosen) + 1 + len(rejected)
 
 
+def attention_layout(model) -> tuple[int | None, bool]:
+    """``(window, per_layer_type)`` of a causal LM's attention, for :func:`pack`: ``window`` is the
+    sliding window in tokens its sliding layers use (None: every layer attends to the whole past);
+    ``per_layer_type`` is True when some layers slide and others do not (Gemma 3: 5 of 6 layers), so the
+    model takes one mask per layer type. A ready-made 4-D mask is used as it is by transformers
+    (``masking_utils``), so the window must be in the mask itself. Raises for layer types other than full
+    and sliding attention."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = causal.config
+    types = set(getattr(config, "layer_types", None) or [])
+    unknown = types - {"full_attention", "sliding_attention"}
+    if unknown:
+        raise ValueError(f"prefix sharing does not build masks for {sorted(unknown)} layers: set share_prompt: false")
+    window = getattr(config, "sliding_window", None)
+    if "sliding_attention" in types:
+        return window, types != {"sliding_attention"}
+    if not types and window and getattr(config, "use_sliding_window", True) is not False:
+        return window, False  # every layer slides (Mistral)
+    return None, False
+
+
+def _as_mask(allowed: torch.Tensor, dtype) -> torch.Tensor:
+    """``(B, L, L)`` bool (True = attend) as a ``(B, 1, L, L)`` mask of ``dtype`` (bool, or additive float)."""
+    if dtype == torch.bool:
+        return allowed[:, None]
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
 def pack(pairs: list[tuple[list[int], list[int], list[int]]], pad_id: int, dtype=torch.float32,
-         device=None) -> PackedPairs:
+         device=None, layout: tuple[int | None, bool] = (None, False)) -> PackedPairs:
     """Pack ``(prompt_ids, chosen_ids, rejected_ids)`` pairs, right-padded to the longest row.
 
     Every prompt must have at least one token (it predicts the first response token) and every
     response at least one. ``dtype`` is the attention mask's: ``torch.bool`` (True = attend; what SDPA
     takes in any compute dtype) or a float dtype for an additive mask (eager attention adds it).
+    ``layout`` is the model's :func:`attention_layout`: with a window, a key more than ``window − 1``
+    positions before its query is masked (by position id, so as in the unshared sequence), in the one
+    mask or in the sliding layers' mask.
     """
     if any(len(p) < 1 or len(c) < 1 or len(r) < 1 for p, c, r in pairs):
         raise ValueError("prefix sharing needs a non-empty prompt and non-empty responses in every pair")
@@ -97,13 +130,16 @@ def pack(pairs: list[tuple[list[int], list[int], list[int]]], pad_id: int, dtype
     query, key = segment[:, :, None], segment[:, None, :]
     allowed = torch.ones((width, width), dtype=torch.bool).tril()[None] & (key != PAD)
     allowed &= ~((query == REJECTED) & ((key == CHOSEN) | (key == LAST)))
-    allowed |= torch.eye(width, dtype=torch.bool)[None]  # a padding position attends itself: no empty row
-    if dtype == torch.bool:
-        mask = allowed[:, None]
-    else:
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+    eye = torch.eye(width, dtype=torch.bool)[None]  # a padding position attends itself: no empty row
+    window, per_layer_type = layout
+    mask = _as_mask(allowed | eye, dtype)
+    if window:
+        near = (positions[:, :, None] - positions[:, None, :]) < window
+        sliding = _as_mask((allowed & near) | eye, dtype)
+        mask = {"full_attention": mask, "sliding_attention": sliding} if per_layer_type else sliding
+    mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(device)
     counts = torch.tensor([[len(c), len(r)] for _, c, r in pairs])
-    return PackedPairs(ids.to(device), positions.to(device), mask.to(device), labels.to(device),
+    return PackedPairs(ids.to(device), positions.to(device), mask, labels.to(device),
                        torch.tensor(chosen_index, device=device), torch.tensor(rejected_index, device=device),
                        counts[:, 0].to(device), counts[:, 1].to(device))
 
@@ -160,6 +196,13 @@ class SharedPromptModel:
         return outputs
 
 
+def takes_custom_mask(model) -> bool:
+    """Whether ``model``'s attention kernel takes the packed rows' custom mask (SDPA, eager; not flash):
+    where it does not, prompt sharing is skipped and pairs run unshared (the same scores, more compute)."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return (getattr(causal.config, "_attn_implementation", "sdpa") or "sdpa") in ("sdpa", "eager")
+
+
 def mask_dtype(model):
     """The attention-mask dtype :func:`pack` should build for ``model``: bool under SDPA, the model's
     float dtype under eager attention; a ``ValueError`` for kernels that take no custom mask (flash)."""
@@ -192,12 +235,12 @@ def shared_pair_logps(model, pairs: list[tuple[list[int], list[int], list[int]]]
 
     decoder, head = backbone_and_head(model)
     device = next(model.parameters()).device
-    dtype = mask_dtype(model)
+    dtype, layout = mask_dtype(model), attention_layout(model)
     order = sorted(range(len(pairs)), key=lambda i: packed_length(*pairs[i]))
     chosen_out, rejected_out = np.zeros(len(pairs)), np.zeros(len(pairs))
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        packed = pack([pairs[i] for i in index], pad_id, dtype, device)
+        packed = pack([pairs[i] for i in index], pad_id, dtype, device, layout)
         hidden = decoder(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
                          position_ids=packed.position_ids, use_cache=False).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1])

@@ -202,13 +202,13 @@ def _trainer_class():
         def _compute_loss(self, model, inputs, return_outputs):
             """TRL's loss and metrics; with ``share_prompt`` the policy runs each pair's prompt once
             (:class:`seqpref.prefix.SharedPromptModel`), unless a pair's rows do not share one."""
-            if getattr(self, "share_prompt", False):
-                from seqpref import prefix
+            from seqpref import prefix
 
+            if getattr(self, "share_prompt", False) and prefix.takes_custom_mask(model):
                 pairs = prefix.pairs_of_trl_batch(inputs)
                 if pairs is not None:
                     packed = prefix.pack(pairs, self.processing_class.pad_token_id, prefix.mask_dtype(model),
-                                         inputs["input_ids"].device)
+                                         inputs["input_ids"].device, prefix.attention_layout(model))
                     model = prefix.SharedPromptModel(model, packed, inputs["completion_mask"])
             return super()._compute_loss(model, inputs, return_outputs)
 

@@ -49,6 +49,56 @@ def test_shared_scoring_equals_unshared_on_chat_templated_pairs(chat_base, chat_
         np.testing.assert_allclose(shared[side], unshared[side], rtol=0, atol=TOLERANCE)
 
 
+def _sliding_model(kind: str):
+    """A random tiny causal LM whose attention slides over 6 tokens: Gemma 3's mix of sliding and full
+    layers (one mask per layer type), or Mistral's every-layer window (one sliding mask)."""
+    import transformers
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                  sliding_window=6)
+    if kind == "gemma3":
+        config = transformers.Gemma3TextConfig(**common, num_hidden_layers=2, head_dim=8,
+                                               layer_types=["sliding_attention", "full_attention"])
+        model = transformers.Gemma3ForCausalLM(config)
+    else:
+        model = transformers.MistralForCausalLM(transformers.MistralConfig(**common, num_hidden_layers=1))
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "mistral"])
+def test_shared_scoring_keeps_a_sliding_window(tiny_base, lab_pairs, kind):
+    """transformers uses a ready-made 4-D mask as it is, so a sliding layer's window must be in the
+    packed mask (by position id): pairs several windows long score as unshared, per layer type."""
+    model, tokenizer = _sliding_model(kind), base_model.load_base(tiny_base)[1]
+    window, per_layer_type = prefix.attention_layout(model)
+    assert window == 6 and per_layer_type == (kind == "gemma3")
+    assert min(len(t.prompt_ids) + len(t.chosen_ids) for t in logps.tokenize_frame(tokenizer, lab_pairs, None)) > 2 * window
+    unshared = logps.pair_logps(model, tokenizer, lab_pairs, None, 8, share_prompt=False)
+    shared = logps.pair_logps(model, tokenizer, lab_pairs, None, 8, share_prompt=True)
+    for side in ("logp_chosen", "logp_rejected"):
+        np.testing.assert_allclose(shared[side], unshared[side], rtol=0, atol=TOLERANCE)
+
+
+def test_a_kernel_without_custom_masks_scores_unshared(tiny_base, lab_pairs):
+    """Flash attention takes no custom mask: share_prompt then runs the pairs unshared instead of failing."""
+    model, tokenizer = base_model.load_base(tiny_base)
+    assert prefix.takes_custom_mask(model)
+    unshared = logps.pair_logps(model, tokenizer, lab_pairs, None, 8, share_prompt=False)
+    model.config._attn_implementation = "flash_attention_2"  # what a CUDA load with flash-attn gives
+    assert not prefix.takes_custom_mask(model)
+    with pytest.raises(ValueError, match="sdpa or eager"):
+        prefix.mask_dtype(model)
+    model.config._attn_implementation = "sdpa"  # the kernel that runs here; the decision was taken above
+    original = prefix.takes_custom_mask
+    try:
+        prefix.takes_custom_mask = lambda m: False
+        shared = logps.pair_logps(model, tokenizer, lab_pairs, None, 8, share_prompt=True)
+    finally:
+        prefix.takes_custom_mask = original
+    pd.testing.assert_frame_equal(shared, unshared)
+
+
 def _trainer(tiny_base, pair_files, tmp_path, share_prompt, max_length=64):
     options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=8, max_length=max_length,
                                  lora={"r": 4, "alpha": 8}, share_prompt=share_prompt)
