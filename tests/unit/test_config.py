@@ -32,7 +32,7 @@ def test_lora_dropout_just_below_1_and_0_pass():
         check_config(config, SCHEMA)
 
 
-@pytest.mark.parametrize("config_file", ["config.yaml", "real.yaml", "paper.yaml"])
+@pytest.mark.parametrize("config_file", ["config.yaml", "real.yaml", "paper.yaml", "public.yaml"])  # methods.yaml is an overlay
 def test_shipped_configs_pass_the_check(config_file):
     check_config(yaml.safe_load((REPO / "config" / config_file).read_text()), SCHEMA)
 

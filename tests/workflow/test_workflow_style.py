@@ -20,7 +20,8 @@ pytestmark = pytest.mark.workflow
 
 
 @pytest.mark.parametrize("configs", [[], ["config/config.yaml", "config/methods.yaml"], ["config/real.yaml"],
-                                     ["config/paper.yaml"]], ids=["lab", "methods", "real", "paper"])
+                                     ["config/paper.yaml"], ["config/public.yaml"]],
+                         ids=["lab", "methods", "real", "paper", "public"])
 def test_snakemake_lint_is_clean(configs, tmp_path):
     args = [str(BIN / "snakemake"), "--lint", "--directory", str(REPO)]
     if configs:
