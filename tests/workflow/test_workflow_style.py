@@ -52,3 +52,20 @@ def test_environment_file_pins_what_pyproject_pins():
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert re.fullmatch(r"python=3\.1[12]", python)  # within requires-python
     assert project["requires-python"] == ">=3.11,<3.13"
+
+
+@pytest.mark.parametrize("caption", sorted((REPO / "workflow/report").glob("*.rst")), ids=lambda p: p.name)
+def test_report_captions_are_valid_restructuredtext(caption):
+    """Snakemake renders each caption as reStructuredText in the report: an error there (e.g. ``|x|``
+    read as an undefined substitution) prints in every `--report` run and garbles the caption."""
+    import docutils.core
+    import docutils.utils
+
+    import io
+
+    messages = io.StringIO()
+    settings = {"report_level": docutils.utils.Reporter.ERROR_LEVEL, "halt_level": docutils.utils.Reporter.SEVERE_LEVEL + 1,
+                "warning_stream": messages}
+    tree = docutils.core.publish_doctree(caption.read_text(), settings_overrides=settings)
+    assert not messages.getvalue(), messages.getvalue()
+    assert not list(tree.findall(docutils.nodes.problematic))
