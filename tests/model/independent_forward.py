@@ -70,3 +70,21 @@ def bf16_layout_noise(layouts: list[tuple[pd.DataFrame, pd.DataFrame]], n_tokens
             squares += float(((a[f"logp_{side}"] - b[f"logp_{side}"]) ** 2).sum())
             tokens += float(n_tokens[side].sum())
     return (squares / tokens) ** 0.5
+
+
+def real_pairs(n_each: int):
+    """``n_each`` multi-turn conversations and ``n_each`` plain prompts from the real-English ``concise``
+    objective (resources/real_prefs), in PAIRS columns."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from seqpref import data
+
+    path = Path(__file__).resolve().parents[2] / "resources/real_prefs/concise_vs_detailed/concise.jsonl"
+    frame = data.read_preference_file(path)
+    conversations = frame[frame["prompt"].map(lambda p: isinstance(p, list))].head(n_each)
+    plain = frame[frame["prompt"].map(lambda p: isinstance(p, str))].head(n_each)
+    pairs = data.as_pairs(pd.concat([conversations, plain], ignore_index=True))
+    assert pairs["prompt_messages"].notna().sum() == n_each
+    return pairs

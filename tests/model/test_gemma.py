@@ -20,15 +20,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from independent_forward import unmerged_logps
-from seqpref import base_model, data, gguf_import, logps, score, tables, tokenization, train
+from independent_forward import real_pairs, unmerged_logps
+from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
 
-REPO = Path(__file__).resolve().parents[2]
-PAIRS_FILE = REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl"
 MAX_LENGTH = 256
 SOURCE = "pip:gemma3-270m"
 
@@ -85,12 +82,7 @@ def model_and_tokenizer(gemma):
 @pytest.fixture(scope="module")
 def pairs():
     """4 real pairs of the concise objective, 2 of them multi-turn conversations, in PAIRS columns."""
-    frame = data.read_preference_file(PAIRS_FILE)
-    conversations = frame[frame["prompt"].map(lambda p: isinstance(p, list))].head(2)
-    plain = frame[frame["prompt"].map(lambda p: isinstance(p, str))].head(2)
-    pairs = data.as_pairs(pd.concat([conversations, plain], ignore_index=True))
-    assert pairs["prompt_messages"].notna().sum() == 2
-    return pairs
+    return real_pairs(2)
 
 
 def test_import_is_an_ordinary_hf_directory_with_the_gguf_logits(gemma, model_and_tokenizer):

@@ -18,11 +18,10 @@ import pytest
 import torch
 
 from independent_forward import bf16_layout_noise, padded_unmerged_logps as _padded_unmerged_logps
+from independent_forward import real_pairs
 from independent_forward import unmerged_logps as _unmerged_logps
-from seqpref import base_model, data, gguf_import, logps, score, tables, tokenization, train
+from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
 
-REPO = Path(__file__).resolve().parents[2]
-PAIRS_FILE = REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl"
 MAX_LENGTH = 192
 
 
@@ -50,12 +49,7 @@ def smollm2(tmp_path_factory):
 @pytest.fixture(scope="module")
 def conversational_pairs():
     """8 real pairs of the concise objective, 4 of them multi-turn conversations, in PAIRS columns."""
-    frame = data.read_preference_file(PAIRS_FILE)
-    conversations = frame[frame["prompt"].map(lambda p: isinstance(p, list))].head(4)
-    plain = frame[frame["prompt"].map(lambda p: isinstance(p, str))].head(4)
-    pairs = data.as_pairs(pd.concat([conversations, plain], ignore_index=True))
-    assert pairs["prompt_messages"].notna().sum() == 4
-    return pairs
+    return real_pairs(4)
 
 
 def test_import_is_an_ordinary_hf_directory(smollm2):
