@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from seqpref import aggregate, stats, tables
+from seqpref.options import LabelOptions
 
 
 def synthetic_scores(rows: int, out: Path, seed: int = 0) -> list[str]:
@@ -64,7 +65,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="seqpref-agg-"))
     paths = synthetic_scores(args.rows, work / "scores")
     n_rows = sum(len(pd.read_parquet(p, columns=["pair_id"])) for p in paths)
-    options = aggregate.LabelOptions(n_boot=args.n_boot)
+    options = LabelOptions(n_boot=args.n_boot)
     outputs = {name: str(work / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles")}
     start = time.perf_counter()
     frames = aggregate.summary_tables(paths, outputs, options)

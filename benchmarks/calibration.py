@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from seqpref import aggregate, pareto, stats
+from seqpref.options import LabelOptions
 
 N_PAIRS = 100
 SD_PAIR = 0.5  # nats: pair-to-pair spread of the true change
@@ -78,7 +79,7 @@ def coverage(interval, n_seeds: int, ratio: float, reps: int, rng, confidence: f
     return hits / reps
 
 
-def false_label(n_seeds: int, ratio: float, reps: int, rng, options: aggregate.LabelOptions) -> float:
+def false_label(n_seeds: int, ratio: float, reps: int, rng, options: LabelOptions) -> float:
     """Share of null draws labelled non-stable by the tool's label (half with pair effects, half without);
     with one seed the null is the run's own mean at 0 (no seed effect drawn)."""
     ratio = ratio if n_seeds > 1 else 0.0
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
     reps = args.reps or (200 if args.quick else 2000)
     ratios = (0.0, 2.0, 10.0) if args.quick else RATIOS
     seeds = (2, 3) if args.quick else SEEDS
-    options = aggregate.LabelOptions()
+    options = LabelOptions()
     rng = np.random.default_rng(20261203)
     started = time.perf_counter()
     for n_seeds in seeds:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from seqpref import base_model, data, logps, tables, train
+from seqpref.options import LabModelOptions, TrainOptions
 
 SPEC = {"source": "lab", "train_size": 256, "eval_size": 64, "prefer": {"opener": "comply"}}
 
@@ -31,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="seqpref-ckpt-"))
-    base_model.build_lab_base(work / "base", base_model.LabModelOptions())
+    base_model.build_lab_base(work / "base", LabModelOptions())
     model, tokenizer = base_model.load_base(str(work / "base"))
     data.prepare(SPEC, work / "comply", 0, "lab", "comply")
     pairs = tables.read_tables([work / "comply" / "train.parquet"])
@@ -40,7 +41,7 @@ def main() -> None:
     timings = {every: [] for every in [0, *args.every]}
     for repeat in range(args.repeats):
         for every in timings:
-            options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128, checkpoint_every=every)
+            options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128, checkpoint_every=every)
             start = time.perf_counter()
             summary = train.train_stage(str(work / "base"), str(work / "comply" / "train.parquet"), str(work / "logps.parquet"),
                                         str(work / f"a-{every}-{repeat}"), str(work / f"l-{every}-{repeat}.parquet"),

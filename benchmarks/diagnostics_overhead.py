@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from seqpref import base_model, data, logps, tables, train
-from seqpref.diagnostics import DiagnosticsOptions
+from seqpref.options import DiagnosticsOptions, LabModelOptions, TrainOptions
 
 SPEC = {"source": "lab", "train_size": 256, "eval_size": 64}
 
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="seqpref-diag-"))
-    base_model.build_lab_base(work / "base", base_model.LabModelOptions())
+    base_model.build_lab_base(work / "base", LabModelOptions())
     model, tokenizer = base_model.load_base(str(work / "base"))
     paths = {}
     for name, prefer in (("comply", {"opener": "comply"}), ("refuse", {"opener": "refuse"})):
@@ -39,7 +39,7 @@ def main() -> None:
         pairs = tables.read_tables([work / name / "train.parquet"])
         tables.write_table(logps.pair_logps(model, tokenizer, pairs, 128, 64), work / name / "logps.parquet", tables.LOGPS, {})
         paths[name] = (str(work / name / "train.parquet"), str(work / name / "logps.parquet"))
-    options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128)
+    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128)
     run = {"setting": "conflicting", "method": "dpo", "order": "comply-refuse", "seed": 0}
     train.train_stage(str(work / "base"), *paths["comply"], str(work / "s1"), str(work / "l1.parquet"), options,
                       {**run, "stage": 1, "objective": "comply"})

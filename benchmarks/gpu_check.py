@@ -108,7 +108,7 @@ import prepare_data
 import throughput
 import vs_trl
 from seqpref import base_model, data, gguf_import, logps, plan, score, tables, train
-from seqpref.diagnostics import DiagnosticsOptions
+from seqpref.options import DiagnosticsOptions, LogpsOptions, ScoreOptions, TrainOptions
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CONFIG = REPO / "config/real.yaml"
@@ -270,7 +270,7 @@ def synced_step_times(seconds: list[float]):
 def trainer_callback(callback):
     """Within the block every trainer ``seqpref.train`` builds also runs ``callback`` (train_stage takes
     no callbacks of its own)."""
-    original = train._trainer_class
+    original = train.trainer_class
 
     def with_callback():
         trainer_class = original()
@@ -282,11 +282,11 @@ def trainer_callback(callback):
 
         return WithCallback
 
-    train._trainer_class = with_callback
+    train.trainer_class = with_callback
     try:
         yield
     finally:
-        train._trainer_class = original
+        train.trainer_class = original
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -429,7 +429,7 @@ def fp32_matmul_precision() -> str:
     return precision if precision not in (None, "none") else ("tf32" if matmul.allow_tf32 else "ieee")
 
 
-def write_logps(base: str, pairs_path: Path, out: Path, options: logps.LogpsOptions) -> float:
+def write_logps(base: str, pairs_path: Path, out: Path, options: LogpsOptions) -> float:
     """The ``base_logps`` rule: the base model's log-probs of one split to ``out``; returns its seconds."""
     start = time.perf_counter()
     model, tokenizer = base_model.load_base(base, options.dtype, options.attn_implementation)
@@ -445,19 +445,19 @@ def real_options(config: dict, train_dtype: str):
     """``(TrainOptions, ScoreOptions, {split: LogpsOptions})`` of the real study, as the workflow builds them
     (workflow/rules/common.smk: train_options, score_options, base_logps_options): the train split's base
     log-probs in the training dtype, the eval split's in ``score.dtype``."""
-    options = train.TrainOptions(**config["train"], dtype=train_dtype,
+    options = TrainOptions(**config["train"], dtype=train_dtype,
                                  attn_implementation=config["attn_implementation"])
-    scoring = score.ScoreOptions(beta=options.beta, max_length=options.max_length,
+    scoring = ScoreOptions(beta=options.beta, max_length=options.max_length,
                                  batch_size=config["score"]["batch_size"], dtype=config["score"]["dtype"],
                                  attn_implementation=options.attn_implementation, share_prompt=options.share_prompt)
-    splits = {split: logps.LogpsOptions(max_length=options.max_length, batch_size=scoring.batch_size, dtype=dtype,
+    splits = {split: LogpsOptions(max_length=options.max_length, batch_size=scoring.batch_size, dtype=dtype,
                                         attn_implementation=options.attn_implementation,
                                         share_prompt=options.share_prompt)
               for split, dtype in (("train", train_dtype), ("eval", scoring.dtype))}
     return options, scoring, splits
 
 
-def prepare_setting(config: dict, setting: str, plan_: Plan, base: str, work: Path, options: train.TrainOptions,
+def prepare_setting(config: dict, setting: str, plan_: Plan, base: str, work: Path, options: TrainOptions,
                     splits: dict) -> tuple[dict, float, float]:
     """Split every objective of ``setting`` (``prepare_data``) and write its base log-probs (``base_logps``):
     the train split's on this device, the eval split's on this device and on the CPU. Returns
@@ -553,12 +553,12 @@ def real_study(plan_: Plan, args, work: Path, result: Recorder) -> None:
 # parts 2 and 3: seqpref's step against TRL's default
 
 
-def seqpref_arm(base: str, pairs_path: Path, options: train.TrainOptions, work: Path) -> dict:
+def seqpref_arm(base: str, pairs_path: Path, options: TrainOptions, work: Path) -> dict:
     """``seqpref.train.train_stage`` on the pairs, its reference log-probs computed first as the
     ``base_logps`` rule computes the train split's (in the training dtype); returns the arm's numbers."""
     logps_path = work / "base_logps.parquet"
     reference = write_logps(base, pairs_path, logps_path,
-                            logps.LogpsOptions(max_length=options.max_length, batch_size=2 * options.batch_size,
+                            LogpsOptions(max_length=options.max_length, batch_size=2 * options.batch_size,
                                                dtype=options.dtype, attn_implementation=options.attn_implementation,
                                                share_prompt=options.share_prompt))
     if torch.cuda.is_available():
@@ -575,7 +575,7 @@ def seqpref_arm(base: str, pairs_path: Path, options: train.TrainOptions, work: 
             "logged_step_seconds_unsynced": logged}
 
 
-def trl_arm(base: str, pairs: pd.DataFrame, options: train.TrainOptions, steps: int, work: Path) -> dict:
+def trl_arm(base: str, pairs: pd.DataFrame, options: TrainOptions, steps: int, work: Path) -> dict:
     """TRL's default DPO+PEFT: ``DPOTrainer(model, args=DPOConfig(...), peft_config=LoraConfig(...))`` with
     the same options as the seqpref arm (benchmarks/vs_trl.py's ``run_trl``, on this device: bf16 on
     CUDA); the reference is the adapter-disabled model, run every step. Returns the arm's numbers."""
@@ -611,7 +611,7 @@ def dpo_step(name: str, plan_: Plan, args, work: Path, result: Recorder) -> None
     step = plan_.steps[name]
     device = base_model.torch_device()
     dtype = "bfloat16" if device.type == "cuda" else "float32"
-    options = replace(train.TrainOptions(), batch_size=step.batch_pairs, dtype=dtype,
+    options = replace(TrainOptions(), batch_size=step.batch_pairs, dtype=dtype,
                       max_length=2 * (step.prompt_tokens + step.response_tokens))  # a ceiling: nothing is cut
     r = options.lora.r
     tokens_per_pair = 2 * step.prompt_tokens + 2 * step.response_tokens
@@ -694,7 +694,7 @@ def peak_memory_gib() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
-def attention_kernel(options: train.TrainOptions, dtype: str) -> str:
+def attention_kernel(options: TrainOptions, dtype: str) -> str:
     """The attention kernel seqpref loads the models with (``seqpref.base_model.resolve_attention``)."""
     chosen = base_model.resolve_attention(options.attn_implementation, base_model.torch_device().type,
                                           getattr(torch, dtype))

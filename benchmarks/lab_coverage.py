@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 
 from seqpref import stats
+from seqpref.options import LabelOptions
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = list(range(8))
@@ -78,7 +79,7 @@ def readings(pairs: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
     its change with the tables' interval, what that covers, and its label (default label options)."""
     from seqpref import aggregate
 
-    summary = aggregate.summarise(pairs[pairs["seed"].isin(seeds)], aggregate.LabelOptions())["summary"]
+    summary = aggregate.summarise(pairs[pairs["seed"].isin(seeds)], LabelOptions())["summary"]
     last = summary[(summary["role"] == "earlier") & (summary["stage"] == summary["stage"].max())]
     return pd.DataFrame({
         "seeds": len(seeds), "setting": last["setting"], "order": last["order"], "objective": last["objective"],

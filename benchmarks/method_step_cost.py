@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from seqpref import base_model, data, joint, logps, methods, tables, train
+from seqpref.options import LabModelOptions, TrainOptions
 
 SPEC = {"source": "lab", "train_size": 256, "eval_size": 64}
 METHODS = ("dpo", "spo", "mix", "alright", "maxright")
@@ -42,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="seqpref-steps-"))
-    base_model.build_lab_base(work / "base", base_model.LabModelOptions())
+    base_model.build_lab_base(work / "base", LabModelOptions())
     model, tokenizer = base_model.load_base(str(work / "base"))
     objectives = []
     for name, prefer in (("comply", {"opener": "comply"}), ("refuse", {"opener": "refuse"})):
@@ -55,7 +56,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         for method in METHODS:
             out, log_path = work / f"{method}-{repeat}", work / f"{method}-{repeat}.parquet"
-            options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128)
+            options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128)
             run = {"setting": "conflicting", "method": method, "order": "comply-refuse", "seed": repeat, "stage": 1}
             if methods.kind(method) == methods.SEQUENTIAL:
                 train.train_stage(base, objectives[0][1], objectives[0][2], str(out), str(log_path), options,

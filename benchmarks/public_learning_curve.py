@@ -28,6 +28,7 @@ import yaml
 from scipy import stats as sps
 
 from seqpref import logps, metrics, train
+from seqpref.options import TrainOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def margin_interval(change: np.ndarray, confidence: float = 0.95) -> tuple[float
     return mean, mean - half, mean + half
 
 
-def curve(results: Path, setting: str, objective: str, options: train.TrainOptions, steps: list[int],
+def curve(results: Path, setting: str, objective: str, options: TrainOptions, steps: list[int],
           score_batch: int) -> list[dict]:
     """Train one stage of ``objective`` for ``max(steps)`` steps, scoring its eval pairs at each listed step."""
     data = results / "data" / setting / objective
@@ -55,7 +56,7 @@ def curve(results: Path, setting: str, objective: str, options: train.TrainOptio
     base_train = pd.read_parquet(results / "base_logps" / setting / objective / "train.parquet")
     base_train.to_parquet(work / "base_logps.parquet")
     rows: list[dict] = []
-    original = train._log_callback
+    original = train.log_callback
     started = time.perf_counter()
 
     def scoring_callback(records):
@@ -82,13 +83,13 @@ def curve(results: Path, setting: str, objective: str, options: train.TrainOptio
         callback.on_step_end = on_step_end
         return callback
 
-    train._log_callback = scoring_callback
+    train.log_callback = scoring_callback
     try:
         run = {"setting": setting, "method": "dpo", "order": "curve", "seed": 0, "stage": 1, "objective": objective}
         train.train_stage(str(results / "base_model"), str(work / "pairs.parquet"), str(work / "base_logps.parquet"),
                           str(work / "adapter"), str(work / "log.parquet"), options, run)
     finally:
-        train._log_callback = original
+        train.log_callback = original
     return rows
 
 
@@ -105,7 +106,7 @@ def main() -> None:
     train_config = {k: v for k, v in config["train"].items() if k != "checkpoint_every"}
     if args.lr is not None:
         train_config["learning_rate"] = args.lr
-    options = train.TrainOptions(**train_config, dtype=config["dtype"], attn_implementation=config["attn_implementation"])
+    options = TrainOptions(**train_config, dtype=config["dtype"], attn_implementation=config["attn_implementation"])
     rows = []
     for objective in args.objectives or list(spec["objectives"]):
         rows += curve(args.results, setting, objective, options, sorted(args.steps), config["score"]["batch_size"])

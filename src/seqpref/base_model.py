@@ -19,32 +19,9 @@ from pathlib import Path
 import torch
 
 from seqpref import lab
+from seqpref.options import LabModelOptions
 
 log = logging.getLogger("seqpref.base_model")
-
-
-@dataclass
-class LabModelOptions:
-    """Size and pretraining budget of the lab's tiny Llama (``lab.model`` and ``lab.pretrain`` in the config)."""
-
-    vocab_size: int = field(default=512, metadata={"help": "BPE vocabulary size, special tokens included."})
-    hidden_size: int = field(default=64, metadata={"help": "Model width."})
-    intermediate_size: int = field(default=128, metadata={"help": "MLP width."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Decoder layers."})
-    num_attention_heads: int = field(default=4, metadata={"help": "Query heads."})
-    num_key_value_heads: int = field(default=2, metadata={"help": "Key/value heads (GQA)."})
-    max_position_embeddings: int = field(default=128, metadata={"help": "Longest sequence in tokens."})
-    corpus_size: int = field(default=4000, metadata={"help": "Pretraining texts drawn from the lab."})
-    steps: int = field(default=300, metadata={"help": "Pretraining optimiser steps."})
-    batch_size: int = field(default=32, metadata={"help": "Pretraining texts per step."})
-    learning_rate: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate (cosine decay)."})
-    seed: int = field(default=0, metadata={"help": "Seed of the corpus, the tokenizer and the weights."})
-
-    def __post_init__(self):
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError("hidden_size must be divisible by num_attention_heads")
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError("num_attention_heads must be divisible by num_key_value_heads")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):

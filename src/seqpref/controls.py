@@ -37,6 +37,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+from seqpref.options import CHANGE_NORM, LabelOptions
 
 log = logging.getLogger("seqpref.controls")
 
@@ -85,8 +86,6 @@ DISTANCE_MATCH = "distance_match.json"
 
 def real_change_norm(train_log_path: str) -> float:
     """‖θ_after − θ_before‖₂ of a stage's LoRA parameters, read from its training log (TRAINING Parquet)."""
-    from seqpref.train import CHANGE_NORM
-
     log = pd.read_parquet(train_log_path)
     values = log.loc[log["metric"] == CHANGE_NORM, "value"]
     if len(values) != 1:
@@ -205,8 +204,6 @@ def control_label(real_label: str, sham_label: str, specific_label: str, specifi
 def change_norms(training: pd.DataFrame, arm: str) -> pd.DataFrame:
     """How far each stage moved its adapter: the ``adapter/change_norm`` rows of a TRAINING frame as
     ``setting, method, order, seed, stage, arm, change_norm`` (``arm`` = "real" or "sham")."""
-    from seqpref.train import CHANGE_NORM
-
     rows = training[training["metric"] == CHANGE_NORM]
     keys = ["setting", "method", "order", "seed", "stage"]
     return rows[keys].assign(arm=arm, change_norm=rows["value"].to_numpy()).reset_index(drop=True)
@@ -244,7 +241,7 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
     Every interval is :func:`seqpref.stats.crossed_interval`'s (seeds and pairs; pairs only with one seed),
     the share :func:`seqpref.stats.fieller_interval`'s; a sham that is no null (:func:`control_validity`)
     gives ``control_invalid`` and its reason instead of a control label.
-    ``options`` is a :class:`seqpref.aggregate.LabelOptions`. ``movement`` (:func:`change_norms` of
+    ``options`` is a :class:`seqpref.options.LabelOptions`. ``movement`` (:func:`change_norms` of
     both arms) adds how far the real stage and the sham moved the adapter, seed means: the sham's
     half-swapped labels partly cancel, so it moves less, and drift that grows with the distance moved
     is then under-counted by the sham (read ``change_norm_ratio`` beside ``specific``).

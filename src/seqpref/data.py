@@ -35,15 +35,12 @@ import numpy as np
 import pandas as pd
 
 from seqpref import lab, loaders, provenance, tables
+from seqpref.loaders import DataError, read_json, read_jsonl
 from seqpref.tokenization import model_inputs, render_transcript, tokenize_pair
 
 log = logging.getLogger("seqpref.data")
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected")
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used: the message names the file and what is wrong."""
 
 
 def read_preference_file(path: str | Path) -> pd.DataFrame:
@@ -83,43 +80,6 @@ def read_preference_file(path: str | Path) -> pd.DataFrame:
         for _, row in frame[extra].iterrows()
     ] if extra else "{}"
     return frame[["pair_id", *REQUIRED_COLUMNS, "source"]]
-
-
-def read_jsonl(path: str | Path) -> pd.DataFrame:
-    """A JSON-lines file as a frame, one row per non-blank line; a line that is not a JSON object
-    raises :class:`DataError` naming the file and the line number (pandas' reader names neither)."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {number}: expected a JSON object with prompt, chosen, rejected; "
-                                f"got {type(row).__name__}")
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def read_json(path: str | Path) -> pd.DataFrame:
-    """A ``.json`` file as a frame: a JSON array of objects (one row each), or else JSON lines
-    (:func:`read_jsonl`). A malformed array raises :class:`DataError` with its line and column, an
-    element that is not an object with its index."""
-    text = Path(path).read_text(encoding="utf-8")
-    if not text.lstrip().startswith("["):
-        return read_jsonl(path)
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno}); "
-                        "expected a JSON array of objects or one object per line") from None
-    bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None) if isinstance(rows, list) else 0
-    if bad is not None:
-        raise DataError(f"{path}: element {bad} of the array is not a JSON object with prompt, chosen, rejected")
-    return pd.DataFrame(rows)
 
 
 def _jsonable(value):

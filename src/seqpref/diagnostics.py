@@ -38,19 +38,8 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-
-
-@dataclass
-class DiagnosticsOptions:
-    """``diagnostics`` in the config."""
-
-    enabled: bool = True
-    every: int = field(default=4, metadata={"help": "Optimiser steps between probes (step 1 is always probed)."})
-    batch_size: int = field(default=16, metadata={"help": "Pairs in each earlier objective's probe batch."})
-
-    def __post_init__(self):
-        if self.every < 1 or self.batch_size < 1:
-            raise ValueError("diagnostics.every and diagnostics.batch_size must be >= 1")
+from seqpref.lora import lora_dropout_off
+from seqpref.options import DiagnosticsOptions
 
 
 def gradient_cosine(params: list[torch.nn.Parameter], other_grads: tuple[torch.Tensor | None, ...]) -> dict:
@@ -179,8 +168,6 @@ class GradientProbe:
     def record(self, trainer, model, step: int) -> None:
         """Append the ``cross``, ``floor_current`` and ``floor_other`` rows for the gradient now in
         ``model``'s ``.grad`` (see the module docstring)."""
-        from seqpref.train import lora_dropout_off
-
         start = time.perf_counter()
         if self.batches is None:
             self.prepare(trainer)

@@ -4,7 +4,7 @@ Seed 001 (Fernando, Shen, Ram, Zhou, Samulowitz, Baracaldo and Chen, "Understand
 LLM SFT and Preference Learning – A Convex Optimization Perspective", arXiv 2410.15483, earlier
 titled "Mitigating Forgetting in LLM Supervised Fine-Tuning and Preference Learning"; code: XRIGHT;
 papers.md §2.2) trains two objectives together instead of one after the other. We apply its three
-methods to preference objectives, every loss a DPO loss against the base model (DESIGN.md,
+methods to preference objectives, every loss a DPO loss against the base model (docs/design.md,
 "Methods"). Each is a module of the method registry, which this trainer runs: ``mix``
 (:mod:`seqpref.methods.mix`), ``alright`` (:mod:`seqpref.methods.alright`) and ``maxright``
 (:mod:`seqpref.methods.maxright`); a joint method gives the objectives each optimiser step receives
@@ -30,8 +30,10 @@ import pandas as pd
 import torch
 
 from seqpref import methods, train
-from seqpref.methods import maxright
 from seqpref.methods.weights import normalised_weights
+from seqpref.options import JOINT_SEPARATOR, TrainOptions
+from seqpref.plan import stage_seed
+from seqpref.checkpoints import stop_on_signals
 
 log = logging.getLogger("seqpref.joint")
 
@@ -83,18 +85,18 @@ class JointCollator:
 @dataclass
 class JointPlan:
     """What a joint trainer needs: the method (registry record) and its options, objective names,
-    normalised weights, the batch sampler, and MAXRIGHT's f*."""
+    normalised weights and the batch sampler."""
 
     method: methods.Method
     names: list[str]
     weights: np.ndarray
     sampler: "JointBatchSampler"
     options: object = None
-    optimum: np.ndarray | None = None
 
 
-def _joint_trainer_class():
-    base = train._trainer_class()
+def joint_trainer_class():
+    """The joint trainer class (built on first use, as :func:`seqpref.train.trainer_class`)."""
+    base = train.trainer_class()
 
     class JointDPOTrainer(base):
         """The base-reference DPO trainer, fed by a :class:`JointBatchSampler` and combining the
@@ -105,27 +107,20 @@ def _joint_trainer_class():
         def __init__(self, *args, joint: JointPlan, **kwargs):
             super().__init__(*args, **kwargs)
             self.joint = joint
-            self.gaps: np.ndarray | None = None
             self.micro_batches = 0
             self.stepped_counts = np.zeros(len(joint.names), dtype=int)  # micro-batches that descended each loss
             self.micro_stepped: list[list[int]] = []  # objectives each micro-batch descended, in order
-            self.refresh_steps: list[int] = []  # maxright: optimiser steps at which every gap was re-evaluated
-            self.pick: int | None = None
-            self.step_losses: list[float] = []
 
         def stage_state(self) -> dict:
-            """The base state plus MAXRIGHT's gaps and pick and the per-micro-batch bookkeeping."""
-            return {**super().stage_state(), "gaps": None if self.gaps is None else self.gaps.tolist(),
-                    "micro_batches": self.micro_batches, "stepped_counts": self.stepped_counts.tolist(),
-                    "micro_stepped": self.micro_stepped, "refresh_steps": self.refresh_steps,
-                    "pick": self.pick, "step_losses": self.step_losses}
+            """The base state (the method's own state included) plus the per-micro-batch bookkeeping."""
+            return {**super().stage_state(), "micro_batches": self.micro_batches,
+                    "stepped_counts": self.stepped_counts.tolist(), "micro_stepped": self.micro_stepped}
 
         def load_stage_state(self, state: dict) -> None:
             super().load_stage_state(state)
-            self.gaps = None if state["gaps"] is None else np.array(state["gaps"])
-            self.micro_batches, self.pick, self.step_losses = state["micro_batches"], state["pick"], state["step_losses"]
+            self.micro_batches = state["micro_batches"]
             self.stepped_counts = np.array(state["stepped_counts"], dtype=int)
-            self.micro_stepped, self.refresh_steps = state["micro_stepped"], state["refresh_steps"]
+            self.micro_stepped = state["micro_stepped"]
 
         def get_train_dataloader(self):
             self._set_signature_columns_if_needed()
@@ -148,14 +143,14 @@ def _joint_trainer_class():
             before = {key: len(values) for key, values in metrics.items()}
             loss = super().compute_loss(model, batch)
             for key in list(metrics):
-                if train.JOINT_SEPARATOR in key:
+                if JOINT_SEPARATOR in key:
                     continue
                 new = metrics[key][before.get(key, 0):]
                 del metrics[key][before.get(key, 0):]
                 if not metrics[key]:
                     del metrics[key]  # TRL averages every key at log time: no empty lists
                 if keep_metrics:
-                    metrics[f"{self.joint.names[o]}{train.JOINT_SEPARATOR}{key}"].extend(new)
+                    metrics[f"{self.joint.names[o]}{JOINT_SEPARATOR}{key}"].extend(new)
             return loss
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -166,7 +161,7 @@ def _joint_trainer_class():
             step, position = divmod(self.micro_batches, self.joint.sampler.accumulation)
             loss, stepped = self.joint.method.loss(self, model, inputs["parts"], step, position)
             for i, name in enumerate(self.joint.names):
-                self._metrics["train"][f"{name}{train.JOINT_SEPARATOR}joint/stepped"].append(float(i in stepped))
+                self.record_metric(f"{name}{JOINT_SEPARATOR}joint/stepped", float(i in stepped))
                 self.stepped_counts[i] += i in stepped
             self.micro_stepped.append(sorted(stepped))
             self.micro_batches += 1
@@ -181,7 +176,7 @@ def train_joint_stage(
     stage: int,
     out_dir: str,
     train_log_path: str,
-    options: train.TrainOptions,
+    options: TrainOptions,
     method_options,
     run: dict,
     previous: str | None = None,
@@ -210,11 +205,8 @@ def train_joint_stage(
     frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in objectives]
     steps = train.stage_steps(len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs)
     weights = normalised_weights(names, method_options.weights)
-    optimum = None
-    if method is maxright.METHOD:
-        optimum = maxright.optimum(method_options, names, optimum_scores)
-        log.info("maxright f*: %s", dict(zip(names, optimum.round(4).tolist())))
-    seed = int(run["seed"]) * 1000 + stage  # each stage draws afresh, reproducibly
+    state = None if method.state is None else method.state(method_options, names, optimum_scores)
+    seed = stage_seed(run["seed"], stage)
     plan = method.plan(len(names), steps, weights, seed)
     from datasets import concatenate_datasets
 
@@ -223,8 +215,9 @@ def train_joint_stage(
                      else method.batch_size(method_options, options.batch_size, len(names)))
     sampler = JointBatchSampler([len(f) for f in frames], per_objective, plan, seed, options.gradient_accumulation_steps)
     records: list[dict] = []
-    trainer = _joint_trainer_class()(
-        joint=JointPlan(method, names, weights, sampler, method_options, optimum),
+    trainer = joint_trainer_class()(
+        joint=JointPlan(method, names, weights, sampler, method_options),
+        method_state=state,
         log_records=records,
         share_prompt=options.share_prompt,
         model=model,
@@ -232,13 +225,13 @@ def train_joint_stage(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
-        callbacks=[train._log_callback(records)],
+        callbacks=[train.log_callback(records)],
     )
     if len(trainer.train_dataset) != len(dataset):
         raise ValueError(f"TRL dropped {len(dataset) - len(trainer.train_dataset)} pairs whose prompt fills max_length")
     extra = {"joint": {**asdict(method_options), "weights": dict(zip(names, weights.tolist()))}}
-    if optimum is not None:
-        extra["joint"]["optimum"] = dict(zip(names, optimum.tolist()))
+    if state is not None:
+        extra["joint"].update(state.recorded(names))
     summary = train.run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, extra,
                               method_options=method_options,
                               inputs=[f for _, *paths in objectives for f in paths] + list((optimum_scores or {}).values()))
@@ -268,10 +261,10 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
     parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
     args = parser.parse_args(argv)
-    train.stop_on_signals()
+    stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = train.TrainOptions(**{**json.loads(args.options), **train.execution_options(args)})
+    options = TrainOptions(**{**json.loads(args.options), **train.execution_options(args)})
     run = json.loads(args.run)
     method_options = methods.options(run["method"], **json.loads(args.method_options))
     log.info("options %s method %s %s run %s previous %s", json.dumps(asdict(options)), run["method"],

@@ -36,6 +36,47 @@ _HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
 _HH_LAST_ASSISTANT = "\n\nAssistant:"
 
 
+class DataError(ValueError):
+    """A dataset that cannot be used: the message names the file and what is wrong."""
+
+
+def read_jsonl(path: str | Path) -> pd.DataFrame:
+    """A JSON-lines file as a frame, one row per non-blank line; a line that is not a JSON object
+    raises :class:`DataError` naming the file and the line number (pandas' reader names neither)."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {number}: expected a JSON object with prompt, chosen, rejected; "
+                                f"got {type(row).__name__}")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def read_json(path: str | Path) -> pd.DataFrame:
+    """A ``.json`` file as a frame: a JSON array of objects (one row each), or else JSON lines
+    (:func:`read_jsonl`). A malformed array raises :class:`DataError` with its line and column, an
+    element that is not an object with its index."""
+    text = Path(path).read_text(encoding="utf-8")
+    if not text.lstrip().startswith("["):
+        return read_jsonl(path)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno}); "
+                        "expected a JSON array of objects or one object per line") from None
+    bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None) if isinstance(rows, list) else 0
+    if bad is not None:
+        raise DataError(f"{path}: element {bad} of the array is not a JSON object with prompt, chosen, rejected")
+    return pd.DataFrame(rows)
+
+
 def pair_id(prefix: str, prompt, chosen: str, rejected: str) -> str:
     """Content id of a pair: ``prefix-`` + 12 hex digits of sha1 over the JSON of (prompt, chosen, rejected)."""
     digest = hashlib.sha1(json.dumps([prompt, chosen, rejected], ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -385,7 +426,7 @@ def read_rows(path_or_id: str, split: str = "train", revision: str | None = None
               data_dir: str | None = None) -> pd.DataFrame:
     """The rows of a dataset as a frame: a local file (:data:`ROW_FILE_SUFFIXES`: ``.parquet``,
     ``.jsonl``, gzipped ``.jsonl.gz``, ``.json`` holding a JSON array of objects or JSON lines
-    (:func:`seqpref.data.read_json`), ``.csv``), or a dataset id read with
+    (:func:`read_json`), ``.csv``), or a dataset id read with
     ``datasets.load_dataset(id, subset, data_dir=…, split=…, revision=…)`` (pin ``revision`` to a
     commit for reproducible pairs)."""
     path = Path(path_or_id)
@@ -398,8 +439,6 @@ def read_rows(path_or_id: str, split: str = "train", revision: str | None = None
         if suffix == ".csv":
             return pd.read_csv(path, keep_default_na=False)
         if suffix == ".json":
-            from seqpref.data import read_json  # seqpref.data imports this module
-
             return read_json(path)
         return pd.read_json(path, lines=True, dtype=False)  # gzip inferred from the name
     from datasets import load_dataset

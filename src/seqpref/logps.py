@@ -18,28 +18,10 @@ import pandas as pd
 import torch
 
 from seqpref.tokenization import TokenizedPair, model_inputs, tokenize_pair
+from seqpref.options import LogpsOptions
+from seqpref.prefix import at_least_float32, shared_pair_logps, takes_custom_mask
 
 log = logging.getLogger("seqpref.logps")
-
-@dataclass
-class LogpsOptions:
-    """How log-probs are computed (the ``base_logps`` rule; :class:`seqpref.score.ScoreOptions` adds β).
-
-    The defaults are the schema's (``train.max_length``, ``score.batch_size``, ``score.dtype``,
-    ``attn_implementation``; ``tests/unit/test_defaults.py`` checks them): the eval split's reference.
-    The DAG computes the train split's, the training reference, in the training ``dtype``.
-    """
-
-    max_length: int = field(default=128, metadata={"help": "Tokens of prompt + response (train.max_length)."})
-    batch_size: int = field(default=64, metadata={"help": "Sequences per forward pass (score.batch_size)."})
-    dtype: str = field(default="float32", metadata={"help": "Model precision (score.dtype; the train split: dtype)."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
-    share_prompt: bool = field(default=True, metadata={
-        "help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt)."})
-
-    def __post_init__(self):
-        if self.max_length < 8 or self.batch_size < 1:
-            raise ValueError(f"need max_length >= 8 and batch_size >= 1, got {self.max_length}, {self.batch_size}")
 
 
 #: what the scorer and the trainer read of a pairs file
@@ -61,11 +43,6 @@ def tokenize_frame(tokenizer, pairs: pd.DataFrame, max_length: int | None) -> li
         tokenize_pair(tokenizer, *model_inputs(tokenizer, p, m, c, r), max_length)
         for p, m, c, r in zip(pairs["prompt"], messages, pairs["chosen"], pairs["rejected"])
     ]
-
-
-def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
-    """``logits`` in float32, or as they are when already float32 or float64 (for the log-softmax)."""
-    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
 
 
 @torch.no_grad()
@@ -117,15 +94,11 @@ def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, ba
     tokenized = tokenize_frame(tokenizer, pairs, max_length)
     n = len(tokenized)
     if share_prompt:
-        from seqpref.prefix import takes_custom_mask
-
         share_prompt = takes_custom_mask(model)  # flash attention takes no custom mask: unshared, same scores
     shared = [i for i, t in enumerate(tokenized) if share_prompt and t.prompt_ids and t.chosen_ids and t.rejected_ids]
     unshared = sorted(set(range(n)) - set(shared))
     logps = np.zeros(2 * n)
     if shared:
-        from seqpref.prefix import shared_pair_logps
-
         chosen, rejected = shared_pair_logps(
             model, [(tokenized[i].prompt_ids, tokenized[i].chosen_ids, tokenized[i].rejected_ids) for i in shared],
             tokenizer.pad_token_id, batch_size)
@@ -166,7 +139,7 @@ def main(argv=None) -> None:
                                **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)})})
     start = time.time()
     if args.adapter:
-        from seqpref.score import load_policy
+        from seqpref.lora import load_policy
 
         model, tokenizer = load_policy(args.model, args.adapter, options.dtype, options.attn_implementation)
     else:

@@ -4,17 +4,13 @@ Every Parquet column, aggregate, figure and test uses these functions, so a metr
 twice. All inputs are array-likes of equal shape ``(n_pairs,)``; log-probabilities are summed over the
 response tokens (the EOS appended at training included), in nats.
 
-Notation (DESIGN.md, "Metrics"): for a pair (x, y_w, y_l) and a model θ,
+Notation (docs/design.md, "Metrics"): for a pair (x, y_w, y_l) and a model θ,
 Δ_θ(y) = logp_θ(y|x) − logp_base(y|x).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-#: the metrics a stage is summarised by, in the order tables list them
-PAIR_METRICS = ("reward_margin", "dpo_margin", "ln_margin", "correct")
-
 
 def reward_margin(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected) -> np.ndarray:
     """Implicit-reward margin Δ_θ(y_w) − Δ_θ(y_l) against the base model.

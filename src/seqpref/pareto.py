@@ -217,7 +217,7 @@ def pareto_tables(pairs: pd.DataFrame, front: pd.DataFrame | None, names: dict[s
 
 def main(argv=None) -> None:
     """CLI: the ``pareto`` rule."""
-    from seqpref.aggregate import LabelOptions
+    from seqpref.options import LabelOptions
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pairs", help="tables/pairs.parquet: every run's pair scores")

@@ -39,6 +39,12 @@ def trains(method: str) -> bool:
 RUN_PATTERN = "{setting}/{method}/{order}/seed{seed}"
 
 
+def stage_seed(seed: int, stage: int) -> int:
+    """The seed of a stage's own random draws (a method's batch plan or sampler): each stage of a run draws
+    afresh, reproducibly, from the run's ``seed`` and the stage number (1-based)."""
+    return int(seed) * 1000 + int(stage)
+
+
 def objectives(config: dict, setting: str) -> list[str]:
     """Objective names of ``setting`` in config order."""
     return list(config["settings"][setting]["objectives"])

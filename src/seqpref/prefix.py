@@ -36,6 +36,11 @@ IGNORE = -100
 PROMPT, LAST, CHOSEN, REJECTED, PAD = 0, 3, 1, 2, -1  # segment of each packed position
 
 
+def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` in float32, or as they are when already float32 or float64 (for the log-softmax)."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 @dataclass
 class PackedPairs:
     """A batch of pairs packed one row per pair (see the module docstring).
@@ -231,8 +236,6 @@ def shared_pair_logps(model, pairs: list[tuple[list[int], list[int], list[int]]]
     each float64 ``(n,)`` in nats, one packed row per pair. Pairs are batched by packed length (sorted,
     so a batch pads little); logits only at the positions that predict a response token, log-softmax
     in float32 whatever the model dtype."""
-    from seqpref.logps import at_least_float32
-
     decoder, head = backbone_and_head(model)
     device = next(model.parameters()).device
     dtype, layout = mask_dtype(model), attention_layout(model)

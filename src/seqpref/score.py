@@ -26,31 +26,10 @@ import pandas as pd
 import torch
 
 from seqpref import metrics, provenance, tables
-from seqpref.logps import LogpsOptions
+from seqpref.lora import load_policy
+from seqpref.options import LogpsOptions, ScoreOptions
 
 log = logging.getLogger("seqpref.score")
-
-
-@dataclass
-class ScoreOptions(LogpsOptions):
-    """How a stage is scored: :class:`~seqpref.logps.LogpsOptions` (the tokenization of training,
-    ``score.batch_size``, ``score.dtype``) and β of the ``dpo_margin`` column (``train.beta``)."""
-
-    beta: float = field(default=0.1, metadata={"help": "DPO β of the dpo_margin column (train.beta)."})
-
-
-def load_policy(base: str, adapter_dir: str, dtype: str = "float32", attn_implementation: str | None = None):
-    """The base model in ``dtype`` with the adapter in ``adapter_dir`` attached, not merged; returns
-    ``(model, tokenizer)`` in eval mode (LoRA dropout off). Never merge into low-precision weights:
-    see the module docstring."""
-    from peft import PeftModel
-
-    from seqpref.base_model import load_base
-
-    model, tokenizer = load_base(base, dtype, attn_implementation)
-    model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
-    model.eval()
-    return model, tokenizer
 
 
 def score_rows(policy_logps: pd.DataFrame, base_logps: pd.DataFrame, run: dict, objective: str, beta: float):

@@ -2,7 +2,7 @@
 
 ``python -m seqpref.train BASE PAIRS BASE_LOGPS OUT_DIR TRAIN_LOG [--previous DIR] --options JSON --run JSON``
 
-How the reference is kept the base model at every stage (DESIGN.md, "Methods"):
+How the reference is kept the base model at every stage (docs/design.md, "Methods"):
 
 * TRL 1.16 makes a frozen copy of a *loaded* adapter its reference ("ref"), so stage 2 would be
   measured against stage 1. We never hand TRL a loaded adapter: every stage gives it the base model
@@ -34,100 +34,25 @@ import pandas as pd
 import torch
 
 from seqpref.guard import EXECUTION_OPTIONS  # how a stage runs, not what it computes: a checkpoint resumes across them
+from seqpref.checkpoints import (
+    STAGE_STATE,
+    STOP,
+    StagePreempted,
+    checkpoint_files,
+    last_checkpoint,
+    stage_fingerprint,
+    stop_on_signals,
+    sync_folder,
+)
+from seqpref.lora import adapter_state, check_saved_adapter, load_adapter_weights, restore_lora_dropout
+from seqpref.plan import stage_seed
+from seqpref.options import CHANGE_NORM, JOINT_SEPARATOR, DiagnosticsOptions, LoraOptions, TrainOptions, recorded_options
 
 log = logging.getLogger("seqpref.train")
 
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
-STAGE_STATE = "seqpref_state.json"  # our part of a checkpoint, written after TRL's
-JOINT_SEPARATOR = "::"  # a joint stage logs objective o's metric m as "o::m"
 
 
-@dataclass
-class LoraOptions:
-    """The LoRA adapter shared by every stage of a run (``train.lora`` in the config)."""
-
-    r: int = field(default=8, metadata={"help": "LoRA rank."})
-    alpha: float = field(default=16, metadata={"help": "LoRA α; updates are scaled by α/r."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
-    target_modules: str | list[str] = field(
-        default="all-linear", metadata={"help": "Modules to adapt; 'all-linear' = every linear layer but lm_head."}
-    )
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ValueError(f"lora.r must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-
-    def peft_config(self):
-        """The ``peft.LoraConfig`` of these options (causal LM)."""
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=self.target_modules,
-            task_type="CAUSAL_LM",
-        )
-
-
-def _to_dpo_config(name: str | bool = True) -> dict:
-    """Field metadata marking an option that ``trl.DPOConfig`` takes: under the same name (True) or ``name``."""
-    return {"dpo_config": name}
-
-
-@dataclass
-class TrainOptions:
-    """Options of one training stage (``train`` in the config, plus ``dtype`` and ``attn_implementation``).
-
-    The defaults are the schema's (``workflow/schemas/config.schema.yaml``, where the workflow's
-    defaults live; ``tests/unit/test_defaults.py`` checks they agree), so ``python -m seqpref.train``
-    run by hand trains what the DAG trains. Fields marked ``dpo_config`` go to ``trl.DPOConfig`` as
-    they are (:func:`dpo_config`); the method and its options are the run's (``--method-options``).
-    """
-
-    beta: float = field(default=0.1, metadata={"help": "DPO temperature β (Rafailov et al., 2023).", **_to_dpo_config()})
-    learning_rate: float = field(default=0.003, metadata={"help": "Peak learning rate.", **_to_dpo_config()})
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the stage's train pairs.",
-                                                  **_to_dpo_config("num_train_epochs")})
-    batch_size: int = field(default=16, metadata={"help": "Pairs per device per micro-batch.",
-                                                  **_to_dpo_config("per_device_train_batch_size")})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step.",
-                                                                  **_to_dpo_config()})
-    max_length: int = field(default=128, metadata={"help": "Tokens of prompt + response; longer is truncated.",
-                                                   **_to_dpo_config()})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name.", **_to_dpo_config()})
-    optim: str = field(default="adamw_torch", metadata={"help": "transformers optimizer name (adamw_torch, sgd, ...).",
-                                                        **_to_dpo_config()})
-    warmup_steps: float = field(default=0.0, metadata={"help": "Warm-up steps (a float < 1 is a share).", **_to_dpo_config()})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", **_to_dpo_config()})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm.", **_to_dpo_config()})
-    logging_steps: int = field(default=1, metadata={"help": "Optimiser steps between training-log rows.", **_to_dpo_config()})
-    activation_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (GPU memory).",
-                                                                    **_to_dpo_config()})
-    checkpoint_every: int = field(default=0, metadata={"help": "Optimiser steps between resumable checkpoints; 0 = none."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
-    dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU."})
-    share_prompt: bool = field(default=True, metadata={
-        "help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt in the config)."})
-    lora: LoraOptions = field(default_factory=LoraOptions)
-
-    def __post_init__(self):
-        if isinstance(self.lora, dict):
-            self.lora = LoraOptions(**self.lora)
-        if self.beta <= 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-
-    def dpo_config_fields(self) -> dict:
-        """The options ``trl.DPOConfig`` takes, under its names."""
-        return {(f.metadata["dpo_config"] if isinstance(f.metadata["dpo_config"], str) else f.name): getattr(self, f.name)
-                for f in fields(self) if f.metadata.get("dpo_config")}
-
-
-def _trainer_class():
+def trainer_class():
     """Build the trainer class on first use: importing TRL takes seconds, and most steps never need it."""
     from trl import DPOTrainer
 
@@ -141,7 +66,7 @@ def _trainer_class():
         """
 
         def __init__(self, *args, gradient_probe=None, method_loss=None, method_options=None, batch_sampler=None,
-                     log_records=None, share_prompt=False, chosen_passes=0, **kwargs):
+                     log_records=None, share_prompt=False, chosen_passes=0, method_state=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.share_prompt = share_prompt  # each pair's prompt through the model once (seqpref.prefix)
             self.log_records = log_records if log_records is not None else []
@@ -149,6 +74,8 @@ def _trainer_class():
             # a sequential method's term added to the DPO loss (seqpref.methods.base.Method.loss), or None
             self.method_loss = method_loss
             self.method_options = method_options
+            # what the method keeps between micro-batches (its Method.state dataclass), saved in checkpoints
+            self.method_state = method_state
             self.batch_sampler = batch_sampler  # a method's batch composition (replay), or None: TRL's sampler
             columns = set(self.train_dataset.column_names)
             if not {"ref_chosen_logps", "ref_rejected_logps"} <= columns:
@@ -167,7 +94,8 @@ def _trainer_class():
             training-log records, the budget so far and the gradient probe's rows so far."""
             probe = self.gradient_probe
             return {"records": self.log_records, "budget": self.budget, "probe_rows": probe.rows if probe else [],
-                    "probe_seconds": probe.seconds if probe else 0.0, "fingerprint": self.fingerprint}
+                    "probe_seconds": probe.seconds if probe else 0.0, "fingerprint": self.fingerprint,
+                    "method_state": None if self.method_state is None else self.method_state.saved()}
 
         def load_stage_state(self, state: dict) -> None:
             """Restore :meth:`stage_state` when resuming from a checkpoint."""
@@ -178,6 +106,18 @@ def _trainer_class():
             if self.gradient_probe is not None:
                 self.gradient_probe.rows[:] = state["probe_rows"]
                 self.gradient_probe.seconds = state["probe_seconds"]
+            if self.method_state is not None:
+                self.method_state = type(self.method_state).restored(state["method_state"])
+
+        def record_metric(self, key: str, value: float) -> None:
+            """Log ``value`` under ``key`` in this step's training-log row (averaged over the step's
+            micro-batches, as TRL does for its own metrics): the hook methods log through."""
+            self._metrics["train"][key].append(float(value))
+
+        def pending_metrics(self) -> dict[str, list[float]]:
+            """The metrics logged since the last training-log row, key → values (copies): what the next
+            row averages."""
+            return {key: list(values) for key, values in self._metrics["train"].items()}
 
         def _save_checkpoint(self, model, trial):
             super()._save_checkpoint(model, trial)
@@ -247,158 +187,8 @@ def _trainer_class():
     return BaseReferenceDPOTrainer
 
 
-def lora_dropouts(peft_model) -> list[tuple[str, torch.nn.Dropout]]:
-    """``(adapter name, nn.Dropout)`` of every LoRA layer's dropout (PEFT uses nn.Identity for p = 0,
-    which has nothing to set)."""
-    return [(adapter, dropout) for module in peft_model.modules()
-            if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
-            for adapter, dropout in module.lora_dropout.items() if isinstance(dropout, torch.nn.Dropout)]
-
-
-def restore_lora_dropout(peft_model) -> int:
-    """Set every LoRA dropout back to its adapter's configured ``lora_dropout``; returns modules set.
-
-    TRL's ``disable_dropout=True`` (its default, which we keep so that the base model's own dropout
-    stays off, as in the precomputed reference) zeroes every ``nn.Dropout`` after ``get_peft_model``,
-    LoRA's included, so ``train.lora.dropout`` would be recorded but never applied.
-    """
-    dropouts = lora_dropouts(peft_model)
-    for adapter, dropout in dropouts:
-        dropout.p = peft_model.peft_config[adapter].lora_dropout
-    return len(dropouts)
-
-
-@contextlib.contextmanager
-def lora_dropout_off(peft_model):
-    """Within the block, every LoRA dropout has p = 0; the configured values come back after.
-
-    For passes that update nothing and must be deterministic: SPO's look-ahead and penalty forwards
-    (with dropout on, θ̃'s and θ's forwards would draw different masks and the ReLU of that noise
-    would be a positive penalty even at η = 0), the gradient probes and MAXRIGHT's gap re-evaluation.
-    A dropout with p = 0 draws no random numbers, so these passes leave the training run's RNG stream
-    as it would be without them.
-    """
-    dropouts = [dropout for _, dropout in lora_dropouts(peft_model)]
-    saved = [m.p for m in dropouts]
-    for m in dropouts:
-        m.p = 0.0
-    try:
-        yield
-    finally:
-        for m, p in zip(dropouts, saved):
-            m.p = p
-
-
-STOP = threading.Event()  # set by SIGUSR1/SIGTERM in the CLI: save a checkpoint at the end of the step and stop
-
-
-#: training-log metric: the L2 distance the stage moved the trainable (LoRA) parameters
-CHANGE_NORM = "adapter/change_norm"
-
-
-class StagePreempted(RuntimeError):
-    """The stage stopped on a signal after saving a checkpoint; a rerun resumes from it."""
-
-
-def stop_on_signals() -> None:
-    """SIGTERM (SLURM's warning before a time limit, ``--signal=TERM@300`` in profiles/slurm, and its
-    notice of preemption) and SIGUSR1 make the stage save a checkpoint at the end of its current optimiser step and exit
-    with an error (:class:`StagePreempted`); the rerun or requeued job resumes from there."""
-    import signal
-
-    for signum in (signal.SIGUSR1, signal.SIGTERM):
-        signal.signal(signum, lambda *_: STOP.set())
-
-
-def checkpoint_files(folder: Path) -> dict[str, int]:
-    """Every file of a checkpoint folder but our :data:`STAGE_STATE`, relative path → size in bytes."""
-    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(STAGE_STATE)}
-
-
-def sync_folder(folder: Path) -> None:
-    """fsync every file under ``folder`` and the folders themselves, so that what a later marker
-    declares written is on disk even after a node crash."""
-    for path in sorted(folder.rglob("*")) + [folder]:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _intact(folder: Path) -> bool:
-    """A checkpoint whose files are all there at the sizes its :data:`STAGE_STATE` recorded (a state
-    written before sizes were recorded is trusted)."""
-    try:
-        recorded = json.loads((folder / STAGE_STATE).read_text()).get("files")
-    except (OSError, ValueError):
-        return False
-    if recorded is None or checkpoint_files(folder) == recorded:
-        return True
-    log.warning("checkpoint %s is damaged (files differ from what it recorded at save time): skipped", folder)
-    return False
-
-
-
-
-def stage_fingerprint(options: "TrainOptions", method_options, inputs: list[str], previous: str | None,
-                      extra: dict | None = None) -> dict:
-    """What a stage computes from, recorded in each checkpoint so that only the same stage resumes it:
-    its options and method options (less :data:`EXECUTION_OPTIONS`), ``extra`` (a sham's learning-rate
-    scale), and the sha256 of every input file (``inputs``: pairs and reference log-probs, earlier
-    objectives' files) and of the previous stage's adapter weights."""
-    from seqpref.provenance import file_sha256
-
-    files = [str(p) for p in inputs if p] + ([str(Path(previous) / "adapter_model.safetensors")] if previous else [])
-    recorded = {k: v for k, v in recorded_options(options, method_options).items() if k not in EXECUTION_OPTIONS}
-    return json.loads(json.dumps({"options": recorded, "extra": extra or {},
-                                  "inputs": [file_sha256(p) for p in files], "input_paths": files}, default=str))
-
-
-def fingerprint_changes(saved: dict | None, current: dict) -> list[str]:
-    """What differs between the fingerprint a checkpoint was saved with and the stage's now: option names
-    with old → new values, ``extra``, and the input files whose bytes changed (empty: the same stage)."""
-    from seqpref.guard import changed_options
-
-    if saved is None:
-        return ["no fingerprint (saved before checkpoints recorded one)"]
-    changes = changed_options({"options": saved.get("options", {}), "extra": saved.get("extra", {})},
-                              {"options": current["options"], "extra": current["extra"]})
-    old, new = saved.get("inputs", []), current["inputs"]
-    if len(old) != len(new):
-        changes.append(f"inputs: {len(old)} files -> {len(new)}")
-    changes += [f"input {path} changed" for path, a, b in zip(current["input_paths"], old, new) if a != b]
-    return changes
-
-
-def last_checkpoint(directory: str | os.PathLike, fingerprint: dict | None = None) -> str | None:
-    """The newest complete, intact checkpoint (``checkpoint-N`` holding our :data:`STAGE_STATE`, written
-    last, with every file at the size it recorded) in ``directory``, or None; a checkpoint cut short by a
-    kill, or truncated by a crash, is skipped for the one before it. With ``fingerprint``
-    (:func:`stage_fingerprint`), checkpoints saved by a stage with other options or inputs are removed,
-    with a log line naming what differed: the stage then starts afresh rather than resume another's
-    optimiser, schedule and batch position."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    complete = [p for p in directory.glob("checkpoint-*") if (p / STAGE_STATE).is_file() and p.name[11:].isdigit()]
-    for folder in sorted(complete, key=lambda p: int(p.name[11:]), reverse=True):
-        if not _intact(folder):
-            continue
-        if fingerprint is not None:
-            changes = fingerprint_changes(json.loads((folder / STAGE_STATE).read_text()).get("fingerprint"), fingerprint)
-            if changes:
-                log.warning("checkpoint %s was saved by another stage (%s): removed; the stage starts afresh",
-                            folder, "; ".join(changes))
-                for stale in directory.glob("checkpoint-*"):
-                    shutil.rmtree(stale, ignore_errors=True)
-                return None
-        return str(folder)
-    return None
-
-
-def _log_callback(records: list[dict]):
+def log_callback(records: list[dict]):
+    """A ``transformers.TrainerCallback`` that appends each training-log row (a dict) to ``records``."""
     from transformers import TrainerCallback
 
     class RecordLogs(TrainerCallback):
@@ -462,44 +252,6 @@ def training_dataset(pairs: pd.DataFrame, base_logps: pd.DataFrame, tokenizer):
             "ref_rejected_logps": merged["logp_rejected"].astype(float).tolist(),
         }
     )
-
-
-def load_adapter_weights(peft_model, adapter_dir: str | os.PathLike, lora: LoraOptions) -> int:
-    """Copy a saved adapter's weights into ``peft_model``'s "default" adapter; returns tensors loaded.
-
-    The saved adapter must have the same rank, α and targets as ``lora``; every saved tensor must
-    land (``ValueError`` otherwise), so a stage never silently starts from a fresh adapter.
-    """
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    saved = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
-    for key, want in (("r", lora.r), ("lora_alpha", lora.alpha)):
-        if saved[key] != want:
-            raise ValueError(f"{adapter_dir}: saved adapter has {key}={saved[key]}, this stage uses {want}")
-    weights = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
-    result = set_peft_model_state_dict(peft_model, weights, adapter_name="default")
-    if result.unexpected_keys:
-        raise ValueError(f"{adapter_dir}: tensors that match no module: {result.unexpected_keys[:5]}")
-    return len(weights)
-
-
-def adapter_state(peft_model) -> dict[str, torch.Tensor]:
-    """Detached copies of the "default" adapter's trainable tensors, by parameter name."""
-    return {n: p.detach().clone().cpu() for n, p in peft_model.named_parameters() if p.requires_grad}
-
-
-def check_saved_adapter(adapter_dir: str | os.PathLike, expected: dict[str, torch.Tensor]) -> None:
-    """Fail unless ``adapter_dir`` holds exactly the trained adapter: its tensors, no sub-adapters."""
-    from safetensors.torch import load_file
-
-    adapter_dir = Path(adapter_dir)
-    extra_dirs = [p.name for p in adapter_dir.iterdir() if p.is_dir()]
-    if extra_dirs:
-        raise RuntimeError(f"{adapter_dir}: unexpected sub-adapters {extra_dirs}")
-    saved = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    if len(saved) != len(expected):
-        raise RuntimeError(f"{adapter_dir}: {len(saved)} tensors saved, {len(expected)} trained")
 
 
 def stage_steps(n_pairs: int, batch_size: int, gradient_accumulation_steps: int = 1, epochs: float = 1.0) -> int:
@@ -567,12 +319,6 @@ def start_stage(base: str, options: TrainOptions, out_dir: str, checkpoint_dir: 
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         return model, tokenizer, str(checkpoint_dir)
     return model, tokenizer, tempfile.mkdtemp(prefix="trainer-", dir=Path(out_dir).parent)
-
-
-def recorded_options(options: TrainOptions, method_options) -> dict:
-    """What a stage records as its options (``training_options.json``, which the retrain guard compares
-    with what the config now gives the stage): the train options and the method's options."""
-    return {**asdict(options), "method_options": asdict(method_options)}
 
 
 def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, train_log_path: str,
@@ -709,10 +455,10 @@ def train_stage(
 
         max_steps = stage_steps(len(dataset), options.batch_size, options.gradient_accumulation_steps, options.epochs)
         sampler = method.batches(method_options, [len(dataset)] + [len(d) for _, _, d in earlier_sets],
-                                 options.batch_size, max_steps, int(run["seed"]) * 1000 + int(run["stage"]),
+                                 options.batch_size, max_steps, stage_seed(run["seed"], run["stage"]),
                                  options.gradient_accumulation_steps)
         train_set = concatenate_datasets([dataset] + [d for _, _, d in earlier_sets])
-    trainer = _trainer_class()(
+    trainer = trainer_class()(
         gradient_probe=probe,
         method_loss=method.loss,
         method_options=method_options,
@@ -725,7 +471,7 @@ def train_stage(
         train_dataset=train_set,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
-        callbacks=[_log_callback(records)],
+        callbacks=[log_callback(records)],
     )
     dropped = len(train_set) - len(trainer.train_dataset)
     if dropped:
@@ -780,7 +526,6 @@ def main(argv=None) -> None:
     options = TrainOptions(**{**json.loads(args.options), **execution_options(args)})
     run = json.loads(args.run)
     from seqpref import methods
-    from seqpref.diagnostics import DiagnosticsOptions
 
     method_options = methods.options(run["method"], **json.loads(args.method_options))
     log.info("options %s method %s %s run %s previous %s", json.dumps(asdict(options)), run["method"],

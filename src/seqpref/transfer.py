@@ -1,5 +1,5 @@
 """Pair-level transfer of one objective within one run: backward/forward transfer and the quartile
-decomposition (DESIGN.md, "Metrics").
+decomposition (docs/design.md, "Metrics").
 
 Every function takes the objective's ``(n_pairs, n_stages)`` metric matrix (stage 0 = base, the
 same pairs in every column), or ``(n_seeds, n_pairs, n_stages)`` for several seeds of the same run,

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from seqpref import base_model, lab, logps, tables
+from seqpref.options import LabModelOptions, TrainOptions
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +15,7 @@ def tiny_base(tmp_path_factory):
     """Directory of a tiny, briefly pretrained lab model (vocab 256, hidden 32, 1 layer)."""
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("base")
-    options = base_model.LabModelOptions(
+    options = LabModelOptions(
         vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         num_attention_heads=4, num_key_value_heads=2, corpus_size=400, steps=40, batch_size=16,
     )
@@ -50,7 +51,7 @@ def two_stages_for_movement(tiny_base, pair_files, tmp_path_factory):
         train.train_stage(
             tiny_base, pair_files["pairs"], pair_files["base_logps"], str(out / f"stage{stage}"),
             str(out / f"log{stage}.parquet"),
-            train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8}),
+            TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8}),
             {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage": stage, "objective": "comply"},
             previous,
         )

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from seqpref import lab, logps, base_model, methods, score, tables, train
 from seqpref.methods import merge
+from seqpref.options import TrainOptions
+from seqpref.lora import load_policy
 
 OPTIONS = dict(beta=0.1, learning_rate=3e-3, batch_size=8, max_length=64, lora={"r": 4, "alpha": 8})
 
@@ -34,7 +36,7 @@ def test_merged_adapter_equals_pefts_own_merge(combination, density, tiny_base, 
     options = merge.MergeOptions(combination=combination, density=density)
     weights = [0.3, 0.7]
     merge.build(tiny_base, adapters, weights, options, str(tmp_path / "merged"))
-    ours, tokenizer = score.load_policy(tiny_base, str(tmp_path / "merged"))
+    ours, tokenizer = load_policy(tiny_base, str(tmp_path / "merged"))
     theirs = _peft_merge(tiny_base, adapters, weights, options)
     ids = tokenizer("Please help me with the garden today.", return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -49,8 +51,8 @@ def test_cat_merge_is_the_weighted_sum_of_the_updates(tiny_base, two_stages_for_
     """ΔW of the merged adapter equals 0.3·ΔW₁ + 0.7·ΔW₂ in every adapted module (task arithmetic)."""
     adapters = [str(two_stages_for_movement / "stage1"), str(two_stages_for_movement / "stage2")]
     merge.build(tiny_base, adapters, [0.3, 0.7], merge.MergeOptions(), str(tmp_path / "merged"))
-    merged, _ = score.load_policy(tiny_base, str(tmp_path / "merged"))
-    singles = [score.load_policy(tiny_base, a)[0] for a in adapters]
+    merged, _ = load_policy(tiny_base, str(tmp_path / "merged"))
+    singles = [load_policy(tiny_base, a)[0] for a in adapters]
 
     def deltas(model):
         from peft.tuners.lora import LoraLayer
@@ -68,8 +70,8 @@ def test_stage_one_of_a_merge_is_the_single_objective_adapter(tiny_base, two_sta
     merge.build(tiny_base, [adapter], merge.stage_weights(merge.MergeOptions(), 1), merge.MergeOptions(), str(tmp_path / "m1"))
     ids = torch.tensor([[1, 5, 9, 13, 17]])
     with torch.no_grad():
-        torch.testing.assert_close(score.load_policy(tiny_base, str(tmp_path / "m1"))[0](input_ids=ids).logits,
-                                   score.load_policy(tiny_base, adapter)[0](input_ids=ids).logits, rtol=0, atol=1e-6)
+        torch.testing.assert_close(load_policy(tiny_base, str(tmp_path / "m1"))[0](input_ids=ids).logits,
+                                   load_policy(tiny_base, adapter)[0](input_ids=ids).logits, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("combination", ["ties_svd", "dare_ties"])
@@ -84,8 +86,8 @@ def test_a_front_end_is_the_single_adapter_whatever_the_combination(combination,
                 str(tmp_path / "end"), {"run": {"seed": 3}})
     ids = torch.tensor([[1, 5, 9, 13, 17]])
     with torch.no_grad():
-        torch.testing.assert_close(score.load_policy(tiny_base, str(tmp_path / "end"))[0](input_ids=ids).logits,
-                                   score.load_policy(tiny_base, adapters[0])[0](input_ids=ids).logits, rtol=0, atol=1e-6)
+        torch.testing.assert_close(load_policy(tiny_base, str(tmp_path / "end"))[0](input_ids=ids).logits,
+                                   load_policy(tiny_base, adapters[0])[0](input_ids=ids).logits, rtol=0, atol=1e-6)
     for name in ("a", "b"):
         torch.manual_seed(len(name) * 1000 + ord(name))  # a different global generator state each time
         merge.build(tiny_base, adapters, [0.5, 0.5], options, str(tmp_path / name), {"run": {"seed": 3}})
@@ -104,7 +106,7 @@ def warm_files(tiny_base, tmp_path_factory):
 
 def test_replay_stage_keeps_the_dpo_budget_and_learns_from_the_earlier_pairs(tiny_base, pair_files, warm_files,
                                                                             two_stages_for_movement, tmp_path):
-    options = train.TrainOptions(**OPTIONS)
+    options = TrainOptions(**OPTIONS)
     run = {"setting": "lab", "method": "replay", "order": "comply-warm", "seed": 0, "stage": 2, "objective": "warm"}
     earlier = [("comply", 1, pair_files["pairs"], pair_files["base_logps"])]
     previous = str(two_stages_for_movement / "stage1")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from seqpref import base_model, data, logps, tables, train
+from seqpref.options import TrainOptions
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }} :{{ m['content'] }}</s>{% endfor %}"
@@ -78,7 +79,7 @@ def test_chat_stage_trains_and_scores_on_the_base_reference(chat_base, chat_pair
     pairs_path, logps_path = tmp_path / "pairs.parquet", tmp_path / "base.parquet"
     tables.write_table(chat_pairs, pairs_path, tables.PAIRS, {})
     tables.write_table(logps.pair_logps(model, tokenizer, chat_pairs, 256, 4), logps_path, tables.LOGPS, {})
-    options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=6, max_length=256, lora={"r": 4, "alpha": 8})
+    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=6, max_length=256, lora={"r": 4, "alpha": 8})
     summary = train.train_stage(chat_base, str(pairs_path), str(logps_path), str(tmp_path / "stage1"),
                                 str(tmp_path / "log.parquet"), options, RUN)
     assert summary["steps"] == 2

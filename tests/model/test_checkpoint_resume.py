@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from seqpref import joint, methods, train
+from seqpref.options import TrainOptions
+from seqpref.checkpoints import STAGE_STATE, STOP, StagePreempted, last_checkpoint
 
 RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
 # 48 pairs, micro-batches of 4, accumulation 2: 6 optimiser steps; LoRA dropout on, so the RNG matters
@@ -21,7 +23,7 @@ OPTIONS = dict(beta=0.1, learning_rate=3e-3, batch_size=4, gradient_accumulation
 def _interrupt_at(monkeypatch, step: int, how: str):
     """Make the next stage stop during optimiser step ``step``: ``kill`` raises before that step ends
     (only the periodic checkpoints survive); ``signal`` sets the stop event as SIGUSR1 would."""
-    original = train._log_callback
+    original = train.log_callback
 
     def patched(records):
         callback = original(records)
@@ -32,12 +34,12 @@ def _interrupt_at(monkeypatch, step: int, how: str):
             if state.global_step == step - 1:
                 if how == "kill":
                     raise KeyboardInterrupt("killed")
-                train.STOP.set()
+                STOP.set()
 
         callback.on_step_begin = on_step_begin
         return callback
 
-    monkeypatch.setattr(train, "_log_callback", patched)
+    monkeypatch.setattr(train, "log_callback", patched)
 
 
 def _adapter_bytes(directory: Path) -> bytes:
@@ -57,7 +59,7 @@ def _budget(log_path: Path) -> dict:
 
 def _sequential(tiny_base, pair_files, tmp_path, name, **changed):
     return train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / name / "adapter"),
-                             str(tmp_path / name / "log.parquet"), train.TrainOptions(**{**OPTIONS, **changed}), RUN,
+                             str(tmp_path / name / "log.parquet"), TrainOptions(**{**OPTIONS, **changed}), RUN,
                              checkpoint_dir=str(tmp_path / name / "checkpoints"))
 
 
@@ -91,14 +93,14 @@ def test_interrupted_sequential_stage_resumes_to_the_same_adapter(tiny_base, pai
 
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 3, how)
-        with pytest.raises(KeyboardInterrupt if how == "kill" else train.StagePreempted):
+        with pytest.raises(KeyboardInterrupt if how == "kill" else StagePreempted):
             _sequential(tiny_base, pair_files, tmp_path, "cut")
-    train.STOP.clear()
+    STOP.clear()
     assert not (tmp_path / "cut/adapter/adapter_model.safetensors").exists()
-    newest = train.last_checkpoint(tmp_path / "cut/checkpoints")
+    newest = last_checkpoint(tmp_path / "cut/checkpoints")
     assert newest.endswith(f"checkpoint-{resumed_at}")
     # a signal's checkpoint says so (the SLURM test tells the signal-time save from a periodic one by it)
-    saved_on = json.loads((Path(newest) / train.STAGE_STATE).read_text())["saved_on"]
+    saved_on = json.loads((Path(newest) / STAGE_STATE).read_text())["saved_on"]
     assert saved_on == ("signal" if how == "signal" else "schedule")
 
     resumed = _sequential(tiny_base, pair_files, tmp_path, "cut")
@@ -120,10 +122,10 @@ def test_a_checkpoint_truncated_by_a_crash_falls_back_to_the_one_before(tiny_bas
         with pytest.raises(KeyboardInterrupt):
             _sequential(tiny_base, pair_files, tmp_path, "crash")
     newest = tmp_path / "crash/checkpoints/checkpoint-4"
-    assert train.last_checkpoint(tmp_path / "crash/checkpoints") == str(newest)
+    assert last_checkpoint(tmp_path / "crash/checkpoints") == str(newest)
     optimizer = newest / "optimizer.pt"
     optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
-    assert train.last_checkpoint(tmp_path / "crash/checkpoints").endswith("checkpoint-2")
+    assert last_checkpoint(tmp_path / "crash/checkpoints").endswith("checkpoint-2")
     resumed = _sequential(tiny_base, pair_files, tmp_path, "crash")
     assert resumed["resumed_from"].endswith("checkpoint-2")
     assert _adapter_bytes(tmp_path / "crash/adapter") == _adapter_bytes(tmp_path / "whole/adapter")
@@ -131,12 +133,12 @@ def test_a_checkpoint_truncated_by_a_crash_falls_back_to_the_one_before(tiny_bas
 
 def test_a_checkpoint_cut_short_is_skipped(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
-    (tmp_path / "checkpoint-2" / train.STAGE_STATE).write_text("{}")
+    (tmp_path / "checkpoint-2" / STAGE_STATE).write_text("{}")
     (tmp_path / "checkpoint-4").mkdir()  # killed while saving: no stage state written
     (tmp_path / "checkpoint-10").mkdir()
-    (tmp_path / "checkpoint-10" / f"{train.STAGE_STATE}.tmp").write_text("{")
-    assert train.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
-    assert train.last_checkpoint(tmp_path / "absent") is None
+    (tmp_path / "checkpoint-10" / f"{STAGE_STATE}.tmp").write_text("{")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert last_checkpoint(tmp_path / "absent") is None
 
 
 def test_interrupted_maxright_stage_resumes_to_the_same_adapter(tiny_base, pair_files, tmp_path, monkeypatch):
@@ -148,15 +150,15 @@ def test_interrupted_maxright_stage_resumes_to_the_same_adapter(tiny_base, pair_
 
     def stage(name):
         return joint.train_joint_stage(tiny_base, objectives, 1, str(tmp_path / name / "adapter"),
-                                       str(tmp_path / name / "log.parquet"), train.TrainOptions(**OPTIONS), settings,
+                                       str(tmp_path / name / "log.parquet"), TrainOptions(**OPTIONS), settings,
                                        run, checkpoint_dir=str(tmp_path / name / "checkpoints"))
 
     whole = stage("whole")
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 4, "signal")
-        with pytest.raises(train.StagePreempted):
+        with pytest.raises(StagePreempted):
             stage("cut")
-    train.STOP.clear()
+    STOP.clear()
     resumed = stage("cut")
     assert resumed["resumed_from"].endswith("checkpoint-4")
     assert resumed["micro_batches_per_objective"] == whole["micro_batches_per_objective"]

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from seqpref import train
+from seqpref.options import TrainOptions
 
 RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
 
@@ -14,7 +15,7 @@ RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage
 def test_activation_checkpointing_gives_the_same_stage(tiny_base, pair_files, tmp_path):
     results = {}
     for checkpointing in (False, True):
-        options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
+        options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
                                      activation_checkpointing=checkpointing, lora={"r": 4, "alpha": 8})
         out = tmp_path / f"ckpt{checkpointing}"
         train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(out / "stage1"),

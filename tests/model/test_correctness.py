@@ -12,6 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from seqpref import base_model, logps, score, tables, tokenization, train
+from seqpref.options import LabModelOptions, TrainOptions
+from seqpref.lora import check_saved_adapter, load_policy
 
 RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0}
 
@@ -67,7 +69,7 @@ def two_stages(tiny_base, pair_files, tmp_path_factory):
     for stage in (1, 2):
         summaries[stage] = train.train_stage(
             tiny_base, pair_files["pairs"], pair_files["base_logps"], str(out / f"stage{stage}"),
-            str(out / f"log{stage}.parquet"), train.TrainOptions(**OPTIONS),
+            str(out / f"log{stage}.parquet"), TrainOptions(**OPTIONS),
             {**RUN, "stage": stage, "objective": "comply"}, previous,
         )
         previous = str(out / f"stage{stage}")
@@ -95,7 +97,7 @@ def test_stage2_training_reference_is_the_base(tiny_base, pair_files, two_stages
     first = log[log["step"] == log["step"].min()].set_index("metric")["value"]
     pairs = pd.read_parquet(pair_files["pairs"])
     base = pd.read_parquet(pair_files["base_logps"]).set_index("pair_id").loc[pairs["pair_id"]]
-    model, tokenizer = score.load_policy(tiny_base, str(out / "stage1"))
+    model, tokenizer = load_policy(tiny_base, str(out / "stage1"))
     stage1 = logps.pair_logps(model, tokenizer, pairs, 64, 16).set_index("pair_id").loc[pairs["pair_id"]]
     expected_chosen = 0.1 * (stage1["logp_chosen"] - base["logp_chosen"]).mean()
     expected_rejected = 0.1 * (stage1["logp_rejected"] - base["logp_rejected"]).mean()
@@ -121,7 +123,7 @@ def test_a_previous_reference_sham_starts_every_pair_at_margin_zero(tiny_base, p
     base = sham_base.set_index("pair_id").loc[sham_pairs["pair_id"]]
     assert (reference["logp_chosen"] - base["logp_chosen"]).abs().max() > 1e-3  # stage 1's model, not the base
     train.train_stage(tiny_base, str(tmp_path / "sham.parquet"), str(tmp_path / "reference.parquet"),
-                      str(tmp_path / "sham2"), str(tmp_path / "sham_log.parquet"), train.TrainOptions(**OPTIONS),
+                      str(tmp_path / "sham2"), str(tmp_path / "sham_log.parquet"), TrainOptions(**OPTIONS),
                       {**RUN, "stage": 2, "objective": "comply"}, str(out / "stage1"))
     log = pd.read_parquet(tmp_path / "sham_log.parquet")
     first = log[log["step"] == log["step"].min()].set_index("metric")["value"]
@@ -186,12 +188,12 @@ def test_check_saved_adapter_rejects_a_sub_adapter(two_stages, tmp_path):
     shutil.copytree(out / "stage1", copy / "ref")
     expected = load_file(str(copy / "adapter_model.safetensors"))
     with pytest.raises(RuntimeError, match="sub-adapters"):
-        train.check_saved_adapter(copy, expected)
+        check_saved_adapter(copy, expected)
 
 
 def test_lab_base_model_same_seed_same_bytes(tmp_path):
     """The build_base_model rule is reproducible: the same options give byte-identical files."""
-    options = base_model.LabModelOptions(
+    options = LabModelOptions(
         vocab_size=200, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=1, corpus_size=100, steps=5, batch_size=8,
     )
@@ -199,6 +201,6 @@ def test_lab_base_model_same_seed_same_bytes(tmp_path):
         base_model.build_lab_base(tmp_path / name, options)
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    other = base_model.LabModelOptions(**{**options.__dict__, "seed": 1})
+    other = LabModelOptions(**{**options.__dict__, "seed": 1})
     base_model.build_lab_base(tmp_path / "c", other)
     assert (tmp_path / "c/model.safetensors").read_bytes() != (tmp_path / "a/model.safetensors").read_bytes()

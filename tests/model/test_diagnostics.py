@@ -10,6 +10,7 @@ import torch
 from dpo_by_hand import BETA, MAX_LENGTH, manual_dpo_loss as _manual_dpo_loss
 
 from seqpref import base_model, diagnostics, lab, logps, train
+from seqpref.options import CHANGE_NORM, DiagnosticsOptions, LoraOptions, TrainOptions
 
 
 def _flat(grads) -> torch.Tensor:
@@ -33,14 +34,14 @@ def _probe_setup(tiny_base, tmp_path, recompute_current=False):
 
     config = DPOConfig(output_dir=str(tmp_path), beta=BETA, max_length=MAX_LENGTH, per_device_train_batch_size=8,
                        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
-    options = diagnostics.DiagnosticsOptions(every=1, batch_size=8)
+    options = DiagnosticsOptions(every=1, batch_size=8)
     current_set = train.training_dataset(current, ref_current, tokenizer)
     other_set = train.training_dataset(other, ref_other, tokenizer)
     probe = diagnostics.GradientProbe([("warm", 1, other_set)], options, current=("comply", 2, current_set),
                                       recompute_current=recompute_current)
-    trainer = train._trainer_class()(
+    trainer = train.trainer_class()(
         model=model, args=config, train_dataset=current_set,
-        processing_class=tokenizer, peft_config=train.LoraOptions(r=4, alpha=8).peft_config(), gradient_probe=probe,
+        processing_class=tokenizer, peft_config=LoraOptions(r=4, alpha=8).peft_config(), gradient_probe=probe,
     )
     peft_model = trainer.model
     generator = torch.Generator().manual_seed(0)
@@ -78,7 +79,7 @@ def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny
     grads = setup["by_hand"](step_pairs)
     for p, g in zip(params, grads):  # the step's gradient the trainer would apply
         p.grad = g.clone()
-    logged_before = {k: list(v) for k, v in trainer._metrics["train"].items()}
+    logged_before = trainer.pending_metrics()
     probe.record(trainer, peft_model, step=1)
     rows = {row["kind"]: row for row in probe.rows}
     assert set(rows) == {"cross", "floor_current", "floor_other"}
@@ -95,7 +96,7 @@ def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny
     assert len({round(v, 4) for v in values}) == 3
     for p, g in zip(params, grads):  # the probe left the training gradient untouched
         torch.testing.assert_close(p.grad, g)
-    assert {k: list(v) for k, v in trainer._metrics["train"].items()} == logged_before
+    assert trainer.pending_metrics() == logged_before
     probe.end_step()
     assert probe.window == set()
 
@@ -151,12 +152,12 @@ def test_stage2_training_writes_diagnostics(tiny_base, pair_files, tmp_path):
     model, tokenizer = base_model.load_base(tiny_base)
     tables.write_table(other, tmp_path / "other.parquet", tables.PAIRS, {})
     tables.write_table(logps.pair_logps(model, tokenizer, other, 64, 8), tmp_path / "other_logps.parquet", tables.LOGPS, {})
-    options = train.TrainOptions(beta=BETA, learning_rate=3e-3, batch_size=8, max_length=64, lora={"r": 4, "alpha": 8})
+    options = TrainOptions(beta=BETA, learning_rate=3e-3, batch_size=8, max_length=64, lora={"r": 4, "alpha": 8})
     run = {"setting": "lab", "method": "dpo", "order": "refuse-comply", "seed": 0, "stage": 2, "objective": "comply"}
     summary = train.train_stage(
         tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "stage2"), str(tmp_path / "log.parquet"),
         options, run, None, [("refuse", 1, str(tmp_path / "other.parquet"), str(tmp_path / "other_logps.parquet"))],
-        diagnostics.DiagnosticsOptions(every=2, batch_size=8), str(tmp_path / "diag.parquet"),
+        DiagnosticsOptions(every=2, batch_size=8), str(tmp_path / "diag.parquet"),
     )
     frame = pd.read_parquet(tmp_path / "diag.parquet")
     assert list(frame.columns) == tables.DIAGNOSTICS.names
@@ -171,19 +172,19 @@ def test_stage2_training_writes_diagnostics(tiny_base, pair_files, tmp_path):
     log = pd.read_parquet(tmp_path / "log.parquet")
     assert log[log.metric == "loss"]["step"].tolist() == list(range(1, 7))
     # and the distance the stage moved the adapter, at its last step (the sham control reads it)
-    moved = log[log.metric == train.CHANGE_NORM]
+    moved = log[log.metric == CHANGE_NORM]
     assert moved["step"].tolist() == [6] and moved["value"].item() == pytest.approx(summary["adapter_change_norm"])
 
 
 def test_diagnostics_can_be_turned_off(tiny_base, pair_files, tmp_path):
     from seqpref import tables
 
-    options = train.TrainOptions(beta=BETA, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8})
+    options = TrainOptions(beta=BETA, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8})
     run = {"setting": "lab", "method": "dpo", "order": "x-comply", "seed": 0, "stage": 2, "objective": "comply"}
     summary = train.train_stage(
         tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "stage2"), str(tmp_path / "log.parquet"),
         options, run, None, [("x", 1, pair_files["pairs"], pair_files["base_logps"])],
-        diagnostics.DiagnosticsOptions(enabled=False), str(tmp_path / "diag.parquet"),
+        DiagnosticsOptions(enabled=False), str(tmp_path / "diag.parquet"),
     )
     frame = pd.read_parquet(tmp_path / "diag.parquet")
     assert frame.empty and list(frame.columns) == tables.DIAGNOSTICS.names

@@ -25,6 +25,7 @@ import torch
 
 from independent_forward import real_pairs, unmerged_logps
 from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
+from seqpref.options import TrainOptions
 
 MAX_LENGTH = 256
 SOURCE = "pip:gemma3-270m"
@@ -130,11 +131,11 @@ def test_scorer_and_trainer_render_the_same_plain_text(gemma, model_and_tokenize
     ours = logps.tokenize_frame(tokenizer, pairs, MAX_LENGTH)
     base = logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, 8)
     dataset = train.training_dataset(pairs, base, tokenizer)
-    options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=2, max_length=MAX_LENGTH, dtype="float32",
+    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=2, max_length=MAX_LENGTH, dtype="float32",
                                  lora={"r": 4, "alpha": 8})
     run = {"setting": "gemma", "method": "dpo", "order": "concise-detailed", "seed": 0, "stage": 1, "objective": "concise"}
     fresh, _ = base_model.load_base(gemma[0], "float32")  # the trainer wraps it in LoRA layers
-    trainer = train._trainer_class()(model=fresh, args=train.dpo_config(options, run, str(tmp_path / "work")),
+    trainer = train.trainer_class()(model=fresh, args=train.dpo_config(options, run, str(tmp_path / "work")),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=options.lora.peft_config())
     assert len(trainer.train_dataset) == len(ours) == 4 and not any(t.truncated for t in ours)

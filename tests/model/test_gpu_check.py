@@ -154,7 +154,7 @@ def test_matmul_and_lora_counts_match_a_built_model():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from seqpref.train import LoraOptions
+    from seqpref.options import LoraOptions
 
     shape = gpu_check.reduced_shape(gpu_check.LLAMA_3_1_8B)
     model = LlamaForCausalLM(LlamaConfig(**shape))

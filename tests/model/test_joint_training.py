@@ -10,6 +10,8 @@ from dpo_by_hand import BETA, MAX_LENGTH, manual_dpo_loss
 
 from seqpref import base_model, joint, lab, logps, methods, tables, train
 from seqpref.methods import alright
+from seqpref.options import LoraOptions, TrainOptions
+from seqpref.lora import adapter_state
 
 RUN = {"setting": "lab", "order": "comply-warm", "seed": 0, "objective": "joint"}
 OPTIONS = dict(beta=BETA, learning_rate=3e-3, batch_size=8, max_length=64, lora={"r": 4, "alpha": 8})
@@ -33,9 +35,9 @@ def test_mix_loss_equals_weighted_sum_of_separate_dpo_losses(tiny_base, tmp_path
     sampler = joint.JointBatchSampler([8, 8], 4, [[0, 1]], seed=0)
     config = DPOConfig(output_dir=str(tmp_path), beta=BETA, max_length=MAX_LENGTH, per_device_train_batch_size=4,
                        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
-    trainer = joint._joint_trainer_class()(
+    trainer = joint.joint_trainer_class()(
         joint=joint.JointPlan(methods.get("mix"), ["comply", "warm"], weights, sampler), model=model, args=config,
-        train_dataset=dataset, processing_class=tokenizer, peft_config=train.LoraOptions(r=4, alpha=8).peft_config(),
+        train_dataset=dataset, processing_class=tokenizer, peft_config=LoraOptions(r=4, alpha=8).peft_config(),
     )
     peft_model = trainer.model
     generator = torch.Generator().manual_seed(0)
@@ -56,7 +58,7 @@ def test_mix_loss_equals_weighted_sum_of_separate_dpo_losses(tiny_base, tmp_path
     expected = 0.25 * separate[0] + 0.75 * separate[1]
     assert abs(separate[0].item() - separate[1].item()) > 1e-3  # the weights matter
     assert mixed.item() == pytest.approx(expected.item(), abs=1e-4)
-    logged = trainer._metrics["train"]
+    logged = trainer.pending_metrics()
     assert "comply::rewards/margins" in logged and "warm::rewards/margins" in logged
     assert "rewards/margins" not in logged  # every TRL metric is filed under its objective
 
@@ -80,7 +82,7 @@ def _budget(log_path) -> dict:
 
 
 def test_mix_at_equal_pairs_sees_a_sequential_steps_pairs(tiny_base, two_objectives, tmp_path):
-    options = train.TrainOptions(**OPTIONS)
+    options = TrainOptions(**OPTIONS)
     spent = {}
     for equal in (False, True):
         settings = methods.options("mix", equal_pairs=equal)
@@ -99,7 +101,7 @@ def test_mix_at_equal_pairs_sees_a_sequential_steps_pairs(tiny_base, two_objecti
 
 @pytest.mark.parametrize("method", ["mix", "alright", "maxright"])
 def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectives, tmp_path):
-    options = train.TrainOptions(**OPTIONS)
+    options = TrainOptions(**OPTIONS)
     settings = methods.options(method, weights={"warm": 3.0}, **(
         {"eval_every": 2, "optimum": {"comply": 0.60, "warm": 0.65}} if method == "maxright" else {}))
     previous = None
@@ -135,7 +137,7 @@ def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectiv
 
 
 def test_maxright_without_an_optimum_names_the_objective(tiny_base, two_objectives, tmp_path):
-    options = train.TrainOptions(**OPTIONS)
+    options = TrainOptions(**OPTIONS)
     settings = methods.options("maxright", optimum={"comply": 0.6})
     with pytest.raises(ValueError, match=r"maxright needs f\* of \['warm'\]"):
         joint.train_joint_stage(tiny_base, two_objectives, 1, str(tmp_path / "s1"), str(tmp_path / "l.parquet"),
@@ -149,10 +151,10 @@ def test_sequential_stage_takes_stage_steps(two_stages_for_movement):
 
 def _sequential_trainer(tiny_base, pair_files, tmp_path, dropout):
     model, tokenizer = base_model.load_base(tiny_base)
-    options = train.TrainOptions(**{**OPTIONS, "lora": {"r": 4, "alpha": 8, "dropout": dropout}})
+    options = TrainOptions(**{**OPTIONS, "lora": {"r": 4, "alpha": 8, "dropout": dropout}})
     dataset = train.training_dataset(pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), tokenizer)
     run = {**RUN, "method": "dpo", "stage": 1, "objective": "comply"}
-    return train._trainer_class()(
+    return train.trainer_class()(
         model=model, args=train.dpo_config(options, run, str(tmp_path)), train_dataset=dataset,
         processing_class=tokenizer, peft_config=options.lora.peft_config(),
     )
@@ -187,7 +189,7 @@ def _joint_trainer(method, two_objectives_paths, tiny_base, tmp_path, batch_size
     """A joint trainer over the two objectives, as train_joint_stage builds it, without training;
     its logs go to ``records``."""
     model, tokenizer = base_model.load_base(tiny_base)
-    options = train.TrainOptions(**{**OPTIONS, "batch_size": batch_size, "gradient_accumulation_steps": accumulation,
+    options = TrainOptions(**{**OPTIONS, "batch_size": batch_size, "gradient_accumulation_steps": accumulation,
                                     "optim": "sgd"})
     frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in two_objectives_paths]
     from datasets import concatenate_datasets
@@ -197,14 +199,16 @@ def _joint_trainer(method, two_objectives_paths, tiny_base, tmp_path, batch_size
     plan = methods.get(method).plan(2, steps, weights, seed=7)
     sampler = joint.JointBatchSampler([len(f) for f in frames], batch_size, plan, seed=7, accumulation=accumulation)
     run = {**RUN, "method": method, "stage": 1}
-    return joint._joint_trainer_class()(
+    options_ = methods.options(method, **({"eval_every": eval_every, "optimum": {"comply": 0.6931, "warm": 0.6931}}
+                                          if method == "maxright" else {}))
+    registered = methods.get(method)
+    return joint.joint_trainer_class()(
         # f* at log 2 (the untrained loss) makes both gaps near 0: the pick is a close call at every step
-        joint=joint.JointPlan(methods.get(method), ["comply", "warm"], weights, sampler,
-                              methods.options(method, **({"eval_every": eval_every} if method == "maxright" else {})),
-                              np.array([0.6931, 0.6931])),
+        joint=joint.JointPlan(registered, ["comply", "warm"], weights, sampler, options_),
+        method_state=None if registered.state is None else registered.state(options_, ["comply", "warm"], None),
         model=model, args=train.dpo_config(options, run, str(tmp_path), max_steps=steps), train_dataset=dataset,
         processing_class=tokenizer, peft_config=options.lora.peft_config(),
-        callbacks=[train._log_callback(records if records is not None else [])],
+        callbacks=[train.log_callback(records if records is not None else [])],
     )
 
 
@@ -228,7 +232,7 @@ def test_one_objective_per_optimiser_step_under_accumulation(method, tiny_base, 
     assert all(len(group) == 1 and len(group[0]) == 1 for group in (
         [list(x) for x in {tuple(m) for m in step}] for step in per_step)), per_step
     if method == "maxright":
-        assert trainer.refresh_steps == list(range(0, steps, every))
+        assert trainer.method_state.refresh_steps == list(range(0, steps, every))
     else:
         draws = alright.alright_draws(np.array([0.5, 0.5]), steps, seed=7)
         assert [step[0][0] for step in per_step] == draws.tolist()
@@ -241,7 +245,7 @@ def test_mix_with_accumulation_equals_the_larger_batch(tiny_base, two_objectives
     for batch_size, accumulation in ((8, 1), (4, 2)):
         trainer = _joint_trainer("mix", two_objectives, tiny_base, tmp_path / f"b{batch_size}", batch_size, accumulation, 3)
         trainer.train()
-        adapters.append(train.adapter_state(trainer.model))
+        adapters.append(adapter_state(trainer.model))
     moved = sum(float(v.abs().sum()) for k, v in adapters[0].items() if "lora_B" in k)
     assert moved > 0
     for key in adapters[0]:

@@ -11,6 +11,7 @@ import torch
 from test_chat_template import chat_base, chat_pairs  # noqa: F401 (fixtures)
 
 from seqpref import base_model, lab, logps, prefix, train
+from seqpref.options import TrainOptions
 
 TOLERANCE = 1e-5  # nats, on summed log-probs of up to ~150 tokens (fp32)
 
@@ -100,13 +101,13 @@ def test_a_kernel_without_custom_masks_scores_unshared(tiny_base, lab_pairs):
 
 
 def _trainer(tiny_base, pair_files, tmp_path, share_prompt, max_length=64):
-    options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=8, max_length=max_length,
+    options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=8, max_length=max_length,
                                  lora={"r": 4, "alpha": 8}, share_prompt=share_prompt)
     model, tokenizer = base_model.load_base(tiny_base)
     dataset = train.training_dataset(pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]),
                                      tokenizer)
     run = {"setting": "lab", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1}
-    trainer = train._trainer_class()(model=model, args=train.dpo_config(options, run, str(tmp_path)), train_dataset=dataset,
+    trainer = train.trainer_class()(model=model, args=train.dpo_config(options, run, str(tmp_path)), train_dataset=dataset,
                                      processing_class=tokenizer, peft_config=options.lora.peft_config(),
                                      share_prompt=share_prompt)
     with torch.no_grad():  # a non-zero adapter, the same in both trainers: the loss depends on it
@@ -127,7 +128,7 @@ def test_shared_training_loss_metrics_and_gradient_equal_unshared(tiny_base, pai
         loss = trainer.compute_loss(trainer.model, batch)
         loss.backward()
         grads = [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad]
-        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+        metrics = {k: v[-1] for k, v in trainer.pending_metrics().items()}
         results[share] = loss.item(), grads, metrics
     (loss_a, grads_a, metrics_a), (loss_b, grads_b, metrics_b) = results[False], results[True]
     assert loss_b == pytest.approx(loss_a, abs=1e-6)

@@ -21,6 +21,7 @@ from independent_forward import bf16_layout_noise, padded_unmerged_logps as _pad
 from independent_forward import real_pairs
 from independent_forward import unmerged_logps as _unmerged_logps
 from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
+from seqpref.options import TrainOptions
 
 MAX_LENGTH = 192
 
@@ -87,10 +88,10 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
 
     # what the trainer tokenizes equals what the scorer tokenizes, chat template applied
     dataset = train.training_dataset(pairs, base, tokenizer)
-    options = train.TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=2, gradient_accumulation_steps=2,
+    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=2, gradient_accumulation_steps=2,
                                  max_length=MAX_LENGTH, dtype="bfloat16", lora={"r": 4, "alpha": 8, "dropout": 0.05})
     run = {"setting": "real", "method": "dpo", "order": "concise-detailed", "seed": 0, "stage": 1, "objective": "concise"}
-    trainer = train._trainer_class()(
+    trainer = train.trainer_class()(
         model=model, args=train.dpo_config(options, run, str(tmp_path / "work")), train_dataset=dataset,
         processing_class=tokenizer, peft_config=options.lora.peft_config(),
     )

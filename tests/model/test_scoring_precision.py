@@ -8,6 +8,8 @@ import torch
 
 from independent_forward import bf16_layout_noise, padded_unmerged_logps, unmerged_logps
 from seqpref import base_model, logps, score
+from seqpref.options import LoraOptions
+from seqpref.lora import load_policy
 
 MAX_LENGTH = 64
 
@@ -20,7 +22,7 @@ def _small_adapter(tiny_base, out_dir) -> None:
     from seqpref import train
 
     model, _ = base_model.load_base(tiny_base, "float32")
-    peft_model = get_peft_model(model, train.LoraOptions(r=4, alpha=8).peft_config())
+    peft_model = get_peft_model(model, LoraOptions(r=4, alpha=8).peft_config())
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
@@ -46,7 +48,7 @@ def test_bf16_scorer_keeps_the_adapter_unmerged(tiny_base, lab_pairs, tmp_path):
     adapter = tmp_path / "adapter"
     _small_adapter(tiny_base, adapter)
     pairs = lab_pairs.assign(prompt_messages=None)
-    model, tokenizer = score.load_policy(tiny_base, str(adapter), "bfloat16")
+    model, tokenizer = load_policy(tiny_base, str(adapter), "bfloat16")
     assert any(p.dtype == torch.bfloat16 for p in model.parameters())
     assert not any(hasattr(m, "merged") and m.merged for m in model.modules())
     scored = {size: logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, size).set_index("pair_id") for size in (16, 1)}
@@ -70,7 +72,7 @@ def test_fp32_scoring_equals_an_independent_unpadded_forward(tiny_base, lab_pair
     adapter = tmp_path / "adapter"
     _small_adapter(tiny_base, adapter)
     pairs = lab_pairs.assign(prompt_messages=None)
-    model, tokenizer = score.load_policy(tiny_base, str(adapter), "float32")
+    model, tokenizer = load_policy(tiny_base, str(adapter), "float32")
     assert all(p.dtype == torch.float32 for p in model.parameters())
     scored = logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, 16).set_index("pair_id")
     expected = unmerged_logps(tiny_base, str(adapter), pairs, "float32", MAX_LENGTH).set_index("pair_id")

@@ -8,6 +8,7 @@ import torch
 
 from seqpref import base_model, lab, logps, methods, tokenization, train
 from seqpref.methods import spo
+from seqpref.options import LoraOptions, TrainOptions
 
 
 def test_penalty_is_zero_when_the_policy_is_already_ahead_and_positive_otherwise():
@@ -37,7 +38,7 @@ def lora_model(tiny_base):
     from peft import get_peft_model
 
     model, tokenizer = base_model.load_base(tiny_base)
-    model = get_peft_model(model, train.LoraOptions(r=2, alpha=4).peft_config()).double()  # adapters too
+    model = get_peft_model(model, LoraOptions(r=2, alpha=4).peft_config()).double()  # adapters too
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -149,7 +150,7 @@ def test_penalty_gradient_is_lambda_weighted_nll_of_the_gated_pairs_whatever_eta
 
 
 def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
-    options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8})
+    options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8})
     run = {"setting": "lab", "method": "spo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
     summary = train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "a"),
                                 str(tmp_path / "log.parquet"), options, run, method_options=spo.SPOOptions(penalty=1.0))
@@ -174,13 +175,13 @@ def test_spo_penalty_ignores_lora_dropout(tiny_base, pair_files, tmp_path):
     """With LoRA dropout 0.5 and a look-ahead step of η = 1e-12, θ̃ = θ: the penalty must be 0. Had the
     look-ahead and policy forwards drawn their own dropout masks, the ReLU of the mask noise would
     make it positive at every step."""
-    options = train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
+    options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
                                  lora={"r": 4, "alpha": 8, "dropout": 0.5})
     penalty = methods.options("spo", penalty=1.0, lookahead_lr=1e-12)
     run = {"setting": "lab", "method": "spo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
     previous = tmp_path / "start"
     train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(previous),
-                      str(tmp_path / "log0.parquet"), train.TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16,
+                      str(tmp_path / "log0.parquet"), TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16,
                                                                           max_length=64, lora={"r": 4, "alpha": 8}), run)
     train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "b"),
                       str(tmp_path / "log.parquet"), options, {**run, "stage": 2}, str(previous), method_options=penalty)

@@ -10,13 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqpref import aggregate, stats, tables
+from seqpref.options import LabelOptions
 
 N_PAIRS = 200
 BETA = 0.1
 NOISE = 0.05
 # objective -> reward margin (nats) around which each pair sits after stage 0, 1, 2 of order "a-b"
 MARGINS = {"a": [0.0, 2.0, -1.0], "b": [0.0, 0.0, 2.0]}
-OPTIONS = aggregate.LabelOptions(n_boot=300, min_effect=0.25, seed=0)
+OPTIONS = LabelOptions(n_boot=300, min_effect=0.25, seed=0)
 
 
 def _scores(margins=MARGINS, n_pairs=N_PAIRS, seed=0, run_seed=0, order="a-b", rng_seed=0) -> pd.DataFrame:
@@ -224,7 +225,7 @@ def test_stage_zero_ties_count_half_so_jitter_is_no_transfer():
 
     metrics.pair_metrics(scores, BETA)
     assert (scores.loc[base, "reward_margin"] == 0).all()
-    options = aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25, seed=0)
+    options = LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25, seed=0)
     summary = aggregate.summarise(scores, options)["summary"]
     assert _cell(summary, "b", 0)["rel_accuracy"] == 0.5
     assert _cell(summary, "a", 0)["rel_accuracy"] == 0.5
@@ -256,12 +257,12 @@ def test_small_change_is_stable_even_when_ci_excludes_zero():
     assert cell["reward_margin_change_lo"] > 0
     assert cell["label"] == "stable"
     # with a smaller min_effect the same change is positive transfer
-    loose = aggregate.summarise(scores, aggregate.LabelOptions(n_boot=300, min_effect=0.1))["summary"]
+    loose = aggregate.summarise(scores, LabelOptions(n_boot=300, min_effect=0.1))["summary"]
     assert _cell(loose, "b", 1)["label"] == "positive_transfer"
 
 
 def test_label_metric_option(scores):
-    summary = aggregate.summarise(scores, aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25))["summary"]
+    summary = aggregate.summarise(scores, LabelOptions(metric="rel_accuracy", n_boot=300, min_effect=0.25))["summary"]
     assert (summary["label_metric"] == "rel_accuracy").all()
     # rel_accuracy of a drops from 1 to 0 at stage 2
     assert _cell(summary, "a", 2)["label"] == "degradation"
@@ -269,11 +270,11 @@ def test_label_metric_option(scores):
 
 def test_invalid_label_options():
     with pytest.raises(ValueError, match="metric"):
-        aggregate.LabelOptions(metric="loss")
+        LabelOptions(metric="loss")
     with pytest.raises(ValueError):
-        aggregate.LabelOptions(n_boot=10)
+        LabelOptions(n_boot=10)
     with pytest.raises(ValueError):
-        aggregate.LabelOptions(min_effect=-1.0)
+        LabelOptions(min_effect=-1.0)
 
 
 def test_pair_missing_at_one_stage_raises(scores):

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import calibration  # noqa: E402
 
 from seqpref import aggregate, stats  # noqa: E402
+from seqpref.options import LabelOptions
 
 REPS = 300
 
@@ -45,9 +46,9 @@ def test_hypervolume_covers_at_least_93_percent(n_seeds):
 @pytest.mark.parametrize("n_seeds", [1, 2, 3])
 def test_no_label_but_stable_more_than_5_percent_under_no_change(n_seeds):
     rng = np.random.default_rng([n_seeds, 5])
-    assert calibration.false_label(n_seeds, 10.0, REPS, rng, aggregate.LabelOptions()) <= 0.05
+    assert calibration.false_label(n_seeds, 10.0, REPS, rng, LabelOptions()) <= 0.05
     # and with no size threshold at all, the rate is the interval's own non-coverage at 0
-    loose = aggregate.LabelOptions(min_effect=0.0, min_share=None)
+    loose = LabelOptions(min_effect=0.0, min_share=None)
     assert calibration.false_label(n_seeds, 10.0, REPS, rng, loose) <= 0.07
 
 

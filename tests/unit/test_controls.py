@@ -11,8 +11,9 @@ import pytest
 
 from seqpref import aggregate, controls, lab, tables
 from test_aggregate import _scores
+from seqpref.options import LabelOptions
 
-OPTIONS = aggregate.LabelOptions(n_boot=300, seed=0)
+OPTIONS = LabelOptions(n_boot=300, seed=0)
 
 
 def _pairs_and_logps(n=101):
@@ -69,7 +70,7 @@ def _sham(margins_at_2: dict, pairs: pd.DataFrame | None = None, noise: float = 
 
 def _movement(ratio: float) -> pd.DataFrame:
     """change_norms of stage 2 of order a-b (seed 0) and of its sham, the sham moving ``ratio`` as far."""
-    from seqpref.train import CHANGE_NORM
+    from seqpref.options import CHANGE_NORM
 
     log = pd.DataFrame({"setting": "conflicting", "method": "dpo", "order": "a-b", "seed": 0, "stage": 2,
                         "objective": "b", "step": [16], "metric": [CHANGE_NORM], "value": [1.0]})
@@ -159,7 +160,7 @@ def test_control_label_rules():
 
 
 def test_control_validity_bounds():
-    options = aggregate.LabelOptions()
+    options = LabelOptions()
     assert controls.control_validity(0.1, 2.0, 1.0, options) is None  # 0.1 ≤ 0.25 × 2
     assert "taught a preference" in controls.control_validity(0.6, 2.0, 1.0, options)
     assert controls.control_validity(0.05, 0.0, 1.0, options) is None  # floor: 0.25 × min_effect
@@ -181,7 +182,7 @@ def test_control_rows_report_the_shams_effect_on_its_own_objective():
 
 def test_control_rows_with_rel_accuracy_and_every_seed():
     pairs = _scores(margins={"a": [0.0, 2.0, -0.5], "b": [0.0, 0.0, 2.0]})
-    options = aggregate.LabelOptions(metric="rel_accuracy", n_boot=300, seed=0)
+    options = LabelOptions(metric="rel_accuracy", n_boot=300, seed=0)
     summary = aggregate.summarise(pairs, options)["summary"]
     row = controls.control_rows(pairs, _sham({"a": 2.0, "b": 0.0}, pairs), summary, options, _movement(1.0)).iloc[0]
     assert row["metric"] == "rel_accuracy" and row["change_real"] == pytest.approx(-1.0)  # 1 → 0: every pair flipped
@@ -211,7 +212,7 @@ def test_sham_control_figure_draws_real_and_sham_bars_with_the_control_label():
 
 
 def test_controls_report_how_far_the_stage_and_its_sham_moved_the_adapter():
-    from seqpref.train import CHANGE_NORM
+    from seqpref.options import CHANGE_NORM
 
     pairs = _scores(margins={"a": [0.0, 2.0, 0.5], "b": [0.0, 0.0, 2.0]})
     summary = aggregate.summarise(pairs, OPTIONS)["summary"]

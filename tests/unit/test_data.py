@@ -237,19 +237,20 @@ def test_objective_defaults_depend_on_the_source():
 
 
 def test_config_schema_accepts_a_file_objective_beside_lab_ones(tmp_path):
-    """Snakemake's validate fills schema defaults; defaults inside the objectives' oneOf branches
+    """The config check fills schema defaults; defaults inside the objectives' oneOf branches
     used to leak lab keys into file objectives and reject them."""
     from pathlib import Path
 
     import yaml
-    from snakemake.utils import validate
+
+    from seqpref.config import check_config
 
     repo = Path(__file__).resolve().parents[2]
     config = yaml.safe_load((repo / "config/config.yaml").read_text())
     config["settings"]["mine"] = {"objectives": {
         "a": {"source": "file", "path": "a.jsonl"}, "b": {"source": "lab", "prefer": {"closer": "warm"}}}}
-    validate(config, str(repo / "workflow/schemas/config.schema.yaml"))
-    assert config["settings"]["mine"]["objectives"]["a"] == {"source": "file", "path": "a.jsonl"}
+    filled = check_config(config, repo / "workflow/schemas/config.schema.yaml")
+    assert filled["settings"]["mine"]["objectives"]["a"] == {"source": "file", "path": "a.jsonl"}
 
 
 def test_a_json_file_may_hold_an_array_of_pairs(tmp_path):

@@ -1,98 +1,96 @@
-"""One home per default: the workflow's defaults live in the schema, and every options dataclass that
-the workflow feeds either has the schema's defaults or (the lab model) leaves them to the dataclass
-alone. So `python -m seqpref.<step>` run by hand does what the DAG does."""
+"""One home per default: each option's default is its options dataclass's, and the config check fills
+the config with it (seqpref.config.schema builds the schema from the YAML and the dataclasses); a
+schema file that repeats a default, or names a key its dataclass lacks, fails every parse. So
+`python -m seqpref.<step>` run by hand does what the DAG does."""
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import pytest
 import yaml
 
 from seqpref import methods
-from seqpref.aggregate import LabelOptions
-from seqpref.base_model import LabModelOptions
-from seqpref.diagnostics import DiagnosticsOptions
-from seqpref.logps import LogpsOptions
-from seqpref.score import ScoreOptions
-from seqpref.train import LoraOptions, TrainOptions, dpo_config
+from seqpref.config import SECTIONS, SchemaError, check_config, field_default, schema
+from seqpref.options import DiagnosticsOptions, LabModelOptions, LogpsOptions, ScoreOptions, TrainOptions
+from seqpref.train import dpo_config
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+SCHEMA_FILE = REPO / "workflow/schemas/config.schema.yaml"
+SETTINGS = yaml.safe_load((REPO / "config/config.yaml").read_text())["settings"]
 
 
-def block(*path: str) -> dict:
-    """The schema's ``properties`` at a dotted config path."""
-    node = SCHEMA
+def at(node: dict, path: tuple[str, ...]) -> dict:
     for key in path:
-        node = node["properties"][key]
+        node = node[key]
     return node
 
 
-def default(*path: str):
-    return block(*path)["default"]
+@pytest.fixture(scope="module")
+def filled() -> dict:
+    """A config that sets nothing but its settings, with the defaults the check fills in."""
+    return check_config({"settings": SETTINGS}, SCHEMA_FILE)
 
 
-def dataclass_defaults(cls) -> dict:
-    out = {}
-    for f in fields(cls):
-        if f.default is not MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            out[f.name] = f.default_factory()
-    return out
+@pytest.mark.parametrize("section", list(SECTIONS), ids=lambda s: ".".join(s) or "top")
+def test_the_check_fills_each_section_with_its_dataclass_defaults(filled, section):
+    cls, keys = SECTIONS[section]
+    owned = {f.name: f for f in fields(cls)}
+    expected = {key: field_default(owned[key]) for key in keys if field_default(owned[key]) is not MISSING}
+    assert {key: at(filled, section)[key] for key in expected} == expected
 
 
-#: TrainOptions fields that are top-level config keys (shared with scoring), not `train` keys
-TOP_LEVEL = ("dtype", "attn_implementation", "share_prompt")
-
-#: dataclass field -> the config path whose schema default it must equal
-SOURCES = {
-    TrainOptions: {**{f.name: ("train", f.name) for f in fields(TrainOptions) if f.name not in TOP_LEVEL + ("lora",)},
-                   **{name: (name,) for name in TOP_LEVEL}},
-    LoraOptions: {f.name: ("train", "lora", f.name) for f in fields(LoraOptions)},
-    LabelOptions: {f.name: ("labels", f.name) for f in fields(LabelOptions) if f.name != "seed"},
-    DiagnosticsOptions: {f.name: ("diagnostics", f.name) for f in fields(DiagnosticsOptions)},
-    LogpsOptions: {"max_length": ("train", "max_length"), "batch_size": ("score", "batch_size"),
-                   "dtype": ("score", "dtype"), "attn_implementation": ("attn_implementation",),
-                   "share_prompt": ("share_prompt",)},
-    ScoreOptions: {"max_length": ("train", "max_length"), "batch_size": ("score", "batch_size"),
-                   "dtype": ("score", "dtype"), "attn_implementation": ("attn_implementation",), "beta": ("train", "beta"),
-                   "share_prompt": ("share_prompt",)},
-}
+def test_a_changed_dataclass_default_is_the_new_default(monkeypatch):
+    """The defaults are read from the dataclass when the config is checked, not copied into the schema."""
+    every = next(f for f in fields(DiagnosticsOptions) if f.name == "every")
+    monkeypatch.setattr(every, "default", 7)
+    assert check_config({"settings": SETTINGS}, SCHEMA_FILE)["diagnostics"]["every"] == 7
 
 
-@pytest.mark.parametrize("cls", list(SOURCES), ids=lambda c: c.__name__)
-def test_options_dataclass_defaults_equal_the_schema(cls):
-    defaults = dataclass_defaults(cls)
-    mapped = SOURCES[cls]
-    unmapped = set(defaults) - set(mapped) - {"lora", "seed"}
-    assert not unmapped, f"{cls.__name__} fields with a default but no schema key: {unmapped}"
-    wrong = {name: (defaults[name], default(*path)) for name, path in mapped.items() if defaults[name] != default(*path)}
-    assert not wrong, f"{cls.__name__} (dataclass, schema): {wrong}"
+def test_the_readers_of_other_sections_keys_share_their_defaults(filled):
+    """LogpsOptions and ScoreOptions read keys whose defaults TrainOptions and ``score`` own."""
+    sources = {"max_length": ("train", "max_length"), "batch_size": ("score", "batch_size"), "dtype": ("score", "dtype"),
+               "attn_implementation": ("attn_implementation",), "share_prompt": ("share_prompt",), "beta": ("train", "beta")}
+    for cls in (LogpsOptions, ScoreOptions):
+        for name, value in asdict(cls()).items():
+            assert at(filled, sources[name]) == value, (cls.__name__, name)
 
 
-def test_train_block_has_no_key_the_options_do_not_read():
-    """Every `train` key reaches TrainOptions (train_reference, once read by nothing, is gone)."""
-    keys = set(block("train")["properties"])
-    assert keys == {f.name for f in fields(TrainOptions)} - set(TOP_LEVEL)
-    assert "train_reference" not in keys
+def test_every_method_block_is_filled_with_its_dataclass_defaults(filled):
+    for name in methods.names():
+        assert filled["method_options"][name] == asdict(methods.options(name)), name
 
 
-@pytest.mark.parametrize("name", methods.names())
-def test_method_options_defaults_equal_the_schema(name):
-    method = methods.get(name)
-    schema = block("method_options", name).get("properties", {})
-    assert set(schema) == {f.name for f in fields(method.options)}, name
-    for key, value in method.option_defaults().items():
-        assert schema[key].get("default", {} if isinstance(value, dict) else MISSING) == value, (name, key)
+def _schema_file(tmp_path, edit) -> Path:
+    data = yaml.safe_load(SCHEMA_FILE.read_text())
+    edit(data["properties"])
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
-def test_the_lab_model_defaults_have_one_home_the_dataclass():
-    props = block("lab", "model")["properties"]
+def test_a_schema_file_that_repeats_a_dataclass_default_fails(tmp_path):
+    path = _schema_file(tmp_path, lambda p: p["train"]["properties"]["beta"].update(default=0.1))
+    with pytest.raises(SchemaError, match=r"train\.beta: the schema repeats a default; TrainOptions\.beta owns it"):
+        schema(path)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p["train"]["properties"].update(train_reference={"type": "string"}), r"only in the schema \['train_reference'\]"),
+    (lambda p: p["diagnostics"]["properties"].pop("every"), r"only in the dataclass \['every'\]"),
+    (lambda p: p["lab"]["properties"]["model"]["properties"].pop("steps"), r"LabModelOptions's fields differ"),
+])
+def test_a_schema_file_whose_keys_differ_from_the_dataclass_fails(tmp_path, edit, message):
+    with pytest.raises(SchemaError, match=message):
+        schema(_schema_file(tmp_path, edit))
+
+
+def test_the_lab_model_defaults_have_one_home_the_dataclass(filled):
+    props = schema(SCHEMA_FILE)["properties"]["lab"]["properties"]["model"]["properties"]
     assert set(props) == {f.name for f in fields(LabModelOptions)}
     assert not [k for k, v in props.items() if "default" in v], "lab.model defaults belong to LabModelOptions alone"
+    assert filled["lab"]["model"] == {}
 
 
 def test_dpo_config_is_built_from_the_marked_options_without_copies():
@@ -116,13 +114,13 @@ def test_figure_option_defaults_equal_the_schema():
     import importlib
     import inspect
 
-    figures = block("figures")["properties"]
-    for name, schema in figures.items():
+    figures = schema(SCHEMA_FILE)["properties"]["figures"]["properties"]
+    for name, spec in figures.items():
         draw = importlib.import_module(f"seqpref.figures.{name}").draw
         parameters = list(inspect.signature(draw).parameters.values())[1:]  # after the table
         keywords = {p.name: p.default for p in parameters}
-        props = schema.get("properties", {})
+        props = spec.get("properties", {})
         assert set(props) == set(keywords), name
-        for key, spec in props.items():
+        for key, option in props.items():
             value = list(keywords[key]) if isinstance(keywords[key], tuple) else keywords[key]  # a tuple default is a list in YAML
-            assert spec.get("default") == value, (name, key, spec.get("default"), value)
+            assert option.get("default") == value, (name, key, option.get("default"), value)

@@ -52,7 +52,7 @@ def test_mix_loss_is_the_weighted_sum():
     total = mix.mix_loss(losses, np.array([0.25, 0.75]))
     assert total.item() == pytest.approx(3.5)
     total.backward()
-    assert [l.grad.item() for l in losses] == pytest.approx([0.25, 0.75])
+    assert [loss.grad.item() for loss in losses] == pytest.approx([0.25, 0.75])
 
 
 def test_weights_default_to_one_and_must_be_positive():

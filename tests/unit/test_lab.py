@@ -132,12 +132,12 @@ def test_differ_share_respected():
     assert frame["chosen"].map(_closer).eq("warm").all()
     assert frame["rejected"].map(_closer).eq("curt").all()
     # the second differs in ~85% of pairs, and then in the preferred direction
-    w, l = frame["chosen"].map(_opener), frame["rejected"].map(_opener)
-    differs = w != l
+    chosen, rejected = frame["chosen"].map(_opener), frame["rejected"].map(_opener)
+    differs = chosen != rejected
     assert 0.80 <= differs.mean() <= 0.90
-    assert (w[differs] == "comply").all()
+    assert (chosen[differs] == "comply").all()
     # where it does not differ, the shared value is random
-    assert w[~differs].nunique() == 2
+    assert chosen[~differs].nunique() == 2
 
 
 @pytest.mark.parametrize(("share", "expected"), [(0.0, 0.0), (1.0, 1.0)])

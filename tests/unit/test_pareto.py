@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from seqpref import pareto
-from seqpref.aggregate import LabelOptions
+from seqpref.options import LabelOptions
 
 
 def test_dominance_on_a_hand_built_set():

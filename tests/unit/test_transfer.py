@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from seqpref import aggregate, tables, transfer
+from seqpref.options import LabelOptions
 
 
 def test_backward_forward_on_a_hand_built_stage_matrix():
@@ -138,7 +139,7 @@ def test_redistribution_when_the_mean_holds_but_pairs_move_both_ways():
     n = 400
     rng = np.random.default_rng(0)
     swings = np.where(np.arange(n) % 2 == 0, 1.5, -1.5)
-    options = aggregate.LabelOptions(n_boot=300, min_effect=0.25, pair_move=0.5, redistribution_share=0.2)
+    options = LabelOptions(n_boot=300, min_effect=0.25, pair_move=0.5, redistribution_share=0.2)
     frames = aggregate.summarise(_seeded([2.0 + swings + rng.normal(0, 0.1, n) for _ in range(2)]), options)
     row = frames["summary"].set_index(["objective", "stage"]).loc[("a", 2)]
     assert abs(row["reward_margin_change"]) < 0.02
@@ -153,7 +154,7 @@ def test_no_redistribution_from_the_runs_own_noise():
     tell a pair effect from noise at all, so it never says redistribution."""
     n = 400
     rng = np.random.default_rng(1)
-    options = aggregate.LabelOptions(n_boot=300, min_effect=0.25, pair_move=0.5, redistribution_share=0.2)
+    options = LabelOptions(n_boot=300, min_effect=0.25, pair_move=0.5, redistribution_share=0.2)
     noisy = [2.0 + rng.choice([-1.5, 1.5], n) for _ in range(3)]
     row = aggregate.summarise(_seeded(noisy), options)["summary"].set_index(["objective", "stage"]).loc[("a", 2)]
     assert row["label"] == "stable" and row["share_up"] < 0.05 and row["share_down"] < 0.05
@@ -165,7 +166,7 @@ def test_no_redistribution_from_the_runs_own_noise():
 
 def test_summarise_writes_transfer_and_quartiles_for_every_objective():
     n = 40
-    frames = aggregate.summarise(_scores(np.full(n, 0.5)), aggregate.LabelOptions(n_boot=200))
+    frames = aggregate.summarise(_scores(np.full(n, 0.5)), LabelOptions(n_boot=200))
     transfer_table = frames["transfer"].set_index(["objective", "metric"])
     assert transfer_table.loc[("a", "reward_margin"), "bwt"] == pytest.approx(0.5 - 2.0)
     assert transfer_table.loc[("b", "reward_margin"), "fwt"] == pytest.approx(0.0)

@@ -14,10 +14,11 @@ import pytest
 import yaml
 from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake
 
-from seqpref import methods, metrics, stats
+from seqpref import methods, metrics, plan, stats
 
 SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"
 METHODS = methods.names()
+SEQUENTIAL, JOINT = methods.names(methods.SEQUENTIAL), methods.names(methods.JOINT)
 LAMBDAS = [0.0, 0.5, 1.0]
 SETTING, FIRST, SECOND = "partial_conflict", "warm_comply", "warm_refuse"
 ORDER, REVERSED = f"{FIRST}-{SECOND}", f"{SECOND}-{FIRST}"
@@ -54,13 +55,13 @@ def test_every_method_has_the_same_stage_columns_and_pools_both_seeds(summary):
         assert sorted(rows["stage"].unique()) == [0, 1, 2], method
         assert (rows["n_seeds"] == 2).all(), method
     orders = summary.groupby("method")["order"].unique()
-    for method in ("mix", "alright", "maxright"):
+    for method in JOINT:
         assert list(orders[method]) == [ORDER]  # joint: the config order only
         assert set(summary.loc[(summary["method"] == method) & (summary["stage"] > 0), "role"]) == {"joint"}
     assert list(orders["merge"]) == [ORDER]  # post hoc: the config order, sequential roles
     merged = summary[(summary["method"] == "merge") & (summary["stage"] == 2)].set_index("objective")["role"]
     assert merged.to_dict() == {FIRST: "earlier", SECOND: "trained"}
-    for method in ("dpo", "spo", "replay"):
+    for method in SEQUENTIAL:
         assert sorted(orders[method]) == sorted([ORDER, REVERSED])
 
 
@@ -69,7 +70,7 @@ def test_joint_and_replay_stages_take_the_sequential_budget(methods_run):
     last = training.groupby(["method", "order", "seed", "stage"])["step"].max()
     assert last.nunique() == 1  # 256 train pairs / 16 per batch = 16 steps, every method and stage
     assert last.iloc[0] == 16
-    assert set(training["method"]) == set(METHODS) - {"merge"}  # merging trains nothing
+    assert set(training["method"]) == {m for m in METHODS if plan.trains(m)}  # merging trains nothing
 
 
 def test_merge_stages_and_front_are_the_single_objective_adapters(methods_run):
@@ -95,7 +96,7 @@ def test_pareto_table_has_every_run_and_the_front(methods_run):
     results = methods_run / "results"
     points = pd.read_parquet(results / "tables/pareto.parquet")
     finals = points[points["point"] == "final"]
-    assert len(finals) == 3 * 2 + 3 + 1  # dpo, spo, replay in two orders; three joint runs; merge
+    assert len(finals) == 2 * len(SEQUENTIAL) + len(METHODS) - len(SEQUENTIAL)  # sequential: both orders; others: one
     front = points[points["method"] == "merge"].dropna(subset=["lam"]).sort_values("lam")
     assert front["lam"].tolist() == LAMBDAS
     print(points[["method", "order", "point", "x", "x_lo", "x_hi", "y", "y_lo", "y_hi", "dominated", "dominated_by_means",
@@ -146,7 +147,7 @@ def test_joint_methods_end_positive_on_both_objectives_where_sequential_dpo_degr
             assert stats.crossed_interval((wide[2] - wide[1]).to_numpy())["hi"] < 0, (order, seed)
         assert rows.loc[("dpo", order, first), "interval_covers"] == "pairs and seeds (2 seeds)"
     last = pairs["stage"].max()
-    for method in ("mix", "alright", "maxright"):
+    for method in JOINT:
         for objective in (FIRST, SECOND):
             final = pairs[(pairs.method == method) & (pairs.objective == objective) & (pairs.stage == last)]
             for seed, run in final.groupby("seed"):

@@ -19,13 +19,12 @@ import pytest
 import yaml
 
 import slurm_cluster
-from workflow_helpers import REPO, conflicting_only, conflicting_pairs, copy_workflow
+from workflow_helpers import REPO, conflicting_only, conflicting_pairs, copy_workflow, gpu_rules, parsed_rules
 
 pytestmark = [pytest.mark.workflow,
               pytest.mark.skipif(slurm_cluster.unavailable() is not None, reason=slurm_cluster.unavailable() or "")]
 
 TARGET = "results/tables/pairs.parquet"
-LOCAL_RULES = {"aggregate", "collect_training", "collect_diagnostics", "collect_movement", "data_report"}
 
 
 def test_profile(shipped: dict) -> dict:
@@ -38,10 +37,8 @@ def test_profile(shipped: dict) -> dict:
     for resources in profile["set-resources"].values():
         resources["slurm_partition"] = "debug"
         resources["mem_mb"] = min(resources.get("mem_mb", 1000), 2000)
-        if "gpu" in resources:
-            resources["gpu"] = 0
-            resources.pop("cpus_per_gpu", None)
-    for rule in ("train_stage", "train_joint_stage", "score_stage", "base_logps"):  # the rules' own gpu=1
+        resources.pop("cpus_per_gpu", None)
+    for rule in gpu_rules():  # the rules' own gpu=1
         profile["set-resources"].setdefault(rule, {}).update(gpu=0, slurm_partition="debug")
     profile.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 5,
                     "jobs": 6, "latency-wait": 5})
@@ -80,7 +77,7 @@ def test_reduced_lab_under_slurm_equals_a_local_run(lab_run, tmp_path):
     assert not list((cluster / "results/checkpoints").rglob("checkpoint-*")), "checkpoints left after success"
     stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out, re.S)
     planned = {line.split()[0]: int(line.split()[1]) for line in stats.group(1).splitlines()}
-    remote = sum(n for rule, n in planned.items() if rule not in LOCAL_RULES)
+    remote = sum(n for rule, n in planned.items() if not parsed_rules()[rule]["local"])
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert remote >= 15 and len(set(submitted)) == remote + len(signalled), (planned, len(submitted), signalled)
     pd.testing.assert_frame_equal(conflicting_pairs(cluster), conflicting_pairs(lab_run))

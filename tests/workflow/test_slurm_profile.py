@@ -1,5 +1,7 @@
-"""The shipped SLURM profile covers every rule that asks for a GPU, read from Snakemake itself: adding
-such a rule without its profile entry fails here (without a cluster; tests/workflow/test_slurm.py runs one)."""
+"""The shipped SLURM profile covers every rule that asks for a GPU and repeats nothing a rule declares,
+and every step starts the one way its needs decide; the rules are read from Snakemake itself, so
+adding a rule without its profile entry, or with another launch, fails here (without a cluster;
+tests/workflow/test_slurm.py runs one)."""
 
 from __future__ import annotations
 
@@ -11,59 +13,36 @@ import sys
 import pytest
 import yaml
 
-from workflow_helpers import REPO
+from workflow_helpers import REPO, gpu_rules, parsed_rules
 
 pytestmark = pytest.mark.workflow
 
-#: the rules' resources as Snakemake parses them (every rule is defined whatever the config plans)
-RULE_RESOURCES = """
-import json, sys
-from pathlib import Path
-from snakemake.api import SnakemakeApi
-from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
-with SnakemakeApi(OutputSettings(quiet=True)) as api:
-    workflow = api.workflow(resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
-                            config_settings=ConfigSettings(configfiles=[Path("config/config.yaml")]),
-                            snakefile=Path("Snakefile"), workdir=Path("."))
-    def constant(resource):  # a resource computed per job (a function of wildcards) has no value here
-        try:
-            return resource.value
-        except ValueError:
-            return "per job"
-    rules = {rule.name: {name: constant(value) for name, value in dict(rule.resources).items()}
-             for rule in workflow._workflow.rules}
-    shell = {rule.name: rule.shellcmd for rule in workflow._workflow.rules if rule.shellcmd}
-print("RULES" + json.dumps(rules, default=str))
-print("SHELL" + json.dumps(shell))
-"""
+PROFILE = REPO / "profiles/slurm/profile.yaml"
+#: what a step's shell command starts with, by how it starts (workflow/rules/common.smk, LAUNCH)
+GPUS, WARM = "python -m seqpref.gpus -- python -m ", "python -m seqpref.warm -- python -m "
+#: resources only SLURM reads: the profile's to set
+SLURM_ONLY = re.compile(r"slurm_\w+|cpus_per_gpu")
 
 
-@pytest.fixture(scope="module")
-def parsed() -> dict[str, dict]:
-    """``{"RULES": name -> resources, "SHELL": name -> shell command}`` of every rule, as Snakemake parsed them."""
-    result = subprocess.run([sys.executable, "-c", RULE_RESOURCES], cwd=REPO, capture_output=True, text=True, timeout=300)
-    found = {ln[:5]: json.loads(ln[5:]) for ln in result.stdout.splitlines() if ln[:5] in ("RULES", "SHELL")}
-    assert set(found) == {"RULES", "SHELL"}, result.stdout[-2000:] + result.stderr[-2000:]
-    return found
+def launches(command: str) -> str:
+    """How a shell command starts its step: "gpus", "warm" or "plain"."""
+    if command.startswith(GPUS):
+        return "gpus"
+    return "warm" if command.startswith(WARM) else "plain"
 
 
-@pytest.fixture(scope="module")
-def rules(parsed) -> dict[str, dict]:
-    return parsed["RULES"]
-
-
-def test_only_steps_that_import_torch_go_through_a_warm_server(parsed):
+def test_only_steps_that_import_torch_go_through_a_warm_server():
     """The warm server exists to save torch's import: a step that does not import torch (tables,
     figures, data) starts as a plain ``python -m``; every step started through seqpref.warm or
     seqpref.gpus (which hands CPU jobs to seqpref.warm) imports torch when its module is imported."""
     through_server, plain = {}, {}
-    for name, command in parsed["SHELL"].items():
-        modules = re.findall(r"python -m ([\w.{}]+)", command)
-        if modules[:1] in (["seqpref.warm"], ["seqpref.gpus"]):
+    for name, rule in parsed_rules().items():
+        modules = re.findall(r"python -m ([\w.{}]+)", rule["shell"] or "")
+        if launches(rule["shell"] or "") != "plain":
             through_server[name] = modules[1]
         elif modules:
             plain[name] = modules[0]
-    assert {"train_stage", "score_stage", "adapter_movement"} <= set(through_server)
+    assert gpu_rules() <= set(through_server) and set(through_server) - gpu_rules(), through_server
     assert {"seqpref.aggregate", "seqpref.pareto", "seqpref.data"} <= set(plain.values()), plain
     # torch is in sys.modules once the module is imported, or the module imports it in a function
     check = ("import ast, importlib, json, sys; module = importlib.import_module(sys.argv[1]); "
@@ -78,18 +57,48 @@ def test_only_steps_that_import_torch_go_through_a_warm_server(parsed):
         assert json.loads(out.stdout.splitlines()[-1]), f"rule {name} goes through the warm server but {module} does not import torch"
 
 
-def test_every_gpu_rule_has_a_gpu_partition_memory_time_and_the_training_signal(rules):
-    profile = yaml.safe_load((REPO / "profiles/slurm/profile.yaml").read_text())
-    gpu_rules = sorted(name for name, resources in rules.items() if str(resources.get("gpu")) == "1")
-    assert {"train_stage", "train_joint_stage", "train_sham_stage", "score_stage", "base_logps"} <= set(gpu_rules)
-    for name in gpu_rules:
+def test_a_step_goes_through_seqpref_gpus_exactly_when_its_rule_asks_for_a_gpu():
+    """One launch per need: a rule that asks for a GPU starts its step through seqpref.gpus (which
+    gives each local job a GPU of its own), and no other rule does; every rule with a shell command
+    runs one seqpref step."""
+    gpus = {name for name, rule in parsed_rules().items() if launches(rule["shell"] or "") == "gpus"}
+    assert gpus == gpu_rules()
+    for name, rule in parsed_rules().items():
+        if rule["shell"]:
+            assert re.match(r"(python -m seqpref\.(gpus|warm) -- )?python -m (seqpref\.|\{params\.module\})", rule["shell"]), name
+
+
+def test_every_gpu_rule_has_a_gpu_partition_memory_time_and_the_training_signal():
+    profile = yaml.safe_load(PROFILE.read_text())
+    rules = parsed_rules()
+    assert gpu_rules(), "no rule asks for a GPU"
+    for name in sorted(gpu_rules()):
         entry = profile["set-resources"].get(name)
         assert entry is not None, f"rule {name} asks for a GPU but profiles/slurm/profile.yaml has no entry for it"
-        assert entry.get("slurm_partition") == "gpu" and entry.get("gpu") == 1, name
-        assert entry.get("mem_mb", 0) >= 8000 and entry.get("runtime", 0) >= 60 and entry.get("cpus_per_gpu"), name
+        assert entry.get("slurm_partition") == "gpu" and entry.get("cpus_per_gpu"), name
+        resources = {**rules[name]["resources"], **entry}  # what the job asks of SLURM
+        assert resources["mem_mb"] >= 8000 and resources["runtime"] >= 60, name
         if name.startswith("train_"):  # a training stage saves a checkpoint on SLURM's warning signal
             assert "--signal=TERM@300" in entry.get("slurm_extra", ""), name
     # and the profile names no rule that does not exist
     assert set(profile["set-resources"]) <= set(rules), set(profile["set-resources"]) - set(rules)
-    header = (REPO / "profiles/slurm/profile.yaml").read_text().split("executor:")[0]
-    assert all(name in header for name in gpu_rules), "the profile's header lists the GPU rules"
+    header = PROFILE.read_text().split("executor:")[0]
+    assert all(name in header for name in gpu_rules()), "the profile's header lists the GPU rules"
+
+
+def test_the_profile_repeats_no_resource_a_rule_declares():
+    """Each resource has one home: the rules say what a step needs (a GPU, a workstation's memory and
+    time); the profile adds only SLURM's keys and, where a cluster-sized model needs more, a larger
+    memory or time. A value equal to the rule's own, a GPU count, or a CPU count that the rule's
+    threads already give (SLURM's CPUs are a job's threads unless set) is a second declaration."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    rules = parsed_rules()
+    assert "cpus_per_task" not in profile["default-resources"]  # it would override every rule's threads
+    for name, entry in profile["set-resources"].items():
+        declared = rules[name]["resources"]
+        for key, value in entry.items():
+            if SLURM_ONLY.fullmatch(key):
+                continue
+            assert key in ("mem_mb", "runtime"), f"{name}: {key} is the rule's to declare, not the profile's"
+            assert value != declared.get(key), f"{name}: {key} = {value} repeats the rule's own"
+            assert value > declared.get(key, 0), f"{name}: {key} = {value} is below the rule's own"

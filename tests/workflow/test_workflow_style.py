@@ -46,7 +46,7 @@ def _name(requirement: str) -> str:
 def test_environment_file_pins_what_pyproject_pins():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = project["dependencies"] + project["optional-dependencies"]["real"]
-    env = yaml.safe_load((REPO / "workflow/envs/seqpref.yaml").read_text())
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert sorted(pip, key=_name) == sorted(wanted, key=_name)
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import subprocess
@@ -45,9 +47,10 @@ def copy_workflow(target: Path, config: Path) -> Path:
     return target
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m snakemake ARGS`` in ``workdir``; on an unexpected exit, fail with its output."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m snakemake ARGS`` in ``workdir`` (``env`` added to this process's environment); on
+    an unexpected exit, fail with its output."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, capture_output=True, text=True
     )
@@ -72,3 +75,42 @@ def job_counts(result: subprocess.CompletedProcess) -> dict[str, int]:
 def planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
     """Rule names in the 'Job stats' table of a dry run."""
     return set(job_counts(result))
+
+
+#: every rule as Snakemake parses the lab's workflow (every rule is defined whatever the config plans)
+_PARSE_RULES = """
+import json
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
+                            config_settings=ConfigSettings(configfiles=[Path("config/config.yaml")]),
+                            snakefile=Path("Snakefile"), workdir=Path("."))._workflow
+    def constant(resource):  # a resource computed per job (a function of wildcards) has no value here
+        try:
+            return resource.value
+        except ValueError:
+            return "per job"
+    rules = {rule.name: {"resources": {name: constant(value) for name, value in dict(rule.resources).items()
+                                       if not name.startswith("_")},
+                         "shell": rule.shellcmd, "local": rule.name in workflow._localrules or rule.norun}
+             for rule in workflow.rules}
+print("RULES" + json.dumps(rules, default=str))
+"""
+
+
+@functools.cache
+def parsed_rules() -> dict[str, dict]:
+    """Rule name -> ``{"resources": declared resources, "shell": shell command (None without one),
+    "local": whether it runs on the submitting host}`` of every rule of the workflow, as Snakemake
+    parses it (a resource computed per job reads "per job")."""
+    result = subprocess.run([sys.executable, "-c", _PARSE_RULES], cwd=REPO, capture_output=True, text=True, timeout=300)
+    found = [line[5:] for line in result.stdout.splitlines() if line.startswith("RULES")]
+    assert found, result.stdout[-2000:] + result.stderr[-2000:]
+    return json.loads(found[-1])
+
+
+def gpu_rules() -> set[str]:
+    """The rules whose steps ask for a GPU (resources gpu=1)."""
+    return {name for name, rule in parsed_rules().items() if str(rule["resources"].get("gpu")) == "1"}

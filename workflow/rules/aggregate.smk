@@ -37,7 +37,7 @@ rule aggregate:
             else ""
         ),
     shell:
-        "python -m seqpref.aggregate summary --pairs {output.pairs} --summary {output.summary}"
+        step("seqpref.aggregate") + " summary --pairs {output.pairs} --summary {output.summary}"
         " --transfer {output.transfer} --quartiles {output.quartiles} --controls {output.controls}"
         " {input.scores} {params.sham} --options {params.options:q} > {log} 2>&1"
 
@@ -66,7 +66,7 @@ rule verdicts:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m seqpref.verdicts {input.summary} {input.controls} {output} --training {input.training} > {log} 2>&1"
+        step("seqpref.verdicts") + " {input.summary} {input.controls} {output} --training {input.training} > {log} 2>&1"
 
 
 rule pareto:
@@ -88,7 +88,7 @@ rule pareto:
         objectives=as_json({setting: plan.objectives(config, setting) for setting in config["settings"]}),
         options=as_json(config["labels"]),
     shell:
-        "python -m seqpref.pareto {input.pairs} {params.front} --objectives {params.objectives:q}"
+        step("seqpref.pareto") + " {input.pairs} {params.front} --objectives {params.objectives:q}"
         " --points {output.points} --hypervolume {output.hypervolume} --options {params.options:q}"
         " --training {input.training} > {log} 2>&1"
 
@@ -103,7 +103,7 @@ rule collect_training:
     conda:
         ENV
     shell:
-        "python -m seqpref.aggregate collect training {output} {input} > {log} 2>&1"
+        step("seqpref.aggregate") + " collect training {output} {input} > {log} 2>&1"
 
 
 rule collect_diagnostics:
@@ -116,7 +116,7 @@ rule collect_diagnostics:
     conda:
         ENV
     shell:
-        "python -m seqpref.aggregate collect diagnostics {output} {input} > {log} 2>&1"
+        step("seqpref.aggregate") + " collect diagnostics {output} {input} > {log} 2>&1"
 
 
 rule collect_movement:
@@ -129,4 +129,4 @@ rule collect_movement:
     conda:
         ENV
     shell:
-        "python -m seqpref.aggregate collect movement {output} {input} > {log} 2>&1"
+        step("seqpref.aggregate") + " collect movement {output} {input} > {log} 2>&1"

@@ -6,42 +6,36 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 import seqpref
 from seqpref import guard, gguf_import, methods, plan
 from seqpref.config import check_config
+from seqpref.options import TrainOptions, recorded_options
 
-# readable messages first (each names the key and what was expected), then snakemake fills defaults
-check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
-validate(config, "../schemas/config.schema.yaml")
+# every problem named with its key and what was expected, then the defaults filled in: the schema's
+# file with what the code owns (dataclass defaults, the method registry; seqpref.config.schema)
+config.update(check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
 for _setting in config["settings"]:
     plan.orders(config, _setting)  # a listed order that is not a permutation fails here, by name
 
 # the Python that runs snakemake runs the steps too (a venv need not be activated): its folder goes
 # first on the PATH the rules' shell commands see, so their `python` is this one (under --sdm conda,
-# the rule's environment, workflow/envs/seqpref.yaml, is activated after and comes first). Steps that
-# load a model run through `python -m seqpref.gpus --`: on a workstation with several GPUs each local
-# job gets a GPU of its own (snakemake does not assign GPU ids, snakemake issue #281); under SLURM,
-# and without GPUs, the step runs as is. Each such rule declares resources gpu=1, so
-# `--resources gpu=N` runs N of them at once.
+# the rule's environment, environment.yml, is activated after and comes first).
 # seqpref itself is this checkout's, in whichever environment a step runs (set, not required: no envvars)
 os.environ.update(
     PATH=os.pathsep.join(filter(None, [os.path.dirname(sys.executable), os.environ.get("PATH")])),
     PYTHONPATH=os.pathsep.join(filter(None, [str(Path(seqpref.__file__).parents[1]), os.environ.get("PYTHONPATH")])),
 )
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# steps that import torch run as `python -m seqpref.warm -- python -m ...` (seqpref.gpus does the same):
-# on a workstation each is forked from a server that imported torch/transformers/PEFT/TRL once, instead
-# of importing them again (4-5 s a job); under SLURM, or with warm_start: false, each starts cold
+# whether steps that import torch start warm (:func:`step`)
 os.environ.update(SEQPREF_WARM_START=str(int(config["warm_start"])))
-ENV = "../envs/seqpref.yaml"  # every rule's conda environment: what pyproject.toml pins
+ENV = "../../environment.yml"  # every rule's conda environment: what pyproject.toml pins
 
 RESULTS = config["results"].rstrip("/")
 # train options that change how a stage runs, not what it trains: passed as resources, so that
 # changing them reruns nothing and the retrain guard ignores them
 EXECUTION_ONLY = guard.EXECUTION_OPTIONS
-RUN = "{setting}/{method}/{order}/seed{seed}"
+RUN = plan.RUN_PATTERN
 FIGURES = [
     "method_comparison",
     "margin_trajectory",
@@ -66,6 +60,41 @@ wildcard_constraints:
     seed=r"\d+",
     stage=r"\d+",
     split="train|eval",
+
+
+# ---- how a step starts and what it asks for ---------------------------------------------------
+
+# How a step starts, by what it needs. A step that loads a model ("gpu") runs through
+# `python -m seqpref.gpus --`: on a workstation with several GPUs each local job gets a GPU of its own
+# (snakemake does not assign GPU ids, snakemake issue #281); under SLURM, and without GPUs, the step
+# runs as is (seqpref.gpus hands it to seqpref.warm). A step that imports torch but loads no model
+# ("torch") runs through `python -m seqpref.warm --`: on a workstation it is forked from a server that
+# imported torch/transformers/PEFT/TRL once, instead of importing them again (4-5 s a job); under
+# SLURM, or with warm_start: false, it starts cold. Any other step (data, tables, figures) is a plain
+# `python -m`.
+LAUNCH = {"gpu": "python -m seqpref.gpus -- ", "torch": "python -m seqpref.warm -- ", None: ""}
+
+# What a step that loads a model asks for, by job shape: one GPU each (so `--resources gpu=N` runs N
+# at once), its memory and its time. These are a workstation's sizes (the lab's); the SLURM profile,
+# profiles/slurm, gives these rules its GPU partition and a cluster's memory and time.
+GPU_STEPS = {
+    "train": {"mem_mb": 4000, "runtime": 120},
+    "score": {"mem_mb": 4000, "runtime": 60},
+    "logps": {"mem_mb": 4000, "runtime": 60},
+    "merge": {"mem_mb": 4000, "runtime": 30},
+}
+
+
+def step(module, needs=None):
+    """The start of a shell command that runs ``python -m <module>``, by what the step needs: "gpu"
+    (it loads a model), "torch" (it imports torch, loads no model) or None (neither)."""
+    return f"{LAUNCH[needs]}python -m {module}"
+
+
+def gpu_resources(shape):
+    """The resources of a step of job ``shape`` (a key of GPU_STEPS) that loads a model: its GPU,
+    memory and runtime, as a dict for ``resources: **gpu_resources(shape)``."""
+    return {**GPU_STEPS[shape], "gpu": 1}
 
 
 def as_json(value):
@@ -130,13 +159,11 @@ def method_options(method, setting):
 
 
 def expected_train_options(run):
-    """The resolved options (as recorded beside an adapter, seqpref.train.recorded_options) the config
+    """The resolved options (as recorded beside an adapter, seqpref.options.recorded_options) the config
     now gives a stage of ``run``; None when the config no longer has the run."""
     key = {k: run[k] for k in ("setting", "method", "order", "seed")}
     if key not in plan.runs(config):
         return None
-    from seqpref.train import TrainOptions, recorded_options  # imports torch: only reached when adapters exist
-
     recorded = recorded_options(
         TrainOptions(**train_options()), methods.options(run["method"], **method_options(run["method"], run["setting"]))
     )
@@ -270,6 +297,47 @@ def train_inputs(wildcards):
     return {**inputs, **earlier_inputs(wildcards)}
 
 
+def trained_outputs(name):
+    """A trained stage's outputs (``name`` "stage" or "sham"): its adapter, protected, and its training log."""
+    folder = f"{RESULTS}/adapters/{RUN}/{name}{{stage}}"
+    return {
+        "weights": protected(f"{folder}/adapter_model.safetensors"),
+        "config": protected(f"{folder}/adapter_config.json"),
+        "train_log": f"{RESULTS}/train_logs/{RUN}/{name}{{stage}}.parquet",
+    }
+
+
+def train_resources():
+    """A trained stage's resources: a GPU step's (:func:`gpu_resources`), share_prompt and how often it
+    checkpoints. How often to checkpoint is how a job runs, not what it computes: a resource, which
+    (unlike params) changing does not rerun finished stages."""
+    return {
+        **gpu_resources("train"),
+        "share_prompt": share_prompt_flag(),
+        "checkpoint_every": config["train"]["checkpoint_every"],
+    }
+
+
+def train_params(name):
+    """Params every trained stage's command shares (``name`` "stage" or "sham"): the base model, the
+    adapter's folder, the checkpoints' folder and the stage's options."""
+    return {
+        "base": base_model(),
+        "out_dir": lambda wc, output: os.path.dirname(output.weights),
+        "checkpoint_dir": lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/{name}{wc.stage}",
+        "options": as_json(train_options()),
+        "method_options": lambda wc: as_json(method_options(wc.method, wc.setting)),
+    }
+
+
+def stage_run(wildcards, **extra):
+    """The ``--run`` record of a sequential stage (or its sham: ``extra``), as JSON."""
+    stage = int(wildcards.stage)
+    return as_json(
+        {**run_of(wildcards), "stage": stage, "objective": plan.stage_objective(wildcards.order, stage), **extra}
+    )
+
+
 def needs_earlier(wildcards):
     """Whether a sequential stage reads the earlier objectives' train pairs: for the gradient
     diagnostics, or because its method composes batches from them (replay)."""
@@ -296,14 +364,6 @@ def earlier_objective_args(wildcards):
         f"--earlier {name} {k} {data_path(wildcards.setting, name, 'train')} {base_logps_path(wildcards.setting, name, 'train')}"
         for k, name in enumerate(names, start=1)
     )
-
-
-# scoring one adapter: every objective's eval pairs against the base model (score_stage, score_sham_stage, score_front)
-SCORE_SHELL = (
-    "python -m seqpref.gpus -- python -m seqpref.score {output} --run {params.run:q} {params.objectives}"
-    " --adapter {params.adapter} --base {params.base} --options {params.options:q}"
-    " --share-prompt {resources.share_prompt} > {log} 2>&1"
-)
 
 
 def score_path(run_dir, stage):

@@ -20,7 +20,7 @@ rule prepare_sham:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m seqpref.controls sham {input.pairs} {input.base_logps} {output.pairs} {output.base_logps}"
+        step("seqpref.controls") + " sham {input.pairs} {input.base_logps} {output.pairs} {output.base_logps}"
         " --seed {wildcards.seed} > {log} 2>&1"
 
 
@@ -41,16 +41,14 @@ rule sham_reference:
     conda:
         ENV
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
+        **gpu_resources("logps"),
         share_prompt=share_prompt_flag(),
     params:
         base=base_model(),
         adapter=lambda wc, input: os.path.dirname(input.weights),
         options=base_logps_options,
     shell:
-        "python -m seqpref.gpus -- python -m seqpref.logps {params.base} {input.pairs} {output} --adapter {params.adapter}"
+        step("seqpref.logps", "gpu") + " {params.base} {input.pairs} {output} --adapter {params.adapter}"
         " --options {params.options:q} --share-prompt {resources.share_prompt} > {log} 2>&1"
 
 
@@ -60,9 +58,7 @@ rule train_sham_stage:
     input:
         unpack(sham_train_inputs),
     output:
-        weights=protected(f"{RESULTS}/adapters/{RUN}/sham{{stage}}/adapter_model.safetensors"),
-        config=protected(f"{RESULTS}/adapters/{RUN}/sham{{stage}}/adapter_config.json"),
-        train_log=f"{RESULTS}/train_logs/{RUN}/sham{{stage}}.parquet",
+        **trained_outputs("sham"),
     log:
         f"{RESULTS}/logs/train_stage/{RUN}/sham{{stage}}.log",
     benchmark:
@@ -74,37 +70,24 @@ rule train_sham_stage:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=1,
-        share_prompt=share_prompt_flag(),
-        checkpoint_every=config["train"]["checkpoint_every"],
+        **train_resources(),
     params:
-        base=base_model(),
-        out_dir=lambda wc, output: os.path.dirname(output.weights),
-        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/sham{wc.stage}",
+        **train_params("sham"),
         previous=lambda wc, input: os.path.dirname(input.previous),
-        options=as_json(train_options()),
-        method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         earlier=lambda wc: earlier_objective_args(wc) if methods.get(wc.method).batches else "",
         match=lambda wc, input: f"--match-distance {input.real_log}" if "real_log" in input.keys() else "",
-        run=lambda wc: as_json(
-            {
-                **run_of(wc),
-                "stage": int(wc.stage),
-                "objective": plan.stage_objective(wc.order, int(wc.stage)),
-                "arm": "sham",
-            }
-        ),
+        run=lambda wc: stage_run(wc, arm="sham"),
     shell:
-        "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
+        step("seqpref.train", "gpu")
+        + " {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " --previous {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
         " --run {params.run:q} {params.earlier} {params.match}"
         " --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
         " --share-prompt {resources.share_prompt} > {log} 2>&1"
 
 
-rule score_sham_stage:
+use rule score_stage as score_sham_stage with:
+    """The sham stage k's adapter scored as stage k's."""
     input:
         unpack(lambda wc: sham_adapter_files(RUN.format(**wc), wc.stage)),
         base=base_inputs,
@@ -118,25 +101,3 @@ rule score_sham_stage:
     wildcard_constraints:
         method="|".join(methods.names(methods.SEQUENTIAL)),
         stage="[2-9]|[1-9][0-9]+",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
-        share_prompt=share_prompt_flag(),
-    params:
-        base=base_model(),
-        adapter=lambda wc, input: os.path.dirname(input.weights),
-        objectives=eval_objective_args,
-        options=score_options(),
-        run=lambda wc: as_json(
-            {
-                **run_of(wc),
-                "stage": int(wc.stage),
-                "trained_objective": plan.trained_at(wc.method, wc.order, int(wc.stage)),
-            }
-        ),
-    shell:
-        SCORE_SHELL

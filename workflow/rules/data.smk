@@ -25,7 +25,7 @@ if base_kind() == "lab":
             out_dir=lambda wc, output: os.path.dirname(output[0]),
             options=as_json(config["lab"]["model"]),
         shell:
-            "python -m seqpref.base_model {params.out_dir} --options {params.options:q} > {log} 2>&1"
+            step("seqpref.base_model") + " {params.out_dir} --options {params.options:q} > {log} 2>&1"
 
 
 if base_kind() == "gguf":
@@ -50,7 +50,7 @@ if base_kind() == "gguf":
             source=config["base_model"],
             out_dir=lambda wc, output: os.path.dirname(output[0]),
         shell:
-            "python -m seqpref.gguf_import {params.source:q} {params.out_dir} > {log} 2>&1"
+            step("seqpref.gguf_import") + " {params.source:q} {params.out_dir} > {log} 2>&1"
 
 
 rule prepare_data:
@@ -81,7 +81,7 @@ rule prepare_data:
             {o: spec for o, spec in config["settings"][wc.setting]["objectives"].items() if o != wc.objective}
         ),
     shell:
-        "python -m seqpref.data {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
+        step("seqpref.data") + " {params.out_dir} --spec {params.spec:q} --lab-seed {params.lab_seed}"
         " --setting {wildcards.setting} --objective {wildcards.objective}"
         " --tokenizer {params.tokenizer} --max-length {params.max_length} --siblings {params.siblings:q}"
         " > {log} 2>&1"
@@ -106,7 +106,7 @@ rule data_report:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m seqpref.data_report {output} {input} > {log} 2>&1"
+        step("seqpref.data_report") + " {output} {input} > {log} 2>&1"
 
 
 rule base_logps:
@@ -123,13 +123,11 @@ rule base_logps:
     conda:
         ENV
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
+        **gpu_resources("logps"),
         share_prompt=share_prompt_flag(),
     params:
         base=base_model(),
         options=base_logps_options,
     shell:
-        "python -m seqpref.gpus -- python -m seqpref.logps {params.base} {input.pairs} {output} --options {params.options:q}"
+        step("seqpref.logps", "gpu") + " {params.base} {input.pairs} {output} --options {params.options:q}"
         " --share-prompt {resources.share_prompt} > {log} 2>&1"

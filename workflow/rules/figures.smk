@@ -45,5 +45,5 @@ for _figure, (_table, _category) in FIGURE_SOURCES.items():
             module=f"seqpref.figures.{_figure}",
             options=as_json(config["figures"][_figure]),
         shell:
-            "python -m {params.module} {input.table} {input.style} {output.png} {output.pdf}"
+            step("{params.module}") + " {input.table} {input.style} {output.png} {output.pdf}"
             " --options {params.options:q} > {log} 2>&1"

@@ -19,9 +19,7 @@ rule merge_stage:
     conda:
         ENV
     resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=1,
+        **gpu_resources("merge"),
     params:
         base=base_model(),
         out_dir=lambda wc, output: os.path.dirname(output.weights),
@@ -30,11 +28,11 @@ rule merge_stage:
         options=as_json(merge_options()),
         run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage)}),
     shell:
-        "python -m seqpref.gpus -- python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
+        step("seqpref.methods.merge", "gpu") + " {params.base} {params.out_dir} {params.adapters}"
         " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
 
 
-rule merge_front:
+use rule merge_stage as merge_front with:
     """Point i of a two-objective setting's merge front: the two single-objective adapters merged with
     weights (λ_i·s, (1 − λ_i)·s)."""
     input:
@@ -45,28 +43,17 @@ rule merge_front:
         config=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_config.json",
     log:
         f"{RESULTS}/logs/merge_front/{RUN}/front{{point}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/merge_front/{RUN}/front{{point}}.tsv"
     wildcard_constraints:
         method="merge",
         point=r"\d+",
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=1,
     params:
-        base=base_model(),
-        out_dir=lambda wc, output: os.path.dirname(output.weights),
-        adapters=lambda wc, input: " ".join(f"--adapter {os.path.dirname(p)}" for p in input.adapters),
         weights=lambda wc: as_json(merge_weights(point=int(wc.point))),
-        options=as_json(merge_options()),
         run=lambda wc: as_json({**run_of(wc), "point": int(wc.point)}),
-    shell:
-        "python -m seqpref.gpus -- python -m seqpref.methods.merge {params.base} {params.out_dir} {params.adapters}"
-        " --weights {params.weights:q} --options {params.options:q} --run {params.run:q} > {log} 2>&1"
 
 
-rule score_front:
+use rule score_stage as score_front with:
     """Every objective's eval pairs under merge front point i (recorded as the run's last stage)."""
     input:
         weights=f"{RESULTS}/adapters/{RUN}/front{{point}}/adapter_model.safetensors",
@@ -77,22 +64,12 @@ rule score_front:
         f"{RESULTS}/scores/{RUN}/front{{point}}.parquet",
     log:
         f"{RESULTS}/logs/score_stage/{RUN}/front{{point}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score_stage/{RUN}/front{{point}}.tsv"
     wildcard_constraints:
         method="merge",
         point=r"\d+",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
-        share_prompt=share_prompt_flag(),
     params:
-        base=base_model(),
-        adapter=lambda wc, input: os.path.dirname(input.weights),
-        objectives=eval_objective_args,
-        options=score_options(),
         run=lambda wc: as_json(
             {
                 **run_of(wc),
@@ -100,5 +77,3 @@ rule score_front:
                 "trained_objective": plan.trained_at(wc.method, wc.order, plan.n_stages(wc.order)),
             }
         ),
-    shell:
-        SCORE_SHELL

@@ -2,6 +2,8 @@
 
 
 rule score_stage:
+    """Every objective's eval pairs under stage k's adapter, against the base model (score_sham_stage and
+    score_front are this rule with another adapter)."""
     input:
         unpack(lambda wc: adapter_files(RUN.format(**wc), wc.stage)),
         base=base_inputs,
@@ -18,9 +20,7 @@ rule score_stage:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
+        **gpu_resources("score"),
         share_prompt=share_prompt_flag(),
     params:
         base=base_model(),
@@ -35,7 +35,9 @@ rule score_stage:
             }
         ),
     shell:
-        SCORE_SHELL
+        step("seqpref.score", "gpu") + " {output} --run {params.run:q} {params.objectives}"
+        " --adapter {params.adapter} --base {params.base} --options {params.options:q}"
+        " --share-prompt {resources.share_prompt} > {log} 2>&1"
 
 
 rule score_base_stage:
@@ -56,4 +58,5 @@ rule score_base_stage:
         options=score_options(),
         run=lambda wc: as_json({**run_of(wc), "stage": 0, "trained_objective": None}),
     shell:
-        "python -m seqpref.warm -- python -m seqpref.score {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"
+        step("seqpref.score", "torch")
+        + " {output} --run {params.run:q} {params.objectives} --options {params.options:q} > {log} 2>&1"

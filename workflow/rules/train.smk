@@ -6,9 +6,7 @@ rule train_stage:
     input:
         unpack(train_inputs),
     output:
-        weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
-        config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
-        train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
+        **trained_outputs("stage"),
         diagnostics=f"{RESULTS}/diagnostics/{RUN}/stage{{stage}}.parquet",
     log:
         f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
@@ -20,27 +18,16 @@ rule train_stage:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=1,
-        share_prompt=share_prompt_flag(),
-        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
-        # params) changing does not rerun finished stages
-        checkpoint_every=config["train"]["checkpoint_every"],
+        **train_resources(),
     params:
-        base=base_model(),
-        out_dir=lambda wc, output: os.path.dirname(output.weights),
-        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/stage{wc.stage}",
+        **train_params("stage"),
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
-        options=as_json(train_options()),
-        method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         earlier=earlier_objective_args,
         diagnostics=as_json(config["diagnostics"]),
-        run=lambda wc: as_json(
-            {**run_of(wc), "stage": int(wc.stage), "objective": plan.stage_objective(wc.order, int(wc.stage))}
-        ),
+        run=lambda wc: stage_run(wc),
     shell:
-        "python -m seqpref.gpus -- python -m seqpref.train {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
+        step("seqpref.train", "gpu")
+        + " {params.base} {input.pairs} {input.base_logps} {params.out_dir} {output.train_log}"
         " {params.previous} --options {params.options:q} --method-options {params.method_options:q}"
         " --run {params.run:q} {params.earlier}"
         " --diagnostics {params.diagnostics:q} --diagnostics-out {output.diagnostics}"
@@ -53,9 +40,7 @@ rule train_joint_stage:
     input:
         unpack(joint_train_inputs),
     output:
-        weights=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_model.safetensors"),
-        config=protected(f"{RESULTS}/adapters/{RUN}/stage{{stage}}/adapter_config.json"),
-        train_log=f"{RESULTS}/train_logs/{RUN}/stage{{stage}}.parquet",
+        **trained_outputs("stage"),
     log:
         f"{RESULTS}/logs/train_stage/{RUN}/stage{{stage}}.log",
     benchmark:
@@ -66,24 +51,14 @@ rule train_joint_stage:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=1,
-        share_prompt=share_prompt_flag(),
-        # how often to checkpoint is how a job runs, not what it computes: a resource, which (unlike
-        # params) changing does not rerun finished stages
-        checkpoint_every=config["train"]["checkpoint_every"],
+        **train_resources(),
     params:
-        base=base_model(),
-        out_dir=lambda wc, output: os.path.dirname(output.weights),
-        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{RUN.format(**wc)}/stage{wc.stage}",
+        **train_params("stage"),
         previous=lambda wc, input: f"--previous {os.path.dirname(input.previous)}" if "previous" in input.keys() else "",
         objectives=joint_objective_args,
-        options=as_json(train_options()),
-        method_options=lambda wc: as_json(method_options(wc.method, wc.setting)),
         run=lambda wc: as_json({**run_of(wc), "stage": int(wc.stage), "objective": plan.JOINT}),
     shell:
-        "python -m seqpref.gpus -- python -m seqpref.joint {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
+        step("seqpref.joint", "gpu") + " {params.base} {params.out_dir} {output.train_log} --stage {wildcards.stage}"
         " {params.objectives} {params.previous} --options {params.options:q}"
         " --method-options {params.method_options:q}"
         " --run {params.run:q} --checkpoint-dir {params.checkpoint_dir} --checkpoint-every {resources.checkpoint_every}"
@@ -107,4 +82,4 @@ rule adapter_movement:
         adapters=lambda wc, input: " ".join(os.path.dirname(f) for f in input),
         run=lambda wc: as_json(run_of(wc)),
     shell:
-        "python -m seqpref.warm -- python -m seqpref.movement {output} {params.adapters} --run {params.run:q} > {log} 2>&1"
+        step("seqpref.movement", "torch") + " {output} {params.adapters} --run {params.run:q} > {log} 2>&1"

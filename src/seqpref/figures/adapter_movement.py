@@ -68,14 +68,15 @@ def draw_panel(ax, values: pd.DataFrame, order: str) -> None:
     ax.margins(y=0.18)
 
 
-def draw(movement: pd.DataFrame, method: str = "dpo"):
+def draw(movement: pd.DataFrame, method: str | None = None):
     """Draw the adapter movement of ``movement`` (the MOVEMENT table) and return the Figure.
 
-    One panel per (setting row, order column) for ``method``, from the rows of module ``all``: a bar of
+    One panel per (setting row, order column) for ``method`` (None: :func:`common.default_method`), from the
+    rows of module ``all``: a bar of
     the seed-mean ``update_norm`` per stage, a marker line of the seed-mean ``total_norm``, and for
     stages ≥ 2 the seed-mean ``cosine_previous`` written above the bar. The y-axis is shared.
     """
-    movement = common.select_method(movement, method, "movement")
+    movement, method = common.select_method(movement, method, "movement")
     rows = movement[movement["module"] == MODULE]
     if rows.empty:
         raise ValueError(f"movement: no rows with module {MODULE!r} (the whole-adapter norms)")

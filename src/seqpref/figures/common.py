@@ -18,6 +18,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from seqpref import methods
+from seqpref.plan import ORDER_SEPARATOR
+
 #: the style file shipped with the package (the figure rules pass it as STYLE)
 STYLE = Path(__file__).with_name("seqpref.mplstyle")
 
@@ -37,9 +40,6 @@ LABEL_MARKERS = {
     "stable": "",
     "trained": "",
 }
-
-ORDER_SEPARATOR = "-"
-
 
 def parse_cli(description: str | None, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse ``TABLE STYLE PNG PDF [--options JSON]``.
@@ -148,13 +148,27 @@ def order_title(setting: str, order: str) -> str:
     return f"{setting}: {' → '.join(order_objectives(order))}"
 
 
-def select_method(frame: pd.DataFrame, method: str, table: str) -> pd.DataFrame:
-    """Rows of ``frame`` whose method is ``method``; ``ValueError`` naming the methods present if none."""
+def default_method(frame: pd.DataFrame) -> str:
+    """The method a figure draws when its ``method`` option is null (the default): the first sequential
+    method with rows in ``frame`` in registry order (:mod:`seqpref.methods`), else the first method with
+    rows (registry order, then unregistered names sorted). ``ValueError`` when ``frame`` has none."""
+    present = set(frame["method"].dropna())
+    ranked = methods.names(methods.SEQUENTIAL) + methods.names() + sorted(present)
+    chosen = next((name for name in ranked if name in present), None)
+    if chosen is None:
+        raise ValueError("no rows with a method to draw")
+    return chosen
+
+
+def select_method(frame: pd.DataFrame, method: str | None, table: str) -> tuple[pd.DataFrame, str]:
+    """The rows of ``frame`` (the ``table`` named in messages) whose method is ``method`` (None:
+    :func:`default_method`), and that method; ``ValueError`` naming the methods present if none."""
+    method = default_method(frame) if method is None else method
     rows = frame[frame["method"] == method]
     if rows.empty:
         present = sorted(frame["method"].dropna().unique().tolist())
         raise ValueError(f"{table}: no rows with method {method!r}; methods present: {present}")
-    return rows
+    return rows, method
 
 
 def panel_grid(frame: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:

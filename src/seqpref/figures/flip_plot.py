@@ -102,10 +102,11 @@ def draw_panel(ax, values: pd.DataFrame, stages: list[int], order: str, max_pair
     return image
 
 
-def draw(pairs: pd.DataFrame, method: str = "dpo", metric: str = "reward_margin", max_pairs: int = 300):
+def draw(pairs: pd.DataFrame, method: str | None = None, metric: str = "reward_margin", max_pairs: int = 300):
     """Draw the per-pair sign plot of ``pairs`` (the PAIR_SCORES table); returns the Figure.
 
-    One panel per (setting row, order column) for ``method``: the eval pairs (per seed) of the objective
+    One panel per (setting row, order column) for ``method`` (None: :func:`common.default_method`): the eval
+    pairs (per seed) of the objective
     trained at stage 1 as rows, sorted by ``metric`` after stage 1, and stages 0..K as columns, coloured
     by the sign of ``metric``. At most ``max_pairs`` rows per panel are drawn (deterministic subsample with
     ``numpy.random.default_rng(0)``); the title's count of pairs whose sign after the last stage differs
@@ -114,7 +115,7 @@ def draw(pairs: pd.DataFrame, method: str = "dpo", metric: str = "reward_margin"
     common.check_pair_metric(pairs, metric)
     if int(max_pairs) < 1:
         raise ValueError(f"max_pairs must be ≥ 1, got {max_pairs}")
-    pairs = common.select_method(pairs, method, "pairs")
+    pairs, method = common.select_method(pairs, method, "pairs")
     settings, orders = common.panel_grid(pairs)
     ncols = max(len(o) for o in orders.values())
     n_stages = int(pairs["stage"].max()) + 1

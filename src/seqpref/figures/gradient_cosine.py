@@ -107,10 +107,11 @@ def draw_row(ax_cos, ax_norm, rows: pd.DataFrame, orders: list[str], colours: li
     ax_norm.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
-def draw(diagnostics: pd.DataFrame, method: str = "dpo", smooth: int = 1):
+def draw(diagnostics: pd.DataFrame, method: str | None = None, smooth: int = 1):
     """Draw the gradient cosines and norms of ``diagnostics`` (the DIAGNOSTICS table); returns the Figure.
 
-    One row per setting for ``method``: left, cos(∇L current objective, ∇L earlier objective) per optimiser
+    One row per setting for ``method`` (None: :func:`common.default_method`): left, cos(∇L current objective,
+    ∇L earlier objective) per optimiser
     step, one line per (order, stage, earlier objective) averaged over seeds and smoothed by a rolling mean
     of ``smooth`` probes (1 = raw); right, both gradient norms (log scale). An empty table (diagnostics
     turned off) gives a single panel saying so.
@@ -119,7 +120,7 @@ def draw(diagnostics: pd.DataFrame, method: str = "dpo", smooth: int = 1):
         raise ValueError(f"smooth must be an integer ≥ 1, got {smooth}")
     if diagnostics.empty:
         return empty_figure()
-    diagnostics = common.select_method(diagnostics, method, "diagnostics")
+    diagnostics, method = common.select_method(diagnostics, method, "diagnostics")
     settings, orders = common.panel_grid(diagnostics)
     colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
     fig, axes = plt.subplots(len(settings), 2, squeeze=False, constrained_layout=True,

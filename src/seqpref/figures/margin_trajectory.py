@@ -84,7 +84,7 @@ def draw(summary: pd.DataFrame, metric: str = "reward_margin"):
     for ax, setting in zip(axes.flat, settings):
         draw_panel(ax, summary[summary["setting"] == setting], metric)
         ax.set_title(setting)
-    handles, labels = {}, {}
+    handles = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)

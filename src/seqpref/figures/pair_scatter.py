@@ -102,7 +102,7 @@ def draw_panel(ax, points: pd.DataFrame, colours: dict, alpha: float, max_points
 def draw(
     pairs: pd.DataFrame,
     metric: str = "reward_margin",
-    method: str = "dpo",
+    method: str | None = None,
     alpha: float = 0.4,
     max_points: int = 2000,
 ):
@@ -116,7 +116,7 @@ def draw(
     common.check_pair_metric(pairs, metric)
     if int(max_points) < 1:
         raise ValueError(f"max_points must be ≥ 1, got {max_points}")
-    pairs = common.select_method(pairs, method, "pairs")
+    pairs, method = common.select_method(pairs, method, "pairs")
     settings, orders = common.panel_grid(pairs)
     colours = common.objective_colours(pairs["objective"].unique())
     ncols = max(len(o) for o in orders.values())

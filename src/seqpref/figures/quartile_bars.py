@@ -114,10 +114,11 @@ def draw_panel(ax, bars: pd.DataFrame, width: float = 0.2, check: pd.DataFrame |
     ax.margins(y=0.12)  # room for the flip shares beyond the error bars
 
 
-def draw(quartiles: pd.DataFrame, method: str = "dpo", stage="last"):
+def draw(quartiles: pd.DataFrame, method: str | None = None, stage="last"):
     """Draw the quartile bars of ``quartiles`` (the QUARTILES table) and return the Figure.
 
-    One panel per (setting row, order column) for ``method``. At the later ``stage`` (``"last"`` = each
+    One panel per (setting row, order column) for ``method`` (None: :func:`common.default_method`). At the
+    later ``stage`` (``"last"`` = each
     run's last stage, or a stage number), each objective trained earlier gets four bars: the pooled
     ``mean_change`` of its own-stage margin quartiles Q1 (lowest) … Q4 (highest), with the CI over pairs and seeds
     as error bars, annotated with the share of pairs whose sign flipped. The y-axis is shared.
@@ -130,7 +131,7 @@ def draw(quartiles: pd.DataFrame, method: str = "dpo", stage="last"):
                 va="center", transform=ax.transAxes, color="0.3")
         ax.set_axis_off()
         return fig
-    quartiles = common.select_method(quartiles, method, "quartiles")
+    quartiles, method = common.select_method(quartiles, method, "quartiles")
     metrics = sorted(quartiles["metric"].dropna().unique().tolist())
     if len(metrics) != 1:
         raise ValueError(f"quartiles: expected rows of one metric, found {metrics}")

@@ -37,7 +37,7 @@ def draw(controls: pd.DataFrame, method: str | None = None):
     return the Figure; ``method`` keeps one method's runs (all sequential methods when None)."""
     if controls.empty:
         raise ValueError("controls: no rows (is controls.sham on, with a sequential method of >= 2 stages?)")
-    rows = controls if method is None else common.select_method(controls, method, "controls")
+    rows = controls if method is None else common.select_method(controls, method, "controls")[0]
     settings = sorted(rows["setting"].unique())
     widest = max(len(rows[rows["setting"] == s]) for s in settings)
     fig, axes = plt.subplots(len(settings), 1, squeeze=False, constrained_layout=True,

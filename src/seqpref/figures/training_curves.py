@@ -92,12 +92,13 @@ def missing_panel(ax, metric: str, setting: str) -> None:
 def draw(
     training: pd.DataFrame,
     metrics=("loss", "rewards/margins", "rewards/accuracies"),
-    method: str = "dpo",
+    method: str | None = None,
     smooth: int = 1,
 ):
     """Draw the training curves of ``training`` (the TRAINING table) and return the Figure.
 
-    One panel per (setting row, metric column) for ``method``; each line is one (order, stage), averaged
+    One panel per (setting row, metric column) for ``method`` (None: :func:`common.default_method`); each line
+    is one (order, stage), averaged
     over seeds, against the optimiser step counted across stages, smoothed by a rolling mean of
     ``smooth`` logged points (1 = raw). A metric that was not logged gives an empty panel with a note.
     """
@@ -106,7 +107,7 @@ def draw(
         raise ValueError("metrics: give at least one logged metric name")
     if int(smooth) != smooth or smooth < 1:
         raise ValueError(f"smooth must be an integer ≥ 1, got {smooth}")
-    training = common.select_method(training, method, "training")
+    training, method = common.select_method(training, method, "training")
     offsets = stage_offsets(training)
     data = cumulative_steps(training)
     settings, orders = common.panel_grid(training)

@@ -122,20 +122,21 @@ def draw_panel(ax, panel: dict, order: str, title: str, cmap, norm, metric: str,
 def draw(
     summary: pd.DataFrame,
     metric: str = "reward_margin_change",
-    method: str = "dpo",
+    method: str | None = None,
     cmap: str = "RdBu",
     annotate: bool = True,
 ):
     """Draw the transfer heatmap of ``summary`` (the SUMMARY table) and return the Figure.
 
     One panel per (setting row, order column); each is objective × stage of ``metric`` averaged over
-    seeds for ``method``, on a colour scale symmetric around 0 shared by all panels. ``annotate`` writes
+    seeds for ``method`` (None: :func:`common.default_method`), on a colour scale symmetric around 0 shared by
+    all panels. ``annotate`` writes
     each value (and, for ``*_change`` metrics, the label marker) in its cell.
     """
     if metric not in summary.columns or not pd.api.types.is_numeric_dtype(summary[metric]):
         numeric = [c for c in summary.columns if pd.api.types.is_numeric_dtype(summary[c])]
         raise ValueError(f"metric {metric!r} is not a numeric summary column; choose one of {numeric}")
-    summary = common.select_method(summary, method, "summary")
+    summary, method = common.select_method(summary, method, "summary")
     settings, orders = common.panel_grid(summary)
     panels = {
         (setting, order): panel_cells(summary[(summary["setting"] == setting) & (summary["order"] == order)], metric)

@@ -2,31 +2,36 @@
 (in the manner of TRL's ``experimental/<method>/``).
 
 A method module holds its options dataclass, its loss or step and a :class:`~seqpref.methods.base.Method`
-record; it is registered by one line below. The plan, the workflow's rules and input functions, the
-config check and the figures read this registry (kind, options, colour); ``tests/unit/test_methods.py``
-checks that the schema's method list and option blocks agree with it. Adding a method is its module,
-one line here, its block in ``workflow/schemas/config.schema.yaml`` and its config.
+record named ``METHOD``; it is registered by one line in :data:`MODULES`. The plan, the workflow's rules
+and input functions, the config schema and its check (the ``methods`` list and one ``method_options``
+block per method, built from the options dataclass by :func:`seqpref.config.schema`) and the figures
+read this registry. Adding a method is its module, its line in :data:`MODULES` and the config that
+runs it.
 """
 
 from __future__ import annotations
 
-from seqpref.methods import alright, dpo, maxright, merge, mix, replay, spo
+from importlib import import_module
+
 from seqpref.methods.base import JOINT, KINDS, POST_HOC, SEQUENTIAL, Method
 
+#: the modules under ``seqpref/methods/`` that hold a registered method, one line each, in registry order
+#: (the order of legends, tables and the config schema's method list)
+MODULES = (
+    "dpo",
+    "spo",
+    "replay",
+    "mix",
+    "alright",
+    "maxright",
+    "merge",
+)
+
 REGISTRY: dict[str, Method] = {
-    m.name: m
-    for m in (
-        dpo.METHOD,
-        spo.METHOD,
-        replay.METHOD,
-        mix.METHOD,
-        alright.METHOD,
-        maxright.METHOD,
-        merge.METHOD,
-    )
+    m.name: m for m in (import_module(f"{__name__}.{module}").METHOD for module in MODULES)
 }
 
-__all__ = ["JOINT", "KINDS", "POST_HOC", "REGISTRY", "SEQUENTIAL", "Method", "get", "kind", "names", "options"]
+__all__ = ["JOINT", "KINDS", "MODULES", "POST_HOC", "REGISTRY", "SEQUENTIAL", "Method", "get", "kind", "names", "options"]
 
 
 def get(name: str) -> Method:

@@ -1,15 +1,16 @@
 """What a method declares to the registry (:mod:`seqpref.methods`).
 
 A method is one module under ``seqpref/methods/`` holding its options dataclass (``method_options.<name>``
-in the config, fields with help, cross-checks in ``__post_init__``), its loss or step, and a
-:class:`Method` record that names them. Nothing here imports torch: the workflow reads the registry
-every time it is parsed.
+in the config: each field's type, default and ``help``, and in its metadata ``schema`` the JSON-schema
+constraints the config check applies, e.g. ``{"minimum": 0}``; cross-checks in ``__post_init__``, which
+the config check runs too), its loss or step, and a :class:`Method` record that names them (``METHOD``).
+Nothing here imports torch: the workflow reads the registry every time it is parsed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 
 #: one stage per objective, in every order of the setting (train_stage)
 SEQUENTIAL = "sequential"
@@ -36,6 +37,13 @@ class Method:
       the micro-batch loss from the per-objective batches ``parts``; ``batch_size(options, batch_size,
       n_objectives) -> int`` the pairs of each objective in a micro-batch (None: ``batch_size``).
     * post_hoc: ``build`` makes a stage's adapter from other runs' adapters.
+
+    A method's ``loss`` logs through ``trainer.record_metric(key, value)`` and keeps what it carries
+    between micro-batches in its own state, never on the trainer: ``state(options, names,
+    single_objective_files) -> object`` makes it at a joint stage's start (the trainer holds it as
+    ``trainer.method_state``); the object has ``saved() -> dict`` (JSON values, written into every
+    checkpoint), a classmethod ``restored(dict)`` (a resumed stage's) and ``recorded(names) -> dict``
+    (what the adapter's record notes of it).
     """
 
     name: str
@@ -48,6 +56,7 @@ class Method:
     batches: Callable | None = None
     build: Callable | None = None
     batch_size: Callable | None = None
+    state: Callable | None = None
     #: each stage k >= 2 also gets a sham (controls.sham); sequential methods only
     sham: bool = False
     #: a sequential stage k also trains the earlier objectives (replayed pairs in its batches): they are
@@ -75,13 +84,3 @@ class Method:
         what changing retrains."""
         resolve = getattr(self.options, "for_setting", None)
         return resolve(dict(block), setting, objectives) if resolve else dict(block)
-
-    def option_defaults(self) -> dict:
-        """The options dataclass's defaults, field by field (what the schema's defaults must equal)."""
-        out = {}
-        for f in fields(self.options):
-            if f.default is not MISSING:
-                out[f.name] = f.default
-            elif f.default_factory is not MISSING:
-                out[f.name] = f.default_factory()
-        return out

@@ -11,12 +11,16 @@ eval DPO loss (:func:`seqpref.metrics.dpo_eval_loss`) of the single-objective ru
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from seqpref.methods.base import JOINT, Method
 from seqpref.methods.weights import check_weights, every_objective, weights_field, weights_for_setting
+from seqpref.options import JOINT_SEPARATOR
+
+log = logging.getLogger("seqpref.methods.maxright")
 
 
 @dataclass
@@ -24,10 +28,12 @@ class MaxrightOptions:
     """``method_options.maxright``, resolved for one setting (``optimum`` is that setting's)."""
 
     weights: dict[str, float] = weights_field()
-    eval_every: int = field(default=10, metadata={"help": "optimiser steps between re-evaluations of every gap (k)."})
+    eval_every: int = field(default=10, metadata={"help": "optimiser steps between re-evaluations of every gap (k).",
+                                                   "schema": {"minimum": 1}})
     optimum: dict = field(default_factory=dict, metadata={
         "help": "f*_o typed in the config, overriding the single-objective run's; {setting: {objective: loss}} "
-                "in the config, {objective: loss} once resolved for a setting."})
+                "in the config, {objective: loss} once resolved for a setting.",
+        "schema": {"additionalProperties": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}}})
 
     def __post_init__(self):
         check_weights("maxright", self.weights)
@@ -65,6 +71,43 @@ def optimum(options: MaxrightOptions, names: list[str], optimum_scores: dict[str
                      for n in names])
 
 
+@dataclass
+class MaxrightState:
+    """What MAXRIGHT keeps between the micro-batches of a stage, saved in its checkpoints: f*_o
+    ``optimum`` (n,), the weighted ``gaps`` (n,) (None before the first evaluation), the ``pick``
+    (the objective of the current optimiser step), its micro-batch losses so far in that step, and the
+    steps at which every gap was re-evaluated."""
+
+    optimum: np.ndarray
+    gaps: np.ndarray | None = None
+    pick: int | None = None
+    step_losses: list[float] = field(default_factory=list)
+    refresh_steps: list[int] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, options: MaxrightOptions, names: list[str], single_objective: dict[str, str] | None) -> "MaxrightState":
+        """The state at a stage's start: f* from :func:`optimum` (``single_objective`` maps an objective
+        to its single-objective run's stage-1 score file)."""
+        f_star = optimum(options, names, single_objective)
+        log.info("maxright f*: %s", dict(zip(names, f_star.round(4).tolist())))
+        return cls(optimum=f_star)
+
+    def saved(self) -> dict:
+        """The state as JSON-ready values (a checkpoint's)."""
+        return {"optimum": self.optimum.tolist(), "gaps": None if self.gaps is None else self.gaps.tolist(),
+                "pick": self.pick, "step_losses": self.step_losses, "refresh_steps": self.refresh_steps}
+
+    @classmethod
+    def restored(cls, saved: dict) -> "MaxrightState":
+        """The state :meth:`saved` wrote."""
+        gaps = None if saved["gaps"] is None else np.array(saved["gaps"])
+        return cls(np.array(saved["optimum"]), gaps, saved["pick"], saved["step_losses"], saved["refresh_steps"])
+
+    def recorded(self, names: list[str]) -> dict:
+        """What the stage's adapter record notes of the state: f* by objective."""
+        return {"optimum": dict(zip(names, self.optimum.tolist()))}
+
+
 def loss(trainer, model, parts: dict, step: int, position: int):
     """A micro-batch's loss: the picked objective's DPO loss. At a step's first micro-batch the pick is
     made (every gap re-evaluated first when ``step`` is a multiple of ``eval_every``); at its last, the
@@ -72,28 +115,28 @@ def loss(trainer, model, parts: dict, step: int, position: int):
     ``NAME::joint/gap``."""
     import torch
 
-    from seqpref.train import JOINT_SEPARATOR, lora_dropout_off
+    from seqpref.lora import lora_dropout_off
 
-    joint, present = trainer.joint, sorted(parts)
+    joint, state, present = trainer.joint, trainer.method_state, sorted(parts)
     accumulation = joint.sampler.accumulation
     if position == 0:
-        if trainer.gaps is None or step % joint.options.eval_every == 0:
+        if state.gaps is None or step % joint.options.eval_every == 0:
             with torch.no_grad(), lora_dropout_off(model):
                 losses = [trainer.objective_loss(model, o, parts[o], keep_metrics=False).item() for o in present]
-            trainer.gaps = weighted_gaps(losses, joint.optimum, joint.weights)
-            trainer.refresh_steps.append(step)
-        trainer.pick = maxright_pick(trainer.gaps)
-        trainer.step_losses = []
-    o = trainer.pick
+            state.gaps = weighted_gaps(losses, state.optimum, joint.weights)
+            state.refresh_steps.append(step)
+        state.pick = maxright_pick(state.gaps)
+        state.step_losses = []
+    o = state.pick
     total = trainer.objective_loss(model, o, parts[o])
-    trainer.step_losses.append(total.item())
+    state.step_losses.append(total.item())
     if position == accumulation - 1:
-        trainer.gaps[o] = joint.weights[o] * (float(np.mean(trainer.step_losses)) - joint.optimum[o])
+        state.gaps[o] = joint.weights[o] * (float(np.mean(state.step_losses)) - state.optimum[o])
     for i, name in enumerate(joint.names):
-        trainer._metrics["train"][f"{name}{JOINT_SEPARATOR}joint/gap"].append(float(trainer.gaps[i]))
+        trainer.record_metric(f"{name}{JOINT_SEPARATOR}joint/gap", float(state.gaps[i]))
     return total, {o}
 
 
 METHOD = Method(name="maxright", kind=JOINT, options=MaxrightOptions, colour="#D55E00",
                 summary="joint: the objective with the largest weighted gap to its optimum", plan=every_objective,
-                loss=loss, single_objective="scores")
+                loss=loss, state=MaxrightState.start, single_objective="scores")

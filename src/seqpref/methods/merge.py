@@ -38,16 +38,21 @@ NEEDS_DENSITY = tuple(c for c in COMBINATIONS if c.startswith(("ties", "dare", "
 class MergeOptions:
     """``method_options.merge``."""
 
-    combination: str = field(default="cat", metadata={"help": f"PEFT combination_type: one of {', '.join(COMBINATIONS)}."})
+    combination: str = field(default="cat", metadata={
+        "help": "PEFT combination_type; cat is exact (the weighted sum of the adapters' updates).",
+        "schema": {"enum": list(COMBINATIONS)}})
     density: float | None = field(default=None, metadata={
-        "help": "share of entries kept by ties / dare / magnitude_prune, in (0, 1]; required by them."})
-    majority_sign_method: str = field(default="total", metadata={"help": "TIES sign election: total or frequency."})
+        "help": "share of entries kept by ties / dare / magnitude_prune, in (0, 1]; required by them.",
+        "schema": {"exclusiveMinimum": 0, "maximum": 1}})
+    majority_sign_method: str = field(default="total", metadata={"help": "TIES sign election.",
+                                                                   "schema": {"enum": ["total", "frequency"]}})
     weight_sum: float = field(default=1.0, metadata={
         "help": "s: stage k weighs each of its k adapters s/k; the front weighs (λ·s, (1−λ)·s). TIES and DARE-TIES "
                 "average the entries whose signs agree, so their merge is ~1/k of a cat merge at the same s: "
-                "s = k gives them a sum."})
+                "s = k gives them a sum.", "schema": {"exclusiveMinimum": 0}})
     lambdas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={
-        "help": "λ grid of the front (two-objective settings): the first objective's share of weight_sum."})
+        "help": "λ grid of the front (two-objective settings): the first objective's share of weight_sum.",
+        "schema": {"minItems": 1, "uniqueItems": True, "items": {"type": "number", "minimum": 0, "maximum": 1}}})
 
     def __post_init__(self):
         if self.combination not in COMBINATIONS:

@@ -22,7 +22,8 @@ class ReplayOptions:
     """``method_options.replay``."""
 
     share: float = field(default=0.25, metadata={
-        "help": "share of every micro-batch drawn from the earlier objectives' train pairs (pooled, seeded), in [0, 1)."})
+        "help": "share of every micro-batch drawn from the earlier objectives' train pairs (pooled, seeded), in [0, 1).",
+        "schema": {"minimum": 0, "exclusiveMaximum": 1}})
 
     def __post_init__(self):
         if not 0.0 <= self.share < 1.0:

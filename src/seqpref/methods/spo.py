@@ -23,8 +23,12 @@ of the push. In effect SPO here is DPO plus λ-weighted SFT on the kept chosen r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from seqpref.methods.base import SEQUENTIAL, Method
+
+if TYPE_CHECKING:  # for annotations only
+    import torch
 
 # torch is imported inside the functions: the workflow imports this module (the registry) at every parse
 
@@ -33,9 +37,10 @@ from seqpref.methods.base import SEQUENTIAL, Method
 class SPOOptions:
     """``method_options.spo`` in the config."""
 
-    penalty: float = field(default=1.0, metadata={"help": "λ, the penalty's weight."})
+    penalty: float = field(default=1.0, metadata={"help": "λ, the penalty's weight.", "schema": {"minimum": 0}})
     lookahead_lr: float | None = field(
-        default=None, metadata={"help": "η of the one-step look-ahead; None = the training learning rate."}
+        default=None, metadata={"help": "η of the one-step look-ahead; null = train.learning_rate.",
+                                 "schema": {"exclusiveMinimum": 0}}
     )
 
     def __post_init__(self):
@@ -105,7 +110,7 @@ def loss(trainer, model, inputs):
     with its graph), with ``spo/penalty`` and ``spo/gate_share`` logged. Takes the trainer (its
     ``method_options`` are :class:`SPOOptions`; η defaults to its learning rate), the model and TRL's
     collated DPO batch."""
-    from seqpref.train import lora_dropout_off
+    from seqpref.lora import lora_dropout_off
 
     options = trainer.method_options
     eta = options.lookahead_lr if options.lookahead_lr is not None else trainer.args.learning_rate
@@ -114,8 +119,8 @@ def loss(trainer, model, inputs):
         ahead = lookahead_logps(model, ids, mask, completion, eta)
         policy = completion_logps(model, ids, mask, completion)
         term = spo_penalty(policy, ahead, options.penalty)
-    trainer._metrics["train"]["spo/penalty"].append(term.item())
-    trainer._metrics["train"]["spo/gate_share"].append(gate(policy, ahead).float().mean().item())
+    trainer.record_metric("spo/penalty", term.item())
+    trainer.record_metric("spo/gate_share", gate(policy, ahead).float().mean().item())
     return term
 
 

@@ -1,0 +1,75 @@
+"""The documentation: every number it quotes about a study or a benchmark equals what docs/render.py renders
+from the snapshots in docs/data/, the README stays a ten-minute read, and the mkdocs site builds strictly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def render():
+    """docs/render.py, imported from its path (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("docs_render", REPO / "docs" / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_rendered_block_agrees_with_its_table(render):
+    assert render.stale() == [], "run `python docs/render.py` and commit the pages"
+
+
+def test_a_number_edited_by_hand_is_caught(render, tmp_path):
+    page = tmp_path / "results.md"
+    text = (REPO / "docs" / "results.md").read_text()
+    body = next(render.BLOCK.finditer(text)).group("body")
+    edited = re.sub(r"\d", lambda m: str((int(m.group()) + 1) % 10), body, count=1)
+    page.write_text(text.replace(body, edited, 1))
+    assert len(render.stale([page])) == 1
+    page.write_text(render.render_text(page.read_text()))
+    assert render.stale([page]) == []
+
+
+def test_every_marker_names_a_renderer_and_every_renderer_is_used(render):
+    used = [m.group("name") for page in render.pages() for m in render.BLOCK.finditer(page.read_text())]
+    opened = sum(len(re.findall(r"^<!-- render: ", page.read_text(), re.MULTILINE)) for page in render.pages())
+    assert len(used) == opened, "a marker without its closing <!-- /render -->"
+    assert set(used) <= set(render.RENDERERS), set(used) - set(render.RENDERERS)
+    assert set(render.RENDERERS) <= set(used), f"renderers no page uses: {set(render.RENDERERS) - set(used)}"
+
+
+def test_the_readme_is_a_ten_minute_read_with_the_two_commands():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    assert "make demo   # creates .venv, installs seqpref (CPU torch first), runs the lab study, builds results/report.html" in readme
+    assert "make test   # creates .venv, installs seqpref with test extras, runs the test suite" in readme
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (REPO / link).is_file(), link
+
+
+def test_the_site_builds_strictly(tmp_path):
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.skip("mkdocs is not installed (it comes with the test extra)")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "site" / "results" / "index.html").is_file()
+
+
+@pytest.mark.workflow
+def test_the_quoted_plans_and_gpu_rules_are_the_workflows(render):
+    """docs/data/workflow.json (job counts, GPU rules) equals what Snakemake says now."""
+    if shutil.which("snakemake") is None and importlib.util.find_spec("snakemake") is None:
+        pytest.skip("snakemake is not installed")
+    assert render.workflow_facts() == json.loads((REPO / "docs" / "data" / "workflow.json").read_text()), \
+        "run `python docs/render.py --workflow` and commit docs/data/workflow.json and the pages"
