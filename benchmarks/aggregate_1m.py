@@ -34,15 +34,31 @@ def synthetic_scores(rows: int, out: Path, seed: int = 0) -> list[str]:
             parts = []
             for objective in ("a", "b"):
                 margin = rng.normal(0.5 * stage, 1.0, n_pairs)
-                parts.append(pd.DataFrame({
-                    "setting": setting, "method": "dpo", "order": order, "seed": 0, "stage": stage,
-                    "trained_objective": None if stage == 0 else order.split("-")[stage - 1],
-                    "objective": objective, "pair_id": [f"{objective}{i}" for i in range(n_pairs)],
-                    "logp_chosen": -10.0, "logp_rejected": -11.0, "ref_logp_chosen": -10.0, "ref_logp_rejected": -11.0,
-                    "n_tokens_chosen": 12, "n_tokens_rejected": 13, "truncated": False, "beta": 0.1,
-                    "reward_margin": margin if stage else 0.0, "dpo_margin": 0.1 * margin if stage else 0.0,
-                    "ln_margin": rng.normal(0, 0.1, n_pairs),
-                }))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "setting": setting,
+                            "method": "dpo",
+                            "order": order,
+                            "seed": 0,
+                            "stage": stage,
+                            "trained_objective": None if stage == 0 else order.split("-")[stage - 1],
+                            "objective": objective,
+                            "pair_id": [f"{objective}{i}" for i in range(n_pairs)],
+                            "logp_chosen": -10.0,
+                            "logp_rejected": -11.0,
+                            "ref_logp_chosen": -10.0,
+                            "ref_logp_rejected": -11.0,
+                            "n_tokens_chosen": 12,
+                            "n_tokens_rejected": 13,
+                            "truncated": False,
+                            "beta": 0.1,
+                            "reward_margin": margin if stage else 0.0,
+                            "dpo_margin": 0.1 * margin if stage else 0.0,
+                            "ln_margin": rng.normal(0, 0.1, n_pairs),
+                        }
+                    )
+                )
             path = out / f"{setting}_{order}_stage{stage}.parquet"
             tables.write_table(pd.concat(parts, ignore_index=True), path, tables.PAIR_SCORES, {"benchmark": True})
             paths.append(str(path))
@@ -70,8 +86,10 @@ def main() -> None:
     start = time.perf_counter()
     frames = aggregate.summary_tables(paths, outputs, options)
     elapsed = time.perf_counter() - start
-    print(f"aggregate {n_rows:,} pair rows from {len(paths)} files, n_boot={args.n_boot}: {elapsed:.2f} s "
-          f"({len(frames['summary'])} summary, {len(frames['transfer'])} transfer, {len(frames['quartiles'])} quartile rows)")
+    print(
+        f"aggregate {n_rows:,} pair rows from {len(paths)} files, n_boot={args.n_boot}: {elapsed:.2f} s "
+        f"({len(frames['summary'])} summary, {len(frames['transfer'])} transfer, {len(frames['quartiles'])} quartile rows)"
+    )
 
     n_pairs = n_rows // (8 * 3 * 2)  # pairs of one objective in one run
     values = np.random.default_rng(1).normal(size=(n_pairs, 3))
@@ -82,8 +100,10 @@ def main() -> None:
     baseline = gather_means(values, indices)
     t2 = time.perf_counter()
     assert np.allclose(ours, baseline)
-    print(f"bootstrap core, {n_pairs:,} pairs × 3 stages × {args.n_boot} resamples: counts@values {t1 - t0:.3f} s, "
-          f"gather {t2 - t1:.3f} s, speed-up ×{(t2 - t1) / (t1 - t0):.1f}")
+    print(
+        f"bootstrap core, {n_pairs:,} pairs × 3 stages × {args.n_boot} resamples: counts@values {t1 - t0:.3f} s, "
+        f"gather {t2 - t1:.3f} s, speed-up ×{(t2 - t1) / (t1 - t0):.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -156,7 +156,10 @@ def main(argv=None) -> None:
                 else:
                     cov = coverage(INTERVALS[name], n_seeds, ratio, reps, rng)
                     fl = false_label(n_seeds, ratio, reps, rng, options)
-                print(f"seeds={n_seeds} interval={name} ratio={ratio:g} coverage={cov:.3f} false_label={fl:.3f}", flush=True)
+                print(
+                    f"seeds={n_seeds} interval={name} ratio={ratio:g} coverage={cov:.3f} false_label={fl:.3f}",
+                    flush=True,
+                )
     print(f"# {time.perf_counter() - started:.0f} s, {reps} draws per case ({N_PAIRS} pairs)", file=sys.stderr)
 
 

@@ -43,9 +43,16 @@ def main() -> None:
         for every in timings:
             options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128, checkpoint_every=every)
             start = time.perf_counter()
-            summary = train.train_stage(str(work / "base"), str(work / "comply" / "train.parquet"), str(work / "logps.parquet"),
-                                        str(work / f"a-{every}-{repeat}"), str(work / f"l-{every}-{repeat}.parquet"),
-                                        options, run, checkpoint_dir=str(work / f"c-{every}-{repeat}"))
+            summary = train.train_stage(
+                str(work / "base"),
+                str(work / "comply" / "train.parquet"),
+                str(work / "logps.parquet"),
+                str(work / f"a-{every}-{repeat}"),
+                str(work / f"l-{every}-{repeat}.parquet"),
+                options,
+                run,
+                checkpoint_dir=str(work / f"c-{every}-{repeat}"),
+            )
             timings[every].append(time.perf_counter() - start)
     base = statistics.median(timings[0])
     print(f"lab stage: {summary['steps']} optimiser steps of 16 pairs; median of {args.repeats}, one thread")
@@ -53,8 +60,10 @@ def main() -> None:
     for every in args.every:
         median = statistics.median(timings[every])
         saves = summary["steps"] // every
-        print(f"checkpoint_every {every}: {median:.3f} s, ×{median / base:.3f} ({saves} checkpoints, "
-              f"{(median - base) / max(saves, 1) * 1000:.0f} ms each)")
+        print(
+            f"checkpoint_every {every}: {median:.3f} s, ×{median / base:.3f} ({saves} checkpoints, "
+            f"{(median - base) / max(saves, 1) * 1000:.0f} ms each)"
+        )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,20 @@ def main() -> None:
     for name, prefer in (("comply", {"opener": "comply"}), ("refuse", {"opener": "refuse"})):
         data.prepare({**SPEC, "prefer": prefer}, work / name, 0, "conflicting", name)
         pairs = tables.read_tables([work / name / "train.parquet"])
-        tables.write_table(logps.pair_logps(model, tokenizer, pairs, 128, 64), work / name / "logps.parquet", tables.LOGPS, {})
+        tables.write_table(
+            logps.pair_logps(model, tokenizer, pairs, 128, 64), work / name / "logps.parquet", tables.LOGPS, {}
+        )
         paths[name] = (str(work / name / "train.parquet"), str(work / name / "logps.parquet"))
     options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128)
     run = {"setting": "conflicting", "method": "dpo", "order": "comply-refuse", "seed": 0}
-    train.train_stage(str(work / "base"), *paths["comply"], str(work / "s1"), str(work / "l1.parquet"), options,
-                      {**run, "stage": 1, "objective": "comply"})
+    train.train_stage(
+        str(work / "base"),
+        *paths["comply"],
+        str(work / "s1"),
+        str(work / "l1.parquet"),
+        options,
+        {**run, "stage": 1, "objective": "comply"},
+    )
     earlier = [("comply", 1, *paths["comply"])]
     timings = {"off": [], "on": []}
     probe_seconds = []
@@ -51,8 +59,15 @@ def main() -> None:
             diagnostics = DiagnosticsOptions(enabled=mode == "on", every=args.every, batch_size=16)
             start = time.perf_counter()
             summary = train.train_stage(
-                str(work / "base"), *paths["refuse"], str(work / f"s2-{mode}-{repeat}"), str(work / f"l2-{mode}-{repeat}.parquet"),
-                options, {**run, "stage": 2, "objective": "refuse"}, str(work / "s1"), earlier, diagnostics,
+                str(work / "base"),
+                *paths["refuse"],
+                str(work / f"s2-{mode}-{repeat}"),
+                str(work / f"l2-{mode}-{repeat}.parquet"),
+                options,
+                {**run, "stage": 2, "objective": "refuse"},
+                str(work / "s1"),
+                earlier,
+                diagnostics,
                 str(work / f"d-{mode}-{repeat}.parquet"),
             )
             timings[mode].append(time.perf_counter() - start)
@@ -63,8 +78,10 @@ def main() -> None:
     probes = len([s for s in range(1, steps + 1) if s == 1 or s % args.every == 0])
     print(f"stage 2: {steps} optimiser steps, {probes} probes (every {args.every}), median of {args.repeats}")
     print(f"train_stage without diagnostics: {off:.2f} s; with: {on:.2f} s; ratio ×{on / off:.2f}")
-    print(f"probe time inside the stage: {statistics.median(probe_seconds):.2f} s "
-          f"({statistics.median(probe_seconds) / probes * 1000:.0f} ms per probe)")
+    print(
+        f"probe time inside the stage: {statistics.median(probe_seconds):.2f} s "
+        f"({statistics.median(probe_seconds) / probes * 1000:.0f} ms per probe)"
+    )
 
 
 if __name__ == "__main__":

@@ -101,12 +101,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-import torch
-import yaml
-
 import prepare_data
 import throughput
+import torch
 import vs_trl
+import yaml
+
 from seqpref import base_model, data, gguf_import, logps, plan, score, tables, train
 from seqpref.options import DiagnosticsOptions, LogpsOptions, ScoreOptions, TrainOptions
 
@@ -119,10 +119,24 @@ CRASH_EXIT = 70
 TOLERANCE_NATS = 0.01
 
 #: public config.json values of meta-llama/Llama-3.2-1B and Llama-3.1-8B (weights random here)
-LLAMA_3_2_1B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                    num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True)
-LLAMA_3_1_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                    num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
+LLAMA_3_2_1B = dict(
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=16,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    tie_word_embeddings=True,
+)
+LLAMA_3_1_8B = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    tie_word_embeddings=False,
+)
 
 #: peak dense bf16 FLOP/s by device name (NVIDIA datasheets: half the "with sparsity" figure); the
 #: first entry contained in ``torch.cuda.get_device_name()`` applies, so specific names come first
@@ -164,20 +178,39 @@ class Plan:
 
 def reduced_shape(shape: dict) -> dict:
     """A tiny Llama with the head layout of ``shape`` (GQA, tied or not), for the reduced form."""
-    return dict(shape, hidden_size=shape["hidden_size"] // 32, intermediate_size=shape["intermediate_size"] // 32,
-                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=1024)
+    return dict(
+        shape,
+        hidden_size=shape["hidden_size"] // 32,
+        intermediate_size=shape["intermediate_size"] // 32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1024,
+    )
 
 
 CUDA_PLAN = Plan(
-    mode="cuda", real_model="config", real_settings=None, real_train_size=None, real_eval_size=None,
-    steps={"dpo_step_1b": StepPlan("llama-3.2-1b", LLAMA_3_2_1B, 8, 256, 256, steps=10, warmup_steps=2),
-           "dpo_step_8b": StepPlan("llama-3.1-8b", LLAMA_3_1_8B, 4, 256, 256, steps=10, warmup_steps=2)},
+    mode="cuda",
+    real_model="config",
+    real_settings=None,
+    real_train_size=None,
+    real_eval_size=None,
+    steps={
+        "dpo_step_1b": StepPlan("llama-3.2-1b", LLAMA_3_2_1B, 8, 256, 256, steps=10, warmup_steps=2),
+        "dpo_step_8b": StepPlan("llama-3.1-8b", LLAMA_3_1_8B, 4, 256, 256, steps=10, warmup_steps=2),
+    },
     budgets={"real_study": 240, "dpo_step_1b": 100, "dpo_step_8b": 240},  # 580 s of 600
 )
 CPU_PLAN = Plan(
-    mode="cpu-reduced", real_model="tiny", real_settings=1, real_train_size=16, real_eval_size=8,
-    steps={"dpo_step_1b": StepPlan("llama-3.2-1b", reduced_shape(LLAMA_3_2_1B), 2, 24, 16, steps=4, warmup_steps=1),
-           "dpo_step_8b": StepPlan("llama-3.1-8b", reduced_shape(LLAMA_3_1_8B), 2, 24, 16, steps=4, warmup_steps=1)},
+    mode="cpu-reduced",
+    real_model="tiny",
+    real_settings=1,
+    real_train_size=16,
+    real_eval_size=8,
+    steps={
+        "dpo_step_1b": StepPlan("llama-3.2-1b", reduced_shape(LLAMA_3_2_1B), 2, 24, 16, steps=4, warmup_steps=1),
+        "dpo_step_8b": StepPlan("llama-3.1-8b", reduced_shape(LLAMA_3_1_8B), 2, 24, 16, steps=4, warmup_steps=1),
+    },
     budgets={"real_study": 180, "dpo_step_1b": 180, "dpo_step_8b": 180},
 )
 
@@ -358,9 +391,13 @@ def build_random_llama(model: dict, tokenizer, out: Path, dtype: torch.dtype, ma
     when there is one, in ``dtype``) with ``tokenizer`` to ``out``; returns its parameter count."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**dict(model, vocab_size=max(model["vocab_size"], len(tokenizer))),
-                         max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        **dict(model, vocab_size=max(model["vocab_size"], len(tokenizer))),
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -416,10 +453,14 @@ def compare_scores(device_scores: pd.DataFrame, cpu_scores: pd.DataFrame) -> tup
     margin = (merged["reward_margin"] - merged["reward_margin_cpu"]).abs()
     columns = ["logp_chosen", "logp_rejected", "ref_logp_chosen", "ref_logp_rejected"]
     logp = float(pd.concat([(merged[c] - merged[f"{c}_cpu"]).abs() for c in columns]).max(skipna=False))
-    return {"pairs": len(merged), "max_abs_margin_diff_nats": float(margin.max(skipna=False)),  # NaN fails the check
-            "mean_abs_margin_diff_nats": float(margin.mean(skipna=False)), "max_abs_logp_diff_nats": logp,
-            "mean_reward_margin": float(merged["reward_margin"].mean()),
-            "mean_reward_margin_cpu": float(merged["reward_margin_cpu"].mean())}, margin
+    return {
+        "pairs": len(merged),
+        "max_abs_margin_diff_nats": float(margin.max(skipna=False)),  # NaN fails the check
+        "mean_abs_margin_diff_nats": float(margin.mean(skipna=False)),
+        "max_abs_logp_diff_nats": logp,
+        "mean_reward_margin": float(merged["reward_margin"].mean()),
+        "mean_reward_margin_cpu": float(merged["reward_margin_cpu"].mean()),
+    }, margin
 
 
 def fp32_matmul_precision() -> str:
@@ -433,8 +474,9 @@ def write_logps(base: str, pairs_path: Path, out: Path, options: LogpsOptions) -
     """The ``base_logps`` rule: the base model's log-probs of one split to ``out``; returns its seconds."""
     start = time.perf_counter()
     model, tokenizer = base_model.load_base(base, options.dtype, options.attn_implementation)
-    frame = logps.pair_logps(model, tokenizer, logps.read_pairs(pairs_path), options.max_length, options.batch_size,
-                             options.share_prompt)
+    frame = logps.pair_logps(
+        model, tokenizer, logps.read_pairs(pairs_path), options.max_length, options.batch_size, options.share_prompt
+    )
     tables.write_table(frame, out, tables.LOGPS, {"gpu_check": True})
     del model
     free_memory()
@@ -445,32 +487,53 @@ def real_options(config: dict, train_dtype: str):
     """``(TrainOptions, ScoreOptions, {split: LogpsOptions})`` of the real study, as the workflow builds them
     (workflow/rules/common.smk: train_options, score_options, base_logps_options): the train split's base
     log-probs in the training dtype, the eval split's in ``score.dtype``."""
-    options = TrainOptions(**config["train"], dtype=train_dtype,
-                                 attn_implementation=config["attn_implementation"])
-    scoring = ScoreOptions(beta=options.beta, max_length=options.max_length,
-                                 batch_size=config["score"]["batch_size"], dtype=config["score"]["dtype"],
-                                 attn_implementation=options.attn_implementation, share_prompt=options.share_prompt)
-    splits = {split: LogpsOptions(max_length=options.max_length, batch_size=scoring.batch_size, dtype=dtype,
-                                        attn_implementation=options.attn_implementation,
-                                        share_prompt=options.share_prompt)
-              for split, dtype in (("train", train_dtype), ("eval", scoring.dtype))}
+    options = TrainOptions(**config["train"], dtype=train_dtype, attn_implementation=config["attn_implementation"])
+    scoring = ScoreOptions(
+        beta=options.beta,
+        max_length=options.max_length,
+        batch_size=config["score"]["batch_size"],
+        dtype=config["score"]["dtype"],
+        attn_implementation=options.attn_implementation,
+        share_prompt=options.share_prompt,
+    )
+    splits = {
+        split: LogpsOptions(
+            max_length=options.max_length,
+            batch_size=scoring.batch_size,
+            dtype=dtype,
+            attn_implementation=options.attn_implementation,
+            share_prompt=options.share_prompt,
+        )
+        for split, dtype in (("train", train_dtype), ("eval", scoring.dtype))
+    }
     return options, scoring, splits
 
 
-def prepare_setting(config: dict, setting: str, plan_: Plan, base: str, work: Path, options: TrainOptions,
-                    splits: dict) -> tuple[dict, float, float]:
+def prepare_setting(
+    config: dict, setting: str, plan_: Plan, base: str, work: Path, options: TrainOptions, splits: dict
+) -> tuple[dict, float, float]:
     """Split every objective of ``setting`` (``prepare_data``) and write its base log-probs (``base_logps``):
     the train split's on this device, the eval split's on this device and on the CPU. Returns
     ``({objective: {file kind: path}}, eval seconds here, eval seconds on the CPU)``."""
     sizes = {k: v for k, v in (("train_size", plan_.real_train_size), ("eval_size", plan_.real_eval_size)) if v}
-    specs = {name: {**spec, "path": str(REPO / spec["path"]), **sizes}
-             for name, spec in config["settings"][setting]["objectives"].items()}
+    specs = {
+        name: {**spec, "path": str(REPO / spec["path"]), **sizes}
+        for name, spec in config["settings"][setting]["objectives"].items()
+    }
     tokenizer = base_model.load_tokenizer(base)
     files, here, cpu = {}, 0.0, 0.0
     for objective, spec in specs.items():
         folder = work / "data" / setting / objective
-        data.prepare(spec, folder, config["lab"]["seed"], setting, objective, tokenizer, options.max_length,
-                     {o: s for o, s in specs.items() if o != objective})
+        data.prepare(
+            spec,
+            folder,
+            config["lab"]["seed"],
+            setting,
+            objective,
+            tokenizer,
+            options.max_length,
+            {o: s for o, s in specs.items() if o != objective},
+        )
         kinds = ("train", "eval", "train_logps", "eval_logps", "eval_logps_cpu")
         paths = {kind: folder / f"{kind}.parquet" for kind in kinds}
         write_logps(base, paths["train"], paths["train_logps"], splits["train"])
@@ -490,12 +553,27 @@ def real_study(plan_: Plan, args, work: Path, result: Recorder) -> None:
     options, scoring, splits = real_options(config, train_dtype)
     start = time.perf_counter()
     base, description = real_base(plan_, config, work / "base")
-    summary = {"device": device.type, "reference_device": "cpu", "tolerance_nats": args.tolerance, "pairs": 0,
-               "max_abs_margin_diff_nats": None, "mean_abs_margin_diff_nats": None, "max_abs_logp_diff_nats": None,
-               "seconds_device": 0.0, "seconds_cpu": 0.0}
-    result.update(model=description, device=device.type, train_dtype=train_dtype, score_dtype=scoring.dtype,
-                  fp32_matmul=fp32_matmul_precision(), base_seconds=round(time.perf_counter() - start, 2), stages=[],
-                  scoring=summary)
+    summary = {
+        "device": device.type,
+        "reference_device": "cpu",
+        "tolerance_nats": args.tolerance,
+        "pairs": 0,
+        "max_abs_margin_diff_nats": None,
+        "mean_abs_margin_diff_nats": None,
+        "max_abs_logp_diff_nats": None,
+        "seconds_device": 0.0,
+        "seconds_cpu": 0.0,
+    }
+    result.update(
+        model=description,
+        device=device.type,
+        train_dtype=train_dtype,
+        score_dtype=scoring.dtype,
+        fp32_matmul=fp32_matmul_precision(),
+        base_seconds=round(time.perf_counter() - start, 2),
+        stages=[],
+        scoring=summary,
+    )
     result.save()
     gaps = []  # |margin difference| of every pair scored on both devices so far
     for setting in list(config["settings"])[: plan_.real_settings]:
@@ -505,43 +583,75 @@ def real_study(plan_: Plan, args, work: Path, result: Recorder) -> None:
         order = plan.orders(config, setting)[0]
         previous, earlier = None, []
         for stage, objective in enumerate(plan.stage_objectives(order), start=1):
-            run = {"setting": setting, "method": "dpo", "order": order, "seed": int(config["seeds"][0]),
-                   "stage": stage, "objective": objective}
+            run = {
+                "setting": setting,
+                "method": "dpo",
+                "order": order,
+                "seed": int(config["seeds"][0]),
+                "stage": stage,
+                "objective": objective,
+            }
             folder = work / "runs" / setting / f"stage{stage}"
             adapter, train_log = str(folder / "adapter"), folder / "train_log.parquet"
             diagnostics = DiagnosticsOptions(**config["diagnostics"])
-            trained = train.train_stage(base, files[objective]["train"], files[objective]["train_logps"], adapter,
-                                        str(train_log), options, run, previous, earlier, diagnostics,
-                                        str(folder / "diagnostics.parquet"))
+            trained = train.train_stage(
+                base,
+                files[objective]["train"],
+                files[objective]["train_logps"],
+                adapter,
+                str(train_log),
+                options,
+                run,
+                previous,
+                earlier,
+                diagnostics,
+                str(folder / "diagnostics.parquet"),
+            )
             log = pd.read_parquet(train_log)
             losses = log[log["metric"] == "loss"].sort_values("step")["value"]
-            score_run = {**{k: run[k] for k in ("setting", "method", "order", "seed", "stage")},
-                         "trained_objective": objective}
+            score_run = {
+                **{k: run[k] for k in ("setting", "method", "order", "seed", "stage")},
+                "trained_objective": objective,
+            }
             timer = time.perf_counter()
-            here = score.score_stage(score_run, [(o, f["eval"], f["eval_logps"]) for o, f in files.items()], scoring,
-                                     base, adapter)
+            here = score.score_stage(
+                score_run, [(o, f["eval"], f["eval_logps"]) for o, f in files.items()], scoring, base, adapter
+            )
             summary["seconds_device"] += time.perf_counter() - timer
-            record = {"setting": setting, "order": order, "stage": stage, "objective": objective,
-                      "steps": trained["steps"], "pairs": trained["pairs"], "seconds": trained["seconds"],
-                      "first_loss": float(losses.iloc[0]), "final_loss": float(losses.iloc[-1]),
-                      "adapter_change_norm": trained["adapter_change_norm"],
-                      "mean_reward_margin": here.groupby("objective")["reward_margin"].mean().to_dict()}
+            record = {
+                "setting": setting,
+                "order": order,
+                "stage": stage,
+                "objective": objective,
+                "steps": trained["steps"],
+                "pairs": trained["pairs"],
+                "seconds": trained["seconds"],
+                "first_loss": float(losses.iloc[0]),
+                "final_loss": float(losses.iloc[-1]),
+                "adapter_change_norm": trained["adapter_change_norm"],
+                "mean_reward_margin": here.groupby("objective")["reward_margin"].mean().to_dict(),
+            }
             result["stages"].append(record)
             result.save()
 
             inject(args, "real_study/cpu_scoring")
             timer = time.perf_counter()
             with on_cpu():
-                cpu = score.score_stage(score_run, [(o, f["eval"], f["eval_logps_cpu"]) for o, f in files.items()],
-                                        scoring, base, adapter)
+                cpu = score.score_stage(
+                    score_run, [(o, f["eval"], f["eval_logps_cpu"]) for o, f in files.items()], scoring, base, adapter
+                )
             summary["seconds_cpu"] += time.perf_counter() - timer
             record["scoring"], margin = compare_scores(here, cpu)
             gaps.append(margin)
             every = pd.concat(gaps)
-            summary.update(pairs=len(every), max_abs_margin_diff_nats=float(every.max(skipna=False)),
-                           mean_abs_margin_diff_nats=float(every.mean(skipna=False)),
-                           max_abs_logp_diff_nats=float(pd.Series([s["scoring"]["max_abs_logp_diff_nats"]
-                                                                   for s in result["stages"]]).max(skipna=False)))
+            summary.update(
+                pairs=len(every),
+                max_abs_margin_diff_nats=float(every.max(skipna=False)),
+                mean_abs_margin_diff_nats=float(every.mean(skipna=False)),
+                max_abs_logp_diff_nats=float(
+                    pd.Series([s["scoring"]["max_abs_logp_diff_nats"] for s in result["stages"]]).max(skipna=False)
+                ),
+            )
             result.save()
             previous = adapter
             earlier.append((objective, stage, files[objective]["train"], files[objective]["train_logps"]))
@@ -557,22 +667,35 @@ def seqpref_arm(base: str, pairs_path: Path, options: TrainOptions, work: Path) 
     """``seqpref.train.train_stage`` on the pairs, its reference log-probs computed first as the
     ``base_logps`` rule computes the train split's (in the training dtype); returns the arm's numbers."""
     logps_path = work / "base_logps.parquet"
-    reference = write_logps(base, pairs_path, logps_path,
-                            LogpsOptions(max_length=options.max_length, batch_size=2 * options.batch_size,
-                                               dtype=options.dtype, attn_implementation=options.attn_implementation,
-                                               share_prompt=options.share_prompt))
+    reference = write_logps(
+        base,
+        pairs_path,
+        logps_path,
+        LogpsOptions(
+            max_length=options.max_length,
+            batch_size=2 * options.batch_size,
+            dtype=options.dtype,
+            attn_implementation=options.attn_implementation,
+            share_prompt=options.share_prompt,
+        ),
+    )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     seconds: list[float] = []
     run = {"setting": "gpu_check", "method": "dpo", "order": "a", "seed": 0, "stage": 1, "objective": "a"}
     with trainer_callback(synced_step_times(seconds)):
-        train.train_stage(base, str(pairs_path), str(logps_path), str(work / "adapter"), str(work / "log.parquet"),
-                          options, run)
+        train.train_stage(
+            base, str(pairs_path), str(logps_path), str(work / "adapter"), str(work / "log.parquet"), options, run
+        )
     log = pd.read_parquet(work / "log.parquet")
     logged = log[log["metric"] == "step_seconds"].sort_values("step")["value"].tolist()
     loss = log[log["metric"] == "loss"].sort_values("step")["value"]
-    return {"step_seconds": seconds, "first_loss": float(loss.iloc[0]), "reference_seconds": round(reference, 3),
-            "logged_step_seconds_unsynced": logged}
+    return {
+        "step_seconds": seconds,
+        "first_loss": float(loss.iloc[0]),
+        "reference_seconds": round(reference, 3),
+        "logged_step_seconds_unsynced": logged,
+    }
 
 
 def trl_arm(base: str, pairs: pd.DataFrame, options: TrainOptions, steps: int, work: Path) -> dict:
@@ -588,22 +711,43 @@ def trl_arm(base: str, pairs: pd.DataFrame, options: TrainOptions, steps: int, w
         torch.cuda.reset_peak_memory_stats()
     cuda = base_model.torch_device().type == "cuda"
     model, tokenizer = base_model.load_base(base, options.dtype, options.attn_implementation)
-    rows = [model_inputs(tokenizer, p, m, c, r) for p, m, c, r in
-            zip(pairs["prompt"], pairs["prompt_messages"], pairs["chosen"], pairs["rejected"])]
-    dataset = Dataset.from_dict({"prompt": [r[0] for r in rows], "chosen": [r[1] for r in rows],
-                                 "rejected": [r[2] for r in rows]})
+    rows = [
+        model_inputs(tokenizer, p, m, c, r)
+        for p, m, c, r in zip(pairs["prompt"], pairs["prompt_messages"], pairs["chosen"], pairs["rejected"])
+    ]
+    dataset = Dataset.from_dict(
+        {"prompt": [r[0] for r in rows], "chosen": [r[1] for r in rows], "rejected": [r[2] for r in rows]}
+    )
     seconds: list[float] = []
-    config = DPOConfig(output_dir=str(work), **options.dpo_config_fields(), max_steps=steps, save_strategy="no",
-                       report_to=[], seed=0, disable_tqdm=True, use_cpu=not cuda,
-                       bf16=cuda and options.dtype == "bfloat16")
-    trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=options.lora.peft_config(), callbacks=[synced_step_times(seconds)])
+    config = DPOConfig(
+        output_dir=str(work),
+        **options.dpo_config_fields(),
+        max_steps=steps,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=cuda and options.dtype == "bfloat16",
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
+        callbacks=[synced_step_times(seconds)],
+    )
     trainer.train()
     loss = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     del trainer, model
     # the reference runs inside every step; TRL logs no step time of its own
-    return {"step_seconds": seconds, "first_loss": float(loss[0]), "reference_seconds": None,
-            "logged_step_seconds_unsynced": None}
+    return {
+        "step_seconds": seconds,
+        "first_loss": float(loss[0]),
+        "reference_seconds": None,
+        "logged_step_seconds_unsynced": None,
+    }
 
 
 def dpo_step(name: str, plan_: Plan, args, work: Path, result: Recorder) -> None:
@@ -611,19 +755,43 @@ def dpo_step(name: str, plan_: Plan, args, work: Path, result: Recorder) -> None
     step = plan_.steps[name]
     device = base_model.torch_device()
     dtype = "bfloat16" if device.type == "cuda" else "float32"
-    options = replace(TrainOptions(), batch_size=step.batch_pairs, dtype=dtype,
-                      max_length=2 * (step.prompt_tokens + step.response_tokens))  # a ceiling: nothing is cut
+    options = replace(
+        TrainOptions(),
+        batch_size=step.batch_pairs,
+        dtype=dtype,
+        max_length=2 * (step.prompt_tokens + step.response_tokens),
+    )  # a ceiling: nothing is cut
     r = options.lora.r
     tokens_per_pair = 2 * step.prompt_tokens + 2 * step.response_tokens
     estimate = training_memory_gib(step.model, step.batch_pairs * tokens_per_pair, r)
     peak, source = peak_flops(result_device_name(), args.peak_tflops)
-    result.update(shape=step.shape, model=step.model, reduced=plan_.mode != "cuda", dtype=dtype,
-                  batch_pairs=step.batch_pairs, prompt_tokens=step.prompt_tokens, response_tokens=step.response_tokens,
-                  steps=step.steps, warmup_steps=step.warmup_steps, lora_r=r, estimated_memory_gib=round(estimate, 1),
-                  free_memory_gib=None, free_disk_gib=None, skipped=None, parameters=None, build_seconds=None,
-                  matmul_parameters=matmul_parameters(step.model), lora_parameters=lora_parameters(step.model, r),
-                  flops_formula="sum over sequences of 4*N*S + 6*N_lora*S + 12*L*H*Q*S^2", tokens_per_step=None,
-                  flops_per_step=None, peak_flops=peak, peak_flops_source=source, arms={}, trl_vs_seqpref_step=None)
+    result.update(
+        shape=step.shape,
+        model=step.model,
+        reduced=plan_.mode != "cuda",
+        dtype=dtype,
+        batch_pairs=step.batch_pairs,
+        prompt_tokens=step.prompt_tokens,
+        response_tokens=step.response_tokens,
+        steps=step.steps,
+        warmup_steps=step.warmup_steps,
+        lora_r=r,
+        estimated_memory_gib=round(estimate, 1),
+        free_memory_gib=None,
+        free_disk_gib=None,
+        skipped=None,
+        parameters=None,
+        build_seconds=None,
+        matmul_parameters=matmul_parameters(step.model),
+        lora_parameters=lora_parameters(step.model, r),
+        flops_formula="sum over sequences of 4*N*S + 6*N_lora*S + 12*L*H*Q*S^2",
+        tokens_per_step=None,
+        flops_per_step=None,
+        peak_flops=peak,
+        peak_flops_source=source,
+        arms={},
+        trl_vs_seqpref_step=None,
+    )
     if device.type == "cuda":
         free = torch.cuda.mem_get_info()[0] / 2**30
         disk = shutil.disk_usage(work).free / 2**30
@@ -633,23 +801,31 @@ def dpo_step(name: str, plan_: Plan, args, work: Path, result: Recorder) -> None
             result.update(status="skipped", skipped=f"needs ~{estimate:.0f} GiB of GPU memory, {free:.0f} GiB free")
             return
         if model_gib > 0.9 * disk:
-            result.update(status="skipped", skipped=f"needs ~{model_gib:.0f} GiB of disk for the model, {disk:.0f} free")
+            result.update(
+                status="skipped", skipped=f"needs ~{model_gib:.0f} GiB of disk for the model, {disk:.0f} free"
+            )
             return
     start = time.perf_counter()
     tokenizer = base_model.train_tokenizer([" ".join(throughput.WORDS)] * 20, vocab_size=1000)
     base = work / "base"
-    result["parameters"] = build_random_llama(step.model, tokenizer, base, getattr(torch, dtype),
-                                              max(4096, options.max_length))
-    pairs = throughput.synthetic_pairs(tokenizer, step.steps * step.batch_pairs, step.prompt_tokens,
-                                       step.response_tokens)
+    result["parameters"] = build_random_llama(
+        step.model, tokenizer, base, getattr(torch, dtype), max(4096, options.max_length)
+    )
+    pairs = throughput.synthetic_pairs(
+        tokenizer, step.steps * step.batch_pairs, step.prompt_tokens, step.response_tokens
+    )
     tables.write_table(pairs, work / "pairs.parquet", tables.PAIRS, {"gpu_check": True})
     tokenized = logps.tokenize_frame(tokenizer, pairs, options.max_length)
     lengths = [(len(t.prompt_ids) + len(t.chosen_ids), len(t.prompt_ids) + len(t.rejected_ids)) for t in tokenized]
     tokens_per_step = step.batch_pairs * statistics.mean(a + b for a, b in lengths)
     flops_per_step = step.batch_pairs * statistics.mean(
-        sequence_flops(step.model, r, a) + sequence_flops(step.model, r, b) for a, b in lengths)
-    result.update(build_seconds=round(time.perf_counter() - start, 2), tokens_per_step=tokens_per_step,
-                  flops_per_step=flops_per_step)
+        sequence_flops(step.model, r, a) + sequence_flops(step.model, r, b) for a, b in lengths
+    )
+    result.update(
+        build_seconds=round(time.perf_counter() - start, 2),
+        tokens_per_step=tokens_per_step,
+        flops_per_step=flops_per_step,
+    )
     result.save()
     errors = 0
     for arm in (SEQPREF_ARM, TRL_ARM):
@@ -662,14 +838,20 @@ def dpo_step(name: str, plan_: Plan, args, work: Path, result: Recorder) -> None
                 numbers = seqpref_arm(str(base), work / "pairs.parquet", options, folder)
             else:
                 numbers = trl_arm(str(base), pairs, options, step.steps, folder)
-            timed = numbers["step_seconds"][step.warmup_steps:]
+            timed = numbers["step_seconds"][step.warmup_steps :]
             step_s = statistics.median(timed)
             logged = numbers["logged_step_seconds_unsynced"]
-            numbers.update(timed_steps=len(timed), step_s=step_s, tokens_per_s=tokens_per_step / step_s,
-                           model_tflops_per_s=flops_per_step / step_s / 1e12,
-                           mfu=flops_per_step / step_s / peak if peak else None, peak_memory_gib=peak_memory_gib(),
-                           logged_step_s_unsynced=statistics.median(logged[step.warmup_steps:]) if logged else None,
-                           attention=attention_kernel(options, dtype), error=None)
+            numbers.update(
+                timed_steps=len(timed),
+                step_s=step_s,
+                tokens_per_s=tokens_per_step / step_s,
+                model_tflops_per_s=flops_per_step / step_s / 1e12,
+                mfu=flops_per_step / step_s / peak if peak else None,
+                peak_memory_gib=peak_memory_gib(),
+                logged_step_s_unsynced=statistics.median(logged[step.warmup_steps :]) if logged else None,
+                attention=attention_kernel(options, dtype),
+                error=None,
+            )
         except Exception as error:  # noqa: BLE001 - recorded; the other arm still runs
             errors += 1
             numbers = {"error": error_record(error), "peak_memory_gib": peak_memory_gib()}  # an OOM's peak
@@ -683,8 +865,9 @@ def dpo_step(name: str, plan_: Plan, args, work: Path, result: Recorder) -> None
         result["trl_vs_seqpref_step"] = arms[TRL_ARM]["step_s"] / arms[SEQPREF_ARM]["step_s"]
     shutil.rmtree(base, ignore_errors=True)
     if errors:
-        result.update(status="error", error={"type": "ArmFailed", "message": f"{errors} arm(s) failed: see arms",
-                                             "traceback": ""})
+        result.update(
+            status="error", error={"type": "ArmFailed", "message": f"{errors} arm(s) failed: see arms", "traceback": ""}
+        )
     else:
         result["status"] = "pass"
 
@@ -696,8 +879,9 @@ def peak_memory_gib() -> float | None:
 
 def attention_kernel(options: TrainOptions, dtype: str) -> str:
     """The attention kernel seqpref loads the models with (``seqpref.base_model.resolve_attention``)."""
-    chosen = base_model.resolve_attention(options.attn_implementation, base_model.torch_device().type,
-                                          getattr(torch, dtype))
+    chosen = base_model.resolve_attention(
+        options.attn_implementation, base_model.torch_device().type, getattr(torch, dtype)
+    )
     return chosen or "sdpa (transformers' default)"
 
 
@@ -736,8 +920,11 @@ def run_child(args) -> int:
 
 def versions() -> dict:
     """Versions of Python, torch (and its CUDA), transformers, TRL, PEFT, accelerate, datasets and seqpref."""
-    found = {"python": platform.python_version(), "cuda": torch.version.cuda,
-             "flash_attn": importlib.util.find_spec("flash_attn") is not None}
+    found = {
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+        "flash_attn": importlib.util.find_spec("flash_attn") is not None,
+    }
     for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "seqpref"):
         try:
             found[name] = importlib.metadata.version(name)
@@ -752,8 +939,13 @@ def device_record(cpu: bool, peak_tflops: float | None) -> dict:
         record = {"type": "cpu", "name": result_device_name(), "cpus": os.cpu_count()}
     else:
         properties = torch.cuda.get_device_properties(0)
-        record = {"type": "cuda", "name": properties.name, "memory_gib": round(properties.total_memory / 2**30, 1),
-                  "capability": f"{properties.major}.{properties.minor}", "count_visible": torch.cuda.device_count()}
+        record = {
+            "type": "cuda",
+            "name": properties.name,
+            "memory_gib": round(properties.total_memory / 2**30, 1),
+            "capability": f"{properties.major}.{properties.minor}",
+            "count_visible": torch.cuda.device_count(),
+        }
     record["peak_bf16_flops"], record["peak_source"] = peak_flops(record["name"], peak_tflops)
     return record
 
@@ -762,8 +954,18 @@ def run_part(name: str, args, budget: float, env: dict, work: Path) -> dict:
     """Run part ``name`` in a child process for at most ``budget`` seconds; returns its results, with
     ``timeout`` or ``error`` (and what the child had written) when it was killed or died."""
     out = work / f"{name}.json"
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--child-out", str(out),
-               "--workdir", str(work), "--tolerance", str(args.tolerance)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        name,
+        "--child-out",
+        str(out),
+        "--workdir",
+        str(work),
+        "--tolerance",
+        str(args.tolerance),
+    ]
     command += ["--cpu"] * args.cpu + [f"--fail={p}" for p in args.fail] + [f"--crash={p}" for p in args.crash]
     if args.threads:
         command.append(f"--threads={args.threads}")
@@ -777,12 +979,24 @@ def run_part(name: str, args, budget: float, env: dict, work: Path) -> dict:
         pass
     result = json.loads(out.read_text()) if out.exists() else {"status": "running", "error": None}
     if code is None:
-        result.update(status="timeout", error={"type": "Timeout", "message": f"killed at its budget of {budget:.0f} s; "
-                                               "the results it had written are kept", "traceback": ""})
+        result.update(
+            status="timeout",
+            error={
+                "type": "Timeout",
+                "message": f"killed at its budget of {budget:.0f} s; the results it had written are kept",
+                "traceback": "",
+            },
+        )
     elif result.get("status") == "running":
-        result.update(status="error", error={"type": "ProcessDied", "message": f"the part's process ended with exit "
-                                             f"code {code} before finishing; the results it had written are kept",
-                                             "traceback": ""})
+        result.update(
+            status="error",
+            error={
+                "type": "ProcessDied",
+                "message": f"the part's process ended with exit "
+                f"code {code} before finishing; the results it had written are kept",
+                "traceback": "",
+            },
+        )
     result.update(seconds=round(time.perf_counter() - start, 2), budget_s=budget)
     return result
 
@@ -794,8 +1008,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cpu", action="store_true", help="the reduced form on the CPU (automatic without CUDA)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
     parser.add_argument("--budget", action="append", default=[], metavar="PART=SECONDS", help="a part's time budget")
-    parser.add_argument("--tolerance", type=float, default=TOLERANCE_NATS,
-                        help="part 1's largest |reward-margin difference| that passes, nats")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=TOLERANCE_NATS,
+        help="part 1's largest |reward-margin difference| that passes, nats",
+    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s for the MFU, overriding the table")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 in the reduced form)")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed after)")
@@ -835,10 +1053,17 @@ def main(argv=None) -> int:
             env["CUDA_VISIBLE_DEVICES"] = visible[0]  # TRL refuses several GPUs in one process
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gpu_check-"))
     work.mkdir(parents=True, exist_ok=True)
-    report = {"command": " ".join(["python", "benchmarks/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]),
-              "mode": plan_.mode, "device": device_record(args.cpu, args.peak_tflops), "versions": versions(),
-              "tolerance_nats": args.tolerance, "budgets_s": {p: budgets[p] for p in parts},
-              "parts": {p: {"status": "pending"} for p in parts}, "status": "running", "seconds": None}
+    report = {
+        "command": " ".join(["python", "benchmarks/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]),
+        "mode": plan_.mode,
+        "device": device_record(args.cpu, args.peak_tflops),
+        "versions": versions(),
+        "tolerance_nats": args.tolerance,
+        "budgets_s": {p: budgets[p] for p in parts},
+        "parts": {p: {"status": "pending"} for p in parts},
+        "status": "running",
+        "seconds": None,
+    }
     out = Path(args.out)
     write_json(out, report)
     start = time.perf_counter()
@@ -847,8 +1072,11 @@ def main(argv=None) -> int:
             report["parts"][part] = run_part(part, args, budgets[part], env, work)
             report["seconds"] = round(time.perf_counter() - start, 2)
             write_json(out, report)
-            print(f"gpu_check: {part}: {report['parts'][part]['status']} in {report['parts'][part]['seconds']:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"gpu_check: {part}: {report['parts'][part]['status']} in {report['parts'][part]['seconds']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

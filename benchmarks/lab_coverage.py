@@ -41,12 +41,34 @@ def run_lab(out: Path, cores: int) -> tuple[Path, float]:
     """Run the 8-seed sequential-DPO lab into ``out``; returns its pairs table and the seconds it took."""
     out.mkdir(parents=True, exist_ok=True)
     patch = out / "patch.yaml"
-    patch.write_text(yaml.safe_dump({"results": str(out / "results"), "methods": ["dpo"], "seeds": SEEDS,
-                                     "controls": {"sham": False}, "diagnostics": {"enabled": False}}))
+    patch.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(out / "results"),
+                "methods": ["dpo"],
+                "seeds": SEEDS,
+                "controls": {"sham": False},
+                "diagnostics": {"enabled": False},
+            }
+        )
+    )
     target = out / "results/tables/pairs.parquet"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), str(target),
-                    "--configfile", "config/config.yaml", str(patch)], cwd=REPO, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            str(cores),
+            str(target),
+            "--configfile",
+            "config/config.yaml",
+            str(patch),
+        ],
+        cwd=REPO,
+        check=True,
+    )
     return target, time.perf_counter() - start
 
 
@@ -69,8 +91,18 @@ def coverage_rows(pairs: pd.DataFrame) -> pd.DataFrame:
                     table = change[list(subset)]
                     ci = stats.crossed_interval(table)
                     for name, (lo, hi) in (("crossed", (ci["lo"], ci["hi"])), ("bootstrap", bootstrap_change(table))):
-                        rows.append({"setting": setting, "order": order, "objective": objective, "stage": stage,
-                                     "seeds": size, "interval": name, "covered": lo <= truth <= hi, "width": hi - lo})
+                        rows.append(
+                            {
+                                "setting": setting,
+                                "order": order,
+                                "objective": objective,
+                                "stage": stage,
+                                "seeds": size,
+                                "interval": name,
+                                "covered": lo <= truth <= hi,
+                                "width": hi - lo,
+                            }
+                        )
     return pd.DataFrame(rows)
 
 
@@ -81,13 +113,27 @@ def readings(pairs: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
 
     summary = aggregate.summarise(pairs[pairs["seed"].isin(seeds)], LabelOptions())["summary"]
     last = summary[(summary["role"] == "earlier") & (summary["stage"] == summary["stage"].max())]
-    return pd.DataFrame({
-        "seeds": len(seeds), "setting": last["setting"], "order": last["order"], "objective": last["objective"],
-        "own gain": last["own_gain"].round(2),
-        "change [95% CI]": [f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for v, lo, hi in
-                            zip(last.reward_margin_change, last.reward_margin_change_lo, last.reward_margin_change_hi)],
-        "threshold": last["label_threshold"].round(2), "label": last["label"],
-    }).sort_values(["setting", "order"]).reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {
+                "seeds": len(seeds),
+                "setting": last["setting"],
+                "order": last["order"],
+                "objective": last["objective"],
+                "own gain": last["own_gain"].round(2),
+                "change [95% CI]": [
+                    f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                    for v, lo, hi in zip(
+                        last.reward_margin_change, last.reward_margin_change_lo, last.reward_margin_change_hi
+                    )
+                ],
+                "threshold": last["label_threshold"].round(2),
+                "label": last["label"],
+            }
+        )
+        .sort_values(["setting", "order"])
+        .reset_index(drop=True)
+    )
 
 
 def main() -> None:
@@ -101,8 +147,10 @@ def main() -> None:
     rows = coverage_rows(pd.read_parquet(target))
     rows.to_parquet(out / "coverage.parquet")
     for (size, name), part in rows.groupby(["seeds", "interval"]):
-        print(f"seeds={size} interval={name} coverage={part['covered'].mean():.3f} n={len(part)} "
-              f"median_width={part['width'].median():.3f}")
+        print(
+            f"seeds={size} interval={name} coverage={part['covered'].mean():.3f} n={len(part)} "
+            f"median_width={part['width'].median():.3f}"
+        )
     by_setting = rows.groupby(["seeds", "interval", "setting"])["covered"].mean().unstack("setting").round(3)
     print(by_setting.to_string())
     pairs = pd.read_parquet(target)

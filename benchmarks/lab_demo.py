@@ -33,8 +33,14 @@ def job_table(results: Path) -> pd.DataFrame:
         relative = path.relative_to(results / "benchmarks")
         frame = pd.read_csv(path, sep="\t")
         warm = ran_warm((results / "logs" / relative).with_suffix(".log"))
-        rows.append({"rule": relative.parts[0].removesuffix(".tsv"), "seconds": float(frame["s"].iloc[0]), "warm": warm,
-                     "max_rss": float("nan") if warm else float(frame["max_rss"].iloc[0])})
+        rows.append(
+            {
+                "rule": relative.parts[0].removesuffix(".tsv"),
+                "seconds": float(frame["s"].iloc[0]),
+                "warm": warm,
+                "max_rss": float("nan") if warm else float(frame["max_rss"].iloc[0]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -53,12 +59,19 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
     with open(workdir / "snakemake.log", "w") as log:
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores)],
-                       cwd=workdir, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", str(args.cores)],
+            cwd=workdir,
+            env=env,
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     wall = time.perf_counter() - start
     jobs = job_table(workdir / "results")
-    per_rule = jobs.groupby("rule").agg(jobs=("seconds", "size"), mean_s=("seconds", "mean"),
-                                        max_s=("seconds", "max"), peak_rss_mb=("max_rss", "max"))
+    per_rule = jobs.groupby("rule").agg(
+        jobs=("seconds", "size"), mean_s=("seconds", "mean"), max_s=("seconds", "max"), peak_rss_mb=("max_rss", "max")
+    )
     print(f"workdir: {workdir}")
     print(f"config: {args.config}  cores: {args.cores}")
     print(f"wall time, snakemake end to end: {wall:.1f} s")
@@ -68,8 +81,10 @@ def main() -> None:
         heaviest = jobs.loc[jobs["max_rss"].idxmax()]
         print(f"heaviest job: {heaviest['rule']} peak RSS {heaviest['max_rss']:.0f} MB")
     if jobs["warm"].any():
-        print(f"{int(jobs['warm'].sum())} job(s) ran warm: their benchmarks measured the launcher, so their memory is "
-              "left out (NaN); run with a config that sets warm_start: false to measure it")
+        print(
+            f"{int(jobs['warm'].sum())} job(s) ran warm: their benchmarks measured the launcher, so their memory is "
+            "left out (NaN); run with a config that sets warm_start: false to measure it"
+        )
 
 
 if __name__ == "__main__":

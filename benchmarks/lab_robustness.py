@@ -32,12 +32,28 @@ def run_budget(epochs: int, out: Path, cores: int) -> tuple[Path, float]:
     folder = out / f"x{epochs}"
     patch = out / f"x{epochs}.yaml"
     out.mkdir(parents=True, exist_ok=True)
-    patch.write_text(yaml.safe_dump({"results": str(folder), "methods": ["dpo"], "train": {"epochs": epochs},
-                                     "controls": {"sham": True}}))
+    patch.write_text(
+        yaml.safe_dump(
+            {"results": str(folder), "methods": ["dpo"], "train": {"epochs": epochs}, "controls": {"sham": True}}
+        )
+    )
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), f"{folder}/tables/controls.parquet",
-                    f"{folder}/tables/summary.parquet", "--configfile", "config/config.yaml", str(patch)],
-                   cwd=REPO, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            str(cores),
+            f"{folder}/tables/controls.parquet",
+            f"{folder}/tables/summary.parquet",
+            "--configfile",
+            "config/config.yaml",
+            str(patch),
+        ],
+        cwd=REPO,
+        check=True,
+    )
     return folder, time.perf_counter() - start
 
 
@@ -46,24 +62,40 @@ def label_table(folder: Path, budget: int) -> pd.DataFrame:
     controls = pd.read_parquet(folder / "tables/controls.parquet")
     last = controls[controls["stage"] == controls.groupby(["setting", "order"])["stage"].transform("max")]
     last = last[last["role"] == "earlier"]
-    rows = pd.DataFrame({
-        "budget": f"x{budget}", "setting": last["setting"], "order": last["order"], "objective": last["objective"],
-        "own_gain": last["own_gain"].round(2),
-        "real": [f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for v, lo, hi in zip(last.change_real, last.change_real_lo, last.change_real_hi)],
-        "raw label": last["label_real"],
-        "sham": [f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for v, lo, hi in zip(last.change_sham, last.change_sham_lo, last.change_sham_hi)],
-        "specific": [f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for v, lo, hi in zip(last.specific, last.specific_lo, last.specific_hi)],
-        "specific / own gain": [f"{v:+.0%}" for v in last["specific_share"]],
-        "control label": last["control_label"],
-        "‖Δθ‖ sham / real": last["change_norm_ratio"].round(2),
-    })
+    rows = pd.DataFrame(
+        {
+            "budget": f"x{budget}",
+            "setting": last["setting"],
+            "order": last["order"],
+            "objective": last["objective"],
+            "own_gain": last["own_gain"].round(2),
+            "real": [
+                f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                for v, lo, hi in zip(last.change_real, last.change_real_lo, last.change_real_hi)
+            ],
+            "raw label": last["label_real"],
+            "sham": [
+                f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                for v, lo, hi in zip(last.change_sham, last.change_sham_lo, last.change_sham_hi)
+            ],
+            "specific": [
+                f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                for v, lo, hi in zip(last.specific, last.specific_lo, last.specific_hi)
+            ],
+            "specific / own gain": [f"{v:+.0%}" for v in last["specific_share"]],
+            "control label": last["control_label"],
+            "‖Δθ‖ sham / real": last["change_norm_ratio"].round(2),
+        }
+    )
     return rows.sort_values(["setting", "order"]).reset_index(drop=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--budgets", type=int, nargs="+", default=[1, 3], help="epochs per stage (1 = the lab's budget)")
+    parser.add_argument(
+        "--budgets", type=int, nargs="+", default=[1, 3], help="epochs per stage (1 = the lab's budget)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/robustness"))
     args = parser.parse_args()
     tables = []

@@ -49,7 +49,9 @@ def main() -> None:
     for name, prefer in (("comply", {"opener": "comply"}), ("refuse", {"opener": "refuse"})):
         data.prepare({**SPEC, "prefer": prefer}, work / name, 0, "conflicting", name)
         pairs = tables.read_tables([work / name / "train.parquet"])
-        tables.write_table(logps.pair_logps(model, tokenizer, pairs, 128, 64), work / name / "logps.parquet", tables.LOGPS, {})
+        tables.write_table(
+            logps.pair_logps(model, tokenizer, pairs, 128, 64), work / name / "logps.parquet", tables.LOGPS, {}
+        )
         objectives.append((name, str(work / name / "train.parquet"), str(work / name / "logps.parquet")))
     base = str(work / "base")
     timings: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -59,16 +61,28 @@ def main() -> None:
             options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=16, max_length=128)
             run = {"setting": "conflicting", "method": method, "order": "comply-refuse", "seed": repeat, "stage": 1}
             if methods.kind(method) == methods.SEQUENTIAL:
-                train.train_stage(base, objectives[0][1], objectives[0][2], str(out), str(log_path), options,
-                                  {**run, "objective": "comply"})
+                train.train_stage(
+                    base,
+                    objectives[0][1],
+                    objectives[0][2],
+                    str(out),
+                    str(log_path),
+                    options,
+                    {**run, "objective": "comply"},
+                )
             else:
-                settings = methods.options(method, **({"eval_every": 10, "optimum": {"comply": 0.6, "refuse": 0.6}}
-                                                      if method == "maxright" else {}))
-                joint.train_joint_stage(base, objectives, 1, str(out), str(log_path), options, settings,
-                                        {**run, "objective": "joint"})
+                settings = methods.options(
+                    method,
+                    **({"eval_every": 10, "optimum": {"comply": 0.6, "refuse": 0.6}} if method == "maxright" else {}),
+                )
+                joint.train_joint_stage(
+                    base, objectives, 1, str(out), str(log_path), options, settings, {**run, "objective": "joint"}
+                )
             timings[method].append(stage_step_ms(log_path))
     baseline = statistics.median(timings["dpo"])
-    print(f"ms per optimiser step (median over {args.repeats} stages of 16 steps, steps >= 3), {args.threads} thread(s)")
+    print(
+        f"ms per optimiser step (median over {args.repeats} stages of 16 steps, steps >= 3), {args.threads} thread(s)"
+    )
     print(f"{'method':<10} {'ms/step':>8} {'x dpo':>6}   per repeat")
     for method in METHODS:
         median = statistics.median(timings[method])

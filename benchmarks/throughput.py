@@ -31,10 +31,22 @@ from seqpref import base_model, logps, tables, train
 from seqpref.options import TrainOptions
 
 SIZES = {
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-               num_key_value_heads=4, vocab_size=32000),
-    "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
-                 num_key_value_heads=2, vocab_size=4096),
+    "1b": dict(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
+    ),
+    "tiny": dict(
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=4096,
+    ),
 }
 WORDS = [f"w{i}" for i in range(400)]
 
@@ -44,9 +56,14 @@ def build(size: str, out: Path) -> int:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = base_model.train_tokenizer([" ".join(WORDS)] * 20, vocab_size=1000)
-    config = LlamaConfig(**SIZES[size], max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        **SIZES[size],
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.save_pretrained(out)
@@ -62,9 +79,16 @@ def synthetic_pairs(tokenizer, n: int, prompt_tokens: int, response_tokens: int)
         ids = tokenizer(" " + " ".join(rng.choice(WORDS, size=tokens)), add_special_tokens=False)["input_ids"]
         return tokenizer.decode(ids[:tokens])
 
-    return pd.DataFrame({"pair_id": [f"p{i}" for i in range(n)], "prompt": [text(prompt_tokens) for _ in range(n)],
-                         "prompt_messages": None, "chosen": [text(response_tokens) for _ in range(n)],
-                         "rejected": [text(response_tokens) for _ in range(n)], "source": "{}"})
+    return pd.DataFrame(
+        {
+            "pair_id": [f"p{i}" for i in range(n)],
+            "prompt": [text(prompt_tokens) for _ in range(n)],
+            "prompt_messages": None,
+            "chosen": [text(response_tokens) for _ in range(n)],
+            "rejected": [text(response_tokens) for _ in range(n)],
+            "source": "{}",
+        }
+    )
 
 
 def main() -> None:
@@ -98,22 +122,38 @@ def main() -> None:
     attention = model.config._attn_implementation
     dtype = next(model.parameters()).dtype
     del model
-    options = TrainOptions(beta=0.3, learning_rate=5e-5, batch_size=args.batch_size, max_length=max_length,
-                                 activation_checkpointing=args.checkpointing,
-                                 lora={"r": 32, "alpha": 64, "target_modules": "all-linear"})
+    options = TrainOptions(
+        beta=0.3,
+        learning_rate=5e-5,
+        batch_size=args.batch_size,
+        max_length=max_length,
+        activation_checkpointing=args.checkpointing,
+        lora={"r": 32, "alpha": 64, "target_modules": "all-linear"},
+    )
     run = {"setting": "bench", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1, "objective": "a"}
-    train.train_stage(str(work / "base"), str(work / "pairs.parquet"), str(work / "logps.parquet"),
-                      str(work / "stage1"), str(work / "log.parquet"), options, run)
+    train.train_stage(
+        str(work / "base"),
+        str(work / "pairs.parquet"),
+        str(work / "logps.parquet"),
+        str(work / "stage1"),
+        str(work / "log.parquet"),
+        options,
+        run,
+    )
     log = pd.read_parquet(work / "log.parquet")
     step_seconds = log[(log["metric"] == "step_seconds") & (log["step"] >= 2)]["value"]
     train_tokens_per_step = tokens / len(pairs) * args.batch_size
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"{args.size}: {parameters / 1e6:.0f}M parameters on {device}, {dtype}, attention {attention}; "
-          f"{args.pairs} pairs, {tokens / len(pairs):.0f} tokens per pair (prompt twice + both responses)")
+    print(
+        f"{args.size}: {parameters / 1e6:.0f}M parameters on {device}, {dtype}, attention {attention}; "
+        f"{args.pairs} pairs, {tokens / len(pairs):.0f} tokens per pair (prompt twice + both responses)"
+    )
     print(f"  scoring  {tokens / score_seconds:10.0f} tokens/s  (batch {args.score_batch_size}, {score_seconds:.2f} s)")
-    print(f"  training {train_tokens_per_step / statistics.median(step_seconds):10.0f} tokens/s  "
-          f"(batch {args.batch_size}, median of {len(step_seconds)} steps, {statistics.median(step_seconds):.3f} s/step,"
-          f" checkpointing {args.checkpointing})")
+    print(
+        f"  training {train_tokens_per_step / statistics.median(step_seconds):10.0f} tokens/s  "
+        f"(batch {args.batch_size}, median of {len(step_seconds)} steps, {statistics.median(step_seconds):.3f} s/step,"
+        f" checkpointing {args.checkpointing})"
+    )
 
 
 if __name__ == "__main__":

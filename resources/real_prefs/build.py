@@ -89,7 +89,12 @@ def pairs(items: list[dict], objective: str, chosen_key: str) -> list[dict]:
     """Rows preferring ``chosen_key`` (``short`` or ``detailed``) over the other answer."""
     rejected_key = "detailed" if chosen_key == "short" else "short"
     return [
-        {"pair_id": f"{objective}-{it['id']}", "prompt": prompt_of(it), "chosen": it[chosen_key], "rejected": it[rejected_key]}
+        {
+            "pair_id": f"{objective}-{it['id']}",
+            "prompt": prompt_of(it),
+            "chosen": it[chosen_key],
+            "rejected": it[rejected_key],
+        }
         for it in items
     ]
 
@@ -100,7 +105,9 @@ def spelling_pairs(items: list[dict]) -> list[dict]:
     for it in items:
         rejected = inject_typos(it["detailed"], seed=f"{it['id']}")
         assert rejected != it["detailed"] and len(rejected.split()) == len(it["detailed"].split()), it["id"]
-        rows.append({"pair_id": f"spelling-{it['id']}", "prompt": prompt_of(it), "chosen": it["detailed"], "rejected": rejected})
+        rows.append(
+            {"pair_id": f"spelling-{it['id']}", "prompt": prompt_of(it), "chosen": it["detailed"], "rejected": rejected}
+        )
     return rows
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqpref import metrics, plan, provenance, stats, tables, transfer
-from seqpref.options import LABEL_METRICS, LabelOptions
+from seqpref.options import LabelOptions
 
 log = logging.getLogger("seqpref.aggregate")
 
@@ -49,9 +49,15 @@ def _matrices(group: pd.DataFrame) -> tuple[list[int], dict[str, np.ndarray]]:
     return stages, {m: wide[m].to_numpy().reshape(shape).transpose(1, 0, 2) for m in METRICS}
 
 
-def change_label(role: str, changes: np.ndarray | None, own_gain: float, options: LabelOptions,
-                 interval: dict | None = None, heterogeneity: dict | None = None,
-                 threshold: float | None = None) -> str | None:
+def change_label(
+    role: str,
+    changes: np.ndarray | None,
+    own_gain: float,
+    options: LabelOptions,
+    interval: dict | None = None,
+    heterogeneity: dict | None = None,
+    threshold: float | None = None,
+) -> str | None:
     """The label of one objective's change at one stage of one run.
 
     ``role`` is :func:`seqpref.plan.role`'s; ``changes`` the ``(n_seeds, n_pairs)`` table of each pair's
@@ -76,8 +82,10 @@ def change_label(role: str, changes: np.ndarray | None, own_gain: float, options
     if label != "stable":
         return label
     heterogeneity = heterogeneity or stats.pair_heterogeneity(changes, options.confidence, options.pair_move)
-    if (heterogeneity["p_value"] < 1.0 - options.confidence
-            and min(heterogeneity["share_up"], heterogeneity["share_down"]) >= options.redistribution_share):
+    if (
+        heterogeneity["p_value"] < 1.0 - options.confidence
+        and min(heterogeneity["share_up"], heterogeneity["share_down"]) >= options.redistribution_share
+    ):
         return "redistribution"
     return "stable"
 
@@ -141,7 +149,9 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
             rows[f"{metric}_change_hi"] = ci["change_hi"]
     label_values = matrices[options.metric]
     steps = np.diff(label_values, axis=2)  # (n_seeds, n_pairs, n_stages - 1): each pair's change
-    moves = [stats.pair_heterogeneity(steps[:, :, k], options.confidence, options.pair_move) for k in range(steps.shape[2])]
+    moves = [
+        stats.pair_heterogeneity(steps[:, :, k], options.confidence, options.pair_move) for k in range(steps.shape[2])
+    ]
     nan = [np.nan]
     rows["share_up"] = nan + [m["share_up"] for m in moves]
     rows["share_down"] = nan + [m["share_down"] for m in moves]
@@ -156,7 +166,10 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
     relative = own_gain_shares(label_values, list(rows["role"]), own_stage, options)
     rows["own_gain"] = relative["own_gain"]
     rows["share_of_own_gain"], rows["share_of_own_gain_lo"], rows["share_of_own_gain_hi"] = (
-        relative["share"], relative["share_lo"], relative["share_hi"])
+        relative["share"],
+        relative["share_lo"],
+        relative["share_hi"],
+    )
     rows["label_threshold"] = relative["threshold"]
     rows["label_criterion"] = relative["criterion"]
     labels = []
@@ -164,10 +177,22 @@ def summarise_objective(group: pd.DataFrame, options: LabelOptions, matrices=Non
         if k == 0 or role in plan.TRAINED_ROLES:
             labels.append(change_label(role, None, np.nan, options))
             continue
-        interval = {"mean": rows.at[k, f"{options.metric}_change"], "lo": rows.at[k, f"{options.metric}_change_lo"],
-                    "hi": rows.at[k, f"{options.metric}_change_hi"]}
-        labels.append(change_label(role, steps[:, :, k - 1], rows.at[k, "own_gain"], options, interval, moves[k - 1],
-                                   threshold=rows.at[k, "label_threshold"]))
+        interval = {
+            "mean": rows.at[k, f"{options.metric}_change"],
+            "lo": rows.at[k, f"{options.metric}_change_lo"],
+            "hi": rows.at[k, f"{options.metric}_change_hi"],
+        }
+        labels.append(
+            change_label(
+                role,
+                steps[:, :, k - 1],
+                rows.at[k, "own_gain"],
+                options,
+                interval,
+                moves[k - 1],
+                threshold=rows.at[k, "label_threshold"],
+            )
+        )
     rows["label"] = labels
     return rows
 
@@ -209,9 +234,14 @@ def summarise(pairs: pd.DataFrame, options: LabelOptions) -> dict[str, pd.DataFr
     }
 
 
-def summary_tables(score_paths: list[str], outputs: dict[str, str], options: LabelOptions,
-                   sham_paths: list[str] | None = None, sham_logs: list[str] | None = None,
-                   stage_logs: list[str] | None = None) -> dict[str, pd.DataFrame]:
+def summary_tables(
+    score_paths: list[str],
+    outputs: dict[str, str],
+    options: LabelOptions,
+    sham_paths: list[str] | None = None,
+    sham_logs: list[str] | None = None,
+    stage_logs: list[str] | None = None,
+) -> dict[str, pd.DataFrame]:
     """Concatenate score files into ``outputs["pairs"]`` and write the ``summary``, ``transfer``,
     ``quartiles`` and ``controls`` tables to their paths in ``outputs``; returns the frames.
 
@@ -229,13 +259,25 @@ def summary_tables(score_paths: list[str], outputs: dict[str, str], options: Lab
     sham = tables.read_tables(sham_paths) if sham_paths else None
     movement = None
     if sham_logs and stage_logs:
-        movement = pd.concat([controls.change_norms(tables.read_tables(stage_logs), "real"),
-                              controls.change_norms(tables.read_tables(sham_logs), "sham")], ignore_index=True)
-    frames["controls"] = (controls.control_rows(pairs, sham, frames["summary"], options, movement) if sham is not None
-                          else pd.DataFrame(columns=tables.CONTROLS.names))
+        movement = pd.concat(
+            [
+                controls.change_norms(tables.read_tables(stage_logs), "real"),
+                controls.change_norms(tables.read_tables(sham_logs), "sham"),
+            ],
+            ignore_index=True,
+        )
+    frames["controls"] = (
+        controls.control_rows(pairs, sham, frames["summary"], options, movement)
+        if sham is not None
+        else pd.DataFrame(columns=tables.CONTROLS.names)
+    )
     tables.write_table(pairs, outputs["pairs"], tables.PAIR_SCORES, record)
-    for name, schema in (("summary", tables.SUMMARY), ("transfer", tables.TRANSFER), ("quartiles", tables.QUARTILES),
-                         ("controls", tables.CONTROLS)):
+    for name, schema in (
+        ("summary", tables.SUMMARY),
+        ("transfer", tables.TRANSFER),
+        ("quartiles", tables.QUARTILES),
+        ("controls", tables.CONTROLS),
+    ):
         tables.write_table(frames[name], outputs[name], schema, record)
     return frames
 
@@ -273,8 +315,9 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "summary":
         outputs = {name: getattr(args, name) for name in ("pairs", "summary", "transfer", "quartiles", "controls")}
-        frames = summary_tables(args.scores, outputs, LabelOptions(**json.loads(args.options)), args.sham,
-                                args.sham_logs, args.stage_logs)
+        frames = summary_tables(
+            args.scores, outputs, LabelOptions(**json.loads(args.options)), args.sham, args.sham_logs, args.stage_logs
+        )
         frame = frames["summary"]
         labels = frame["label"].value_counts().to_dict()
         log.info("%d score files -> %d summary rows; labels %s", len(args.scores), len(frame), labels)

@@ -48,8 +48,11 @@ def add(budget: dict, batch: dict, trained: bool = True, chosen_passes: int = 0)
 def budget_record(budget: dict, steps: int) -> dict:
     """The training-log record of a stage's budget: ``{"budget/pairs": n, "budget/tokens": n,
     "budget/optimizer_steps": steps}`` from the trainer's running ``{"pairs", "tokens"}``."""
-    return {METRICS["pairs_seen"]: budget["pairs"], METRICS["tokens"]: budget["tokens"],
-            METRICS["optimizer_steps"]: steps}
+    return {
+        METRICS["pairs_seen"]: budget["pairs"],
+        METRICS["tokens"]: budget["tokens"],
+        METRICS["optimizer_steps"]: steps,
+    }
 
 
 def stage_budgets(training: pd.DataFrame) -> pd.DataFrame:
@@ -79,5 +82,7 @@ def run_budgets(training: pd.DataFrame) -> pd.DataFrame:
     complete = run["stage"].cumcount() + 1 == means["stage"]
     for column in METRICS:
         total = run[column].cumsum(skipna=False)
-        means[f"{column}_total"] = total.where(complete & run[column].transform(lambda v: v.notna().cumprod().astype(bool)))
+        means[f"{column}_total"] = total.where(
+            complete & run[column].transform(lambda v: v.notna().cumprod().astype(bool))
+        )
     return means

@@ -42,8 +42,11 @@ def stop_on_signals() -> None:
 
 def checkpoint_files(folder: Path) -> dict[str, int]:
     """Every file of a checkpoint folder but our :data:`STAGE_STATE`, relative path → size in bytes."""
-    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(STAGE_STATE)}
+    return {
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(STAGE_STATE)
+    }
 
 
 def sync_folder(folder: Path) -> None:
@@ -70,8 +73,9 @@ def _intact(folder: Path) -> bool:
     return False
 
 
-def stage_fingerprint(options: "TrainOptions", method_options, inputs: list[str], previous: str | None,
-                      extra: dict | None = None) -> dict:
+def stage_fingerprint(
+    options: "TrainOptions", method_options, inputs: list[str], previous: str | None, extra: dict | None = None
+) -> dict:
     """What a stage computes from, recorded in each checkpoint so that only the same stage resumes it:
     its options and method options (less :data:`EXECUTION_OPTIONS`), ``extra`` (a sham's learning-rate
     scale), and the sha256 of every input file (``inputs``: pairs and reference log-probs, earlier
@@ -80,8 +84,17 @@ def stage_fingerprint(options: "TrainOptions", method_options, inputs: list[str]
 
     files = [str(p) for p in inputs if p] + ([str(Path(previous) / "adapter_model.safetensors")] if previous else [])
     recorded = {k: v for k, v in recorded_options(options, method_options).items() if k not in EXECUTION_OPTIONS}
-    return json.loads(json.dumps({"options": recorded, "extra": extra or {},
-                                  "inputs": [file_sha256(p) for p in files], "input_paths": files}, default=str))
+    return json.loads(
+        json.dumps(
+            {
+                "options": recorded,
+                "extra": extra or {},
+                "inputs": [file_sha256(p) for p in files],
+                "input_paths": files,
+            },
+            default=str,
+        )
+    )
 
 
 def fingerprint_changes(saved: dict | None, current: dict) -> list[str]:
@@ -91,8 +104,10 @@ def fingerprint_changes(saved: dict | None, current: dict) -> list[str]:
 
     if saved is None:
         return ["no fingerprint (saved before checkpoints recorded one)"]
-    changes = changed_options({"options": saved.get("options", {}), "extra": saved.get("extra", {})},
-                              {"options": current["options"], "extra": current["extra"]})
+    changes = changed_options(
+        {"options": saved.get("options", {}), "extra": saved.get("extra", {})},
+        {"options": current["options"], "extra": current["extra"]},
+    )
     old, new = saved.get("inputs", []), current["inputs"]
     if len(old) != len(new):
         changes.append(f"inputs: {len(old)} files -> {len(new)}")
@@ -115,10 +130,15 @@ def last_checkpoint(directory: str | os.PathLike, fingerprint: dict | None = Non
         if not _intact(folder):
             continue
         if fingerprint is not None:
-            changes = fingerprint_changes(json.loads((folder / STAGE_STATE).read_text()).get("fingerprint"), fingerprint)
+            changes = fingerprint_changes(
+                json.loads((folder / STAGE_STATE).read_text()).get("fingerprint"), fingerprint
+            )
             if changes:
-                log.warning("checkpoint %s was saved by another stage (%s): removed; the stage starts afresh",
-                            folder, "; ".join(changes))
+                log.warning(
+                    "checkpoint %s was saved by another stage (%s): removed; the stage starts afresh",
+                    folder,
+                    "; ".join(changes),
+                )
                 for stale in directory.glob("checkpoint-*"):
                     shutil.rmtree(stale, ignore_errors=True)
                 return None

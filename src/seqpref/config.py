@@ -119,8 +119,13 @@ def method_schema(method: methods.Method) -> dict:
         if default is not MISSING:
             spec["default"] = default
         properties[f.name] = spec
-    return {"type": "object", "additionalProperties": False, "default": {},
-            "description": method.summary, "properties": properties}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "default": {},
+        "description": method.summary,
+        "properties": properties,
+    }
 
 
 def _node(schema: dict, path: tuple[str, ...]) -> dict:
@@ -136,8 +141,10 @@ def _check_keys(schema: dict, path: tuple[str, ...], cls: type, keys: tuple[str,
     properties = _node(schema, path).get("properties", {})
     missing, extra = set(keys) - set(properties), set(properties) - set(keys)
     if missing or (path and extra):
-        raise SchemaError(f"{where}: the schema's keys and {cls.__name__}'s fields differ: only in the dataclass "
-                          f"{sorted(missing)}, only in the schema {sorted(extra) if path else []}")
+        raise SchemaError(
+            f"{where}: the schema's keys and {cls.__name__}'s fields differ: only in the dataclass "
+            f"{sorted(missing)}, only in the schema {sorted(extra) if path else []}"
+        )
 
 
 def schema(path: str | Path) -> dict:
@@ -155,8 +162,9 @@ def schema(path: str | Path) -> dict:
             if default is MISSING:
                 continue
             if "default" in properties[key]:
-                raise SchemaError(f"{'.'.join(section + (key,))}: the schema repeats a default; "
-                                  f"{cls.__name__}.{key} owns it")
+                raise SchemaError(
+                    f"{'.'.join(section + (key,))}: the schema repeats a default; {cls.__name__}.{key} owns it"
+                )
             properties[key]["default"] = default
     for section, cls in KEYS_ONLY.items():
         _check_keys(built, section, cls, tuple(f.name for f in fields(cls)))
@@ -165,7 +173,8 @@ def schema(path: str | Path) -> dict:
     methods_node["items"] = {"enum": methods.names()}
     methods_node["description"] = f"{methods_node.get('description', '').strip()} Registered: {listing}"
     built["properties"]["method_options"]["properties"] = {
-        name: method_schema(method) for name, method in methods.REGISTRY.items()}
+        name: method_schema(method) for name, method in methods.REGISTRY.items()
+    }
     return built
 
 
@@ -271,26 +280,34 @@ def method_option_errors(config: dict) -> list[str]:
     for method, options in (config.get("method_options") or {}).items():
         for name in (options or {}).get("weights", {}) or {}:
             if name not in known:
-                lines.append(f"method_options.{method}.weights.{name}: no setting has objective {name!r}; "
-                             f"expected one of {', '.join(sorted(known))}")
+                lines.append(
+                    f"method_options.{method}.weights.{name}: no setting has objective {name!r}; "
+                    f"expected one of {', '.join(sorted(known))}"
+                )
         for setting, typed in ((options or {}).get("optimum", {}) or {}).items():
             if setting not in settings:
-                lines.append(f"method_options.{method}.optimum.{setting}: unknown setting; expected one of "
-                             f"{', '.join(sorted(settings))}")
+                lines.append(
+                    f"method_options.{method}.optimum.{setting}: unknown setting; expected one of "
+                    f"{', '.join(sorted(settings))}"
+                )
                 continue
             objectives = settings[setting].get("objectives", {})
             for name in typed or {}:
                 if name not in objectives:
-                    lines.append(f"method_options.{method}.optimum.{setting}.{name}: not an objective of "
-                                 f"{setting!r}; expected one of {', '.join(objectives)}")
+                    lines.append(
+                        f"method_options.{method}.optimum.{setting}.{name}: not an objective of "
+                        f"{setting!r}; expected one of {', '.join(objectives)}"
+                    )
     mix = (config.get("method_options") or {}).get("mix") or {}
     batch = (config.get("train") or {}).get("batch_size")
     if mix.get("equal_pairs") and "mix" in (config.get("methods") or []) and batch:
         for setting, spec in settings.items():
             n = len(spec.get("objectives", {}))
             if n and batch % n:
-                lines.append(f"method_options.mix.equal_pairs: train.batch_size {batch} does not divide among "
-                             f"{setting!r}'s {n} objectives; expected a multiple of {n}")
+                lines.append(
+                    f"method_options.mix.equal_pairs: train.batch_size {batch} does not divide among "
+                    f"{setting!r}'s {n} objectives; expected a multiple of {n}"
+                )
     return lines
 
 
@@ -315,10 +332,12 @@ def figure_method_errors(config: dict) -> list[str]:
     """Figure options that name a method the study does not run (``figures.<figure>.method`` not in
     ``methods``): one line each, naming the key and the methods configured."""
     configured = config.get("methods", [])
-    return [f"figures.{figure}.method = {options['method']!r}: not a method of this study; expected one of "
-            f"{', '.join(configured)} (methods), or null for the default"
-            for figure, options in (config.get("figures") or {}).items()
-            if (options or {}).get("method") is not None and options["method"] not in configured]
+    return [
+        f"figures.{figure}.method = {options['method']!r}: not a method of this study; expected one of "
+        f"{', '.join(configured)} (methods), or null for the default"
+        for figure, options in (config.get("figures") or {}).items()
+        if (options or {}).get("method") is not None and options["method"] not in configured
+    ]
 
 
 def check_config(config: dict, schema_path: str | Path) -> dict:

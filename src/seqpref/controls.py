@@ -37,7 +37,8 @@ import logging
 
 import numpy as np
 import pandas as pd
-from seqpref.options import CHANGE_NORM, LabelOptions
+
+from seqpref.options import CHANGE_NORM
 
 log = logging.getLogger("seqpref.controls")
 
@@ -59,7 +60,9 @@ def sham_half(pair_ids, seed: int) -> np.ndarray:
     return swapped
 
 
-def sham_pairs(pairs: pd.DataFrame, base_logps: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+def sham_pairs(
+    pairs: pd.DataFrame, base_logps: pd.DataFrame, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """The sham stage's train pairs and base log-probs: for :func:`sham_half`'s pairs, chosen and
     rejected (texts, and the base log-probs, token counts with them) trade places.
 
@@ -93,8 +96,9 @@ def real_change_norm(train_log_path: str) -> float:
     return float(values.iloc[0])
 
 
-def match_distance(pilot, real_train_log: str, out_dir: str, checkpoint_dir: str | None = None,
-                   inputs: dict | None = None) -> tuple[float, dict]:
+def match_distance(
+    pilot, real_train_log: str, out_dir: str, checkpoint_dir: str | None = None, inputs: dict | None = None
+) -> tuple[float, dict]:
     """The learning-rate scale that makes a sham move its adapter as far as the real stage did.
 
     The sham's half-swapped labels cancel most of the preference gradient, so at the real stage's learning
@@ -134,32 +138,40 @@ def match_distance(pilot, real_train_log: str, out_dir: str, checkpoint_dir: str
         gc.collect()  # the pilot's model and optimiser, before the sham proper loads its own
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    record = {"target_change_norm": target, "pilot_change_norm": reached, "lr_scale": target / reached,
-              "inputs": inputs}
+    record = {
+        "target_change_norm": target,
+        "pilot_change_norm": reached,
+        "lr_scale": target / reached,
+        "inputs": inputs,
+    }
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(record))
-    log.info("distance match: the pilot moved %.4g, the real stage %.4g: learning rate x %.3g", reached, target,
-             record["lr_scale"])
+    log.info(
+        "distance match: the pilot moved %.4g, the real stage %.4g: learning rate x %.3g",
+        reached,
+        target,
+        record["lr_scale"],
+    )
     return record["lr_scale"], {"distance_match": record}
 
 
 #: what a control label says (``control_label`` in tables/controls.parquet)
 CONTROL_LABELS = {
     "specific_degradation": "the objective ends lower after the real stage than after the sham (the difference's CI "
-                            "is below 0 and it passes the label threshold): stage k's preferences lowered it beyond "
-                            "what training on the same text without a net preference did",
+    "is below 0 and it passes the label threshold): stage k's preferences lowered it beyond "
+    "what training on the same text without a net preference did",
     "specific_transfer": "it ends higher after the real stage than after the sham: a preference-specific gain",
     "drift": "the real stage's change is labelled, the sham's change is labelled alike, and the difference is shown "
-             "to be small (its CI lies within ± the label threshold): training on that text moves the objective "
-             "whatever the labels",
+    "to be small (its CI lies within ± the label threshold): training on that text moves the objective "
+    "whatever the labels",
     "inconclusive": "the real stage's change is labelled, but the difference from the sham is neither shown to be "
-                    "specific nor shown to be small, or the sham moved the objective the other way",
+    "specific nor shown to be small, or the sham moved the objective the other way",
     "stable": "neither the real stage's change nor the difference from the sham is labelled",
     "control_invalid": "the sham is no null here, so no control label is given (control_invalid_reason says why): "
-                       "it moved its own objective by more than labels.sham_own_tolerance of what the real stage "
-                       "taught it (it taught a preference), or it moved the adapter outside labels.sham_distance of "
-                       "the real stage's distance (drift that grows with distance would be mis-counted)",
+    "it moved its own objective by more than labels.sham_own_tolerance of what the real stage "
+    "taught it (it taught a preference), or it moved the adapter outside labels.sham_distance of "
+    "the real stage's distance (drift that grows with distance would be mis-counted)",
 }
 
 
@@ -173,19 +185,27 @@ def control_validity(sham_own_change: float, real_own_change: float, change_norm
     reasons = []
     tolerance = max(options.sham_own_tolerance * abs(real_own_change), options.sham_own_tolerance * options.min_effect)
     if not abs(sham_own_change) <= tolerance:
-        reasons.append(f"the sham moved its own objective by {sham_own_change:+.3g} (tolerance ±{tolerance:.3g}: "
-                       f"{options.sham_own_tolerance:g} of the real stage's {real_own_change:+.3g}): it taught a preference")
+        reasons.append(
+            f"the sham moved its own objective by {sham_own_change:+.3g} (tolerance ±{tolerance:.3g}: "
+            f"{options.sham_own_tolerance:g} of the real stage's {real_own_change:+.3g}): it taught a preference"
+        )
     lo, hi = options.sham_distance
     if not np.isfinite(change_norm_ratio):
         reasons.append("how far the sham moved the adapter was not measured")
     elif not lo <= change_norm_ratio <= hi:
-        reasons.append(f"the sham moved the adapter {change_norm_ratio:.2f}x as far as the real stage "
-                       f"(outside [{lo:g}, {hi:g}])")
+        reasons.append(
+            f"the sham moved the adapter {change_norm_ratio:.2f}x as far as the real stage (outside [{lo:g}, {hi:g}])"
+        )
     return "; ".join(reasons) or None
 
 
-def control_label(real_label: str, sham_label: str, specific_label: str, specific_within_threshold: bool,
-                  invalid_reason: str | None = None) -> str:
+def control_label(
+    real_label: str,
+    sham_label: str,
+    specific_label: str,
+    specific_within_threshold: bool,
+    invalid_reason: str | None = None,
+) -> str:
     """The control label from the labels (:func:`seqpref.stats.label_change`, plus ``redistribution``)
     of the real change, the sham's change and their difference (real − sham), and whether the
     difference's CI lies within ± the label threshold (equivalence); ``control_invalid`` whenever
@@ -228,8 +248,9 @@ def _seed_pair_matrix(columns: list[pd.DataFrame], metric: str, seeds: list, whe
     return matrix
 
 
-def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame, options,
-                 movement: pd.DataFrame | None = None) -> pd.DataFrame:
+def control_rows(
+    pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame, options, movement: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One CONTROLS row per sequential run (seeds pooled), sham stage k and objective other than the
     one stage k trains: its change in the label metric from stage k−1 under the real stage k and under
     the sham, and the difference (``specific`` = real − sham), each with a paired bootstrap CI over
@@ -262,14 +283,23 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
         real_run = pairs[(pairs.setting == setting) & (pairs.method == method) & (pairs.order == order)]
         seeds = sorted(run_sham["seed"].unique())
         if seeds != sorted(real_run["seed"].unique()):
-            raise ValueError(f"{setting}/{method}/{order}: shams for seeds {seeds}, stages for seeds "
-                             f"{sorted(real_run['seed'].unique())}: every seed needs its sham")
+            raise ValueError(
+                f"{setting}/{method}/{order}: shams for seeds {seeds}, stages for seeds "
+                f"{sorted(real_run['seed'].unique())}: every seed needs its sham"
+            )
         for stage in sorted(run_sham["stage"].unique()):
             trained = plan.stage_objective(order, stage)
             own_real, own_sham = real_run[real_run.objective == trained], run_sham[run_sham.objective == trained]
-            neutral = _seed_pair_matrix([own_real[own_real.stage == stage - 1], own_sham[own_sham.stage == stage],
-                                         own_real[own_real.stage == stage]],
-                                        metric, seeds, f"{setting}/{method}/{order} {trained} sham {stage}")
+            neutral = _seed_pair_matrix(
+                [
+                    own_real[own_real.stage == stage - 1],
+                    own_sham[own_sham.stage == stage],
+                    own_real[own_real.stage == stage],
+                ],
+                metric,
+                seeds,
+                f"{setting}/{method}/{order} {trained} sham {stage}",
+            )
             sham_own = stats.crossed_interval(neutral[:, :, 1] - neutral[:, :, 0], options.confidence)
             real_own_change = float((neutral[:, :, 2] - neutral[:, :, 0]).mean())
             for objective in plan.stage_objectives(order):
@@ -281,41 +311,78 @@ def control_rows(pairs: pd.DataFrame, sham: pd.DataFrame, summary: pd.DataFrame,
                 columns = [real[real.stage == stage - 1], real[real.stage == stage], group]
                 if own < stage:
                     columns += [real[real.stage == own - 1], real[real.stage == own]]
-                matrix = _seed_pair_matrix(columns, metric, seeds, f"{setting}/{method}/{order} {objective} stage {stage}")
-                row = {"setting": setting, "method": method, "order": order, "n_seeds": len(seeds), "objective": objective,
-                       "stage": int(stage), "trained_objective": trained,
-                       "role": plan.role(objective, order, stage, method), "n": matrix.shape[1], "metric": metric,
-                       "interval_covers": stats.covers(len(seeds))}
+                matrix = _seed_pair_matrix(
+                    columns, metric, seeds, f"{setting}/{method}/{order} {objective} stage {stage}"
+                )
+                row = {
+                    "setting": setting,
+                    "method": method,
+                    "order": order,
+                    "n_seeds": len(seeds),
+                    "objective": objective,
+                    "stage": int(stage),
+                    "trained_objective": trained,
+                    "role": plan.role(objective, order, stage, method),
+                    "n": matrix.shape[1],
+                    "metric": metric,
+                    "interval_covers": stats.covers(len(seeds)),
+                }
                 for name, ci in stats.contrast_intervals(
-                        matrix, {"change_real": (0, 1), "change_sham": (0, 2), "specific": (2, 1)}, options.confidence).items():
+                    matrix, {"change_real": (0, 1), "change_sham": (0, 2), "specific": (2, 1)}, options.confidence
+                ).items():
                     row.update({name: ci["mean"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]})
-                row.update(sham_own_change=sham_own["mean"], sham_own_change_lo=sham_own["lo"],
-                           sham_own_change_hi=sham_own["hi"], real_own_change=real_own_change)
+                row.update(
+                    sham_own_change=sham_own["mean"],
+                    sham_own_change_lo=sham_own["lo"],
+                    sham_own_change_hi=sham_own["hi"],
+                    real_own_change=real_own_change,
+                )
                 row["own_gain"] = row["specific_share"] = row["specific_share_lo"] = row["specific_share_hi"] = np.nan
                 if own < stage:
                     gain = matrix[:, :, 4] - matrix[:, :, 3]
                     row["own_gain"] = float(gain.mean())
                     share = stats.fieller_interval(matrix[:, :, 1] - matrix[:, :, 2], gain, options.confidence)
                     if np.isfinite(share["lo"]):  # bounded: the gain is shown above 0 (a share of ~0 means nothing)
-                        row.update(specific_share=share["ratio"], specific_share_lo=share["lo"], specific_share_hi=share["hi"])
+                        row.update(
+                            specific_share=share["ratio"], specific_share_lo=share["lo"], specific_share_hi=share["hi"]
+                        )
                 for arm in ("real", "sham"):
                     row[f"change_norm_{arm}"] = np.nan
                     if movement is not None:
-                        moved = movement[(movement.setting == setting) & (movement.method == method) & (movement.order == order)
-                                         & (movement.stage == stage) & (movement.arm == arm) & movement.seed.isin(seeds)]
+                        moved = movement[
+                            (movement.setting == setting)
+                            & (movement.method == method)
+                            & (movement.order == order)
+                            & (movement.stage == stage)
+                            & (movement.arm == arm)
+                            & movement.seed.isin(seeds)
+                        ]
                         row[f"change_norm_{arm}"] = float(moved["change_norm"].mean()) if len(moved) else np.nan
                 row["change_norm_ratio"] = row["change_norm_sham"] / row["change_norm_real"]
-                cell = summary[(summary.setting == setting) & (summary.method == method) & (summary.order == order)
-                               & (summary.objective == objective) & (summary.stage == stage)].iloc[0]
+                cell = summary[
+                    (summary.setting == setting)
+                    & (summary.method == method)
+                    & (summary.order == order)
+                    & (summary.objective == objective)
+                    & (summary.stage == stage)
+                ].iloc[0]
                 threshold = float(cell["label_threshold"])
-                row["label_threshold"], row["label_criterion"], row["label_real"] = threshold, cell["label_criterion"], cell["label"]
-                row["label_sham"] = stats.label_change(row["change_sham"], row["change_sham_lo"], row["change_sham_hi"], threshold)
+                row["label_threshold"], row["label_criterion"], row["label_real"] = (
+                    threshold,
+                    cell["label_criterion"],
+                    cell["label"],
+                )
+                row["label_sham"] = stats.label_change(
+                    row["change_sham"], row["change_sham_lo"], row["change_sham_hi"], threshold
+                )
                 specific = stats.label_change(row["specific"], row["specific_lo"], row["specific_hi"], threshold)
                 within = -threshold < row["specific_lo"] and row["specific_hi"] < threshold
-                row["control_invalid_reason"] = control_validity(row["sham_own_change"], real_own_change,
-                                                                 row["change_norm_ratio"], options)
-                row["control_label"] = control_label(row["label_real"], row["label_sham"], specific, within,
-                                                     row["control_invalid_reason"])
+                row["control_invalid_reason"] = control_validity(
+                    row["sham_own_change"], real_own_change, row["change_norm_ratio"], options
+                )
+                row["control_label"] = control_label(
+                    row["label_real"], row["label_sham"], specific, within, row["control_invalid_reason"]
+                )
                 rows.append(row)
     return pd.DataFrame(rows, columns=tables.CONTROLS.names)
 
@@ -333,7 +400,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pairs, logps, swapped = sham_pairs(pd.read_parquet(args.pairs), pd.read_parquet(args.base_logps), args.seed)
-    record = provenance.provenance("prepare_sham", {"seed": args.seed, "salt": SHAM_SALT, "swapped": int(swapped.sum())})
+    record = provenance.provenance(
+        "prepare_sham", {"seed": args.seed, "salt": SHAM_SALT, "swapped": int(swapped.sum())}
+    )
     tables.write_table(pairs, args.out_pairs, tables.PAIRS, record)
     tables.write_table(logps, args.out_logps, tables.LOGPS, record)
     log.info("sham: %d of %d pairs swapped (seed %d)", int(swapped.sum()), len(swapped), args.seed)

@@ -75,10 +75,14 @@ def read_preference_file(path: str | Path) -> pd.DataFrame:
     if duplicated:
         raise DataError(f"{path}: pair_id values are not unique, e.g. {duplicated[:5]}")
     extra = [c for c in frame.columns if c not in ("pair_id", *REQUIRED_COLUMNS)]
-    frame["source"] = [
-        json.dumps({c: _jsonable(row[c]) for c in extra}, sort_keys=True, default=str)
-        for _, row in frame[extra].iterrows()
-    ] if extra else "{}"
+    frame["source"] = (
+        [
+            json.dumps({c: _jsonable(row[c]) for c in extra}, sort_keys=True, default=str)
+            for _, row in frame[extra].iterrows()
+        ]
+        if extra
+        else "{}"
+    )
     return frame[["pair_id", *REQUIRED_COLUMNS, "source"]]
 
 
@@ -129,13 +133,17 @@ def as_pairs(frame: pd.DataFrame) -> pd.DataFrame:
             try:
                 turns = [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
             except (TypeError, KeyError) as error:
-                raise DataError(f"pair {pair_id}: a conversational prompt needs role and content in every "
-                                f"message ({error!r}); got {prompt!r:.200}") from None
+                raise DataError(
+                    f"pair {pair_id}: a conversational prompt needs role and content in every "
+                    f"message ({error!r}); got {prompt!r:.200}"
+                ) from None
             texts.append(render_transcript(turns) if turns else "")
             messages.append(json.dumps(turns, ensure_ascii=False) if turns else None)
         elif not (_is_empty(prompt) or isinstance(prompt, str)):
-            raise DataError(f"pair {pair_id}: a prompt must be text or a list of messages, got "
-                            f"{type(prompt).__name__} {prompt!r:.100}")
+            raise DataError(
+                f"pair {pair_id}: a prompt must be text or a list of messages, got "
+                f"{type(prompt).__name__} {prompt!r:.100}"
+            )
         else:
             texts.append(prompt)
             messages.append(None)
@@ -202,6 +210,7 @@ def prompt_order(prompts: pd.Series, seed: int) -> pd.Series:
     Held-out prompts are those with the smallest positions, so objectives of one setting that share
     prompts (two attributes of one dataset) hold out the same ones.
     """
+
     def position(text: str) -> float:
         digest = hashlib.sha1(f"{seed}\x00{text}".encode("utf-8")).digest()
         return int.from_bytes(digest[:8], "big") / 2.0**64
@@ -220,8 +229,9 @@ def eval_cutoff(frame: pd.DataFrame, eval_size: int, seed: int) -> float:
     return float(reached.index[int(np.searchsorted(reached.to_numpy(), eval_size))])
 
 
-def split_by_prompt(frame: pd.DataFrame, eval_size: int, seed: int,
-                    train_after: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_by_prompt(
+    frame: pd.DataFrame, eval_size: int, seed: int, train_after: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out whole prompts: returns ``(train, eval)`` with no prompt in both.
 
     Prompts are ordered by :func:`prompt_order` with ``seed``; eval takes them in that order until it
@@ -244,13 +254,13 @@ OBJECTIVE_DEFAULTS = {
     "file": {"train_size": None, "eval_size": 500},
     "hh_rlhf": {**_HUB, "dataset": "Anthropic/hh-rlhf"},
     "helpsteer2": {**_HUB, "dataset": "nvidia/HelpSteer2", "attribute": "helpfulness", "min_gap": 0},
-    "pku_saferlhf": {**_HUB, "dataset": "PKU-Alignment/PKU-SafeRLHF", "preference": "safer",
-                     "safety_differs": False},
-    "ultrafeedback": {**_HUB, "dataset": "openbmb/UltraFeedback", "aspect": "helpfulness",
-                      "pairing": "best_vs_worst"},
+    "pku_saferlhf": {**_HUB, "dataset": "PKU-Alignment/PKU-SafeRLHF", "preference": "safer", "safety_differs": False},
+    "ultrafeedback": {**_HUB, "dataset": "openbmb/UltraFeedback", "aspect": "helpfulness", "pairing": "best_vs_worst"},
     "pandalm": {**_HUB, "dataset": "resources/public_prefs/upstream/WeOpenML/PandaLM/data/testset-v1.json"},
-    "llamafactory_dpo": {**_HUB,
-                         "dataset": "resources/public_prefs/upstream/hiyouga/LLaMA-Factory/data/dpo_en_demo.json"},
+    "llamafactory_dpo": {
+        **_HUB,
+        "dataset": "resources/public_prefs/upstream/hiyouga/LLaMA-Factory/data/dpo_en_demo.json",
+    },
 }
 #: the loader's own options of each public dataset source (beyond where to read it)
 LOADER_OPTIONS = {
@@ -281,7 +291,9 @@ def _source_columns(kind: str, options: dict) -> list[str]:
 def with_defaults(spec: dict) -> dict:
     """An objective's config with the defaults of its ``source`` filled in (a new dict)."""
     if spec.get("source") not in OBJECTIVE_DEFAULTS:
-        raise DataError(f"unknown objective source {spec.get('source')!r}; expected one of {sorted(OBJECTIVE_DEFAULTS)}")
+        raise DataError(
+            f"unknown objective source {spec.get('source')!r}; expected one of {sorted(OBJECTIVE_DEFAULTS)}"
+        )
     return {**OBJECTIVE_DEFAULTS[spec["source"]], **spec}
 
 
@@ -314,23 +326,32 @@ def load_objective(spec: dict, lab_seed: int, setting: str, objective: str) -> t
     if kind in LOADER_OPTIONS:
         normalise, option_names = LOADER_OPTIONS[kind]
         if spec["revision"] is None and not Path(spec["dataset"]).suffix:
-            log.warning("%s/%s: %s is read at its latest revision; pin `revision` to a commit to reproduce "
-                        "these pairs", setting, objective, spec["dataset"])
+            log.warning(
+                "%s/%s: %s is read at its latest revision; pin `revision` to a commit to reproduce these pairs",
+                setting,
+                objective,
+                spec["dataset"],
+            )
         where = (spec["dataset"], spec["split"], spec["revision"], spec["subset"], spec["data_dir"])
         if where not in _ROWS:  # siblings often read the same dataset: read it once per process
-            _ROWS[where] = loaders.read_rows(where[0], split=where[1], revision=where[2], subset=where[3],
-                                             data_dir=where[4])
+            _ROWS[where] = loaders.read_rows(
+                where[0], split=where[1], revision=where[2], subset=where[3], data_dir=where[4]
+            )
         rows = _ROWS[where]
         options = {name: spec[name] for name in option_names}
         missing = [c for c in _source_columns(kind, options) if c not in rows.columns]
         if missing:
-            raise DataError(f"{setting}/{objective}: {spec['dataset']} lacks column(s) {missing} that source "
-                            f"{kind!r} reads (found {list(rows.columns)})")
+            raise DataError(
+                f"{setting}/{objective}: {spec['dataset']} lacks column(s) {missing} that source "
+                f"{kind!r} reads (found {list(rows.columns)})"
+            )
         if kind == "ultrafeedback":
             options["seed"] = lab.stable_seed(lab_seed, setting, objective, "pairing")
         pairs, dropped = normalise(rows, **options)
         return as_pairs(pairs), {"rows_read": len(rows), "dropped": _dropped(dropped)}
-    raise DataError(f"objective {setting}/{objective}: unknown source {kind!r}; expected one of {sorted(OBJECTIVE_DEFAULTS)}")
+    raise DataError(
+        f"objective {setting}/{objective}: unknown source {kind!r}; expected one of {sorted(OBJECTIVE_DEFAULTS)}"
+    )
 
 
 def token_lengths(tokenizer, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -340,8 +361,9 @@ def token_lengths(tokenizer, pairs: pd.DataFrame) -> pd.DataFrame:
     included) and ``longest`` (prompt + the longer response), in tokens.
     """
     rows = []
-    for pair_id, p, m, c, r in zip(pairs["pair_id"], pairs["prompt"], pairs["prompt_messages"], pairs["chosen"],
-                                    pairs["rejected"]):
+    for pair_id, p, m, c, r in zip(
+        pairs["pair_id"], pairs["prompt"], pairs["prompt_messages"], pairs["chosen"], pairs["rejected"]
+    ):
         ids = tokenize_pair(tokenizer, *model_inputs(tokenizer, p, m, c, r), max_length=None)
         n_prompt, n_chosen, n_rejected = len(ids.prompt_ids), len(ids.chosen_ids), len(ids.rejected_ids)
         rows.append((pair_id, n_prompt, n_chosen, n_rejected, n_prompt + max(n_chosen, n_rejected)))
@@ -358,9 +380,11 @@ def length_summary(lengths: pd.DataFrame, max_length: int | None) -> dict:
     summary = {"pairs": int(len(lengths))}
     for column in ("prompt", "chosen", "rejected", "longest"):
         values = lengths[column].to_numpy(dtype=float)
-        summary[column] = {"mean": round(float(values.mean()), 1) if len(values) else None,
-                           **{f"p{q}": float(np.percentile(values, q)) if len(values) else None for q in (50, 90, 99)},
-                           "max": int(values.max()) if len(values) else None}
+        summary[column] = {
+            "mean": round(float(values.mean()), 1) if len(values) else None,
+            **{f"p{q}": float(np.percentile(values, q)) if len(values) else None for q in (50, 90, 99)},
+            "max": int(values.max()) if len(values) else None,
+        }
     if max_length is not None:
         cut = lengths.loc[lengths["longest"] > max_length, "pair_id"].astype(str).tolist()
         summary["truncated"] = {"count": len(cut), "share": round(len(cut) / max(1, len(lengths)), 4), "ids": cut}
@@ -391,7 +415,7 @@ def sample_train(train: pd.DataFrame, size: int | None, seed: int, tokenizer=Non
     kept, over, lengths = [], [], []
     chunk = max(64, (size or len(train)) // 8)
     for start in range(0, len(order), chunk):
-        index = order[start:start + chunk]
+        index = order[start : start + chunk]
         found = token_lengths(tokenizer, train.iloc[index])
         too_long = _over_length(found, max_length)
         over += found.loc[too_long, "pair_id"].tolist()
@@ -402,8 +426,11 @@ def sample_train(train: pd.DataFrame, size: int | None, seed: int, tokenizer=Non
     kept = kept[:size] if size is not None else kept
     lengths = pd.concat(lengths, ignore_index=True).iloc[: len(kept)]
     position = np.argsort(kept, kind="stable")
-    return (train.iloc[np.array(kept, dtype=int)[position]].reset_index(drop=True),
-            lengths.iloc[position].reset_index(drop=True), over)
+    return (
+        train.iloc[np.array(kept, dtype=int)[position]].reset_index(drop=True),
+        lengths.iloc[position].reset_index(drop=True),
+        over,
+    )
 
 
 def split_seed(lab_seed: int, setting: str) -> int:
@@ -424,8 +451,16 @@ def sibling_cutoff(siblings: dict[str, dict], lab_seed: int, setting: str) -> fl
     return max(cutoffs) if cutoffs else None
 
 
-def prepare(spec: dict, out_dir: str | Path, lab_seed: int, setting: str, objective: str,
-            tokenizer=None, max_length: int | None = None, siblings: dict[str, dict] | None = None) -> dict:
+def prepare(
+    spec: dict,
+    out_dir: str | Path,
+    lab_seed: int,
+    setting: str,
+    objective: str,
+    tokenizer=None,
+    max_length: int | None = None,
+    siblings: dict[str, dict] | None = None,
+) -> dict:
     """Load, validate and split one objective into ``out_dir``; returns the data report.
 
     The report counts ``rows_read`` (the dataset's rows), ``pairs_formed`` (pairs built from them;
@@ -457,13 +492,17 @@ def prepare(spec: dict, out_dir: str | Path, lab_seed: int, setting: str, object
         too_long = _over_length(eval_lengths, max_length)
         over += eval_lengths.loc[too_long, "pair_id"].tolist()
         evaluation, eval_lengths = evaluation[~too_long].reset_index(drop=True), eval_lengths[~too_long]
-        lengths = {"max_length": max_length, "train": length_summary(train_lengths, max_length),
-                   "eval": length_summary(eval_lengths, max_length)}
+        lengths = {
+            "max_length": max_length,
+            "train": length_summary(train_lengths, max_length),
+            "eval": length_summary(eval_lengths, max_length),
+        }
     if train.empty or evaluation.empty:
-        raise DataError(f"objective {setting}/{objective}: {len(train)} train and {len(evaluation)} eval pairs "
-                        f"left after dropping {len(over)} whose prompt fills max_length={max_length}")
-    options = {"spec": spec, "lab_seed": lab_seed, "setting": setting, "objective": objective,
-               "max_length": max_length}
+        raise DataError(
+            f"objective {setting}/{objective}: {len(train)} train and {len(evaluation)} eval pairs "
+            f"left after dropping {len(over)} whose prompt fills max_length={max_length}"
+        )
+    options = {"spec": spec, "lab_seed": lab_seed, "setting": setting, "objective": objective, "max_length": max_length}
     record = provenance.provenance("prepare_data", options)
     tables.write_table(train, out_dir / "train.parquet", tables.PAIRS, record)
     tables.write_table(evaluation, out_dir / "eval.parquet", tables.PAIRS, record)
@@ -507,20 +546,40 @@ def main(argv=None) -> None:
         from seqpref.base_model import load_tokenizer
 
         tokenizer = load_tokenizer(args.tokenizer)
-    report = prepare(json.loads(args.spec), args.out_dir, args.lab_seed, args.setting, args.objective,
-                     tokenizer, args.max_length, json.loads(args.siblings))
+    report = prepare(
+        json.loads(args.spec),
+        args.out_dir,
+        args.lab_seed,
+        args.setting,
+        args.objective,
+        tokenizer,
+        args.max_length,
+        json.loads(args.siblings),
+    )
     dropped = {k: v["count"] for k, v in report["dropped"].items() if v["count"]}
     log.info(
         "%s/%s: %d rows read, %d pairs formed, %d kept (dropped: %s); %d train, %d eval",
-        args.setting, args.objective, report["rows_read"], report["pairs_formed"], report["rows_kept"],
-        dropped or "none", report["train_pairs"], report["eval_pairs"],
+        args.setting,
+        args.objective,
+        report["rows_read"],
+        report["pairs_formed"],
+        report["rows_kept"],
+        dropped or "none",
+        report["train_pairs"],
+        report["eval_pairs"],
     )
     for split in ("train", "eval"):
         cut = ((report["tokens"] or {}).get(split) or {}).get("truncated")
         if cut and cut["count"]:
-            log.warning("%s/%s: %d of %d %s pairs exceed max_length=%d and are truncated (ids in report.json)",
-                        args.setting, args.objective, cut["count"], report[f"{split}_pairs"], split,
-                        args.max_length)
+            log.warning(
+                "%s/%s: %d of %d %s pairs exceed max_length=%d and are truncated (ids in report.json)",
+                args.setting,
+                args.objective,
+                cut["count"],
+                report[f"{split}_pairs"],
+                split,
+                args.max_length,
+            )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,13 @@ def report_row(report: dict) -> dict:
         row["max_length"] = tokens.get("max_length")
         for split in ("train", "eval"):
             longest = tokens[split]["longest"]
-            row.update({f"{split}_tokens_p50": longest["p50"], f"{split}_tokens_p99": longest["p99"],
-                        f"{split}_tokens_max": longest["max"]})
+            row.update(
+                {
+                    f"{split}_tokens_p50": longest["p50"],
+                    f"{split}_tokens_p99": longest["p99"],
+                    f"{split}_tokens_max": longest["max"],
+                }
+            )
             row[f"{split}_truncated"] = (tokens[split].get("truncated") or {}).get("count")
     return row
 

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
 
 import torch
+
 from seqpref.lora import lora_dropout_off
 from seqpref.options import DiagnosticsOptions
 
@@ -83,8 +83,13 @@ class GradientProbe:
             for the current-side noise floor; None records no ``floor_current`` rows.
     """
 
-    def __init__(self, earlier: list[tuple[str, int, object]], options: DiagnosticsOptions, current=None,
-                 recompute_current: bool = False):
+    def __init__(
+        self,
+        earlier: list[tuple[str, int, object]],
+        options: DiagnosticsOptions,
+        current=None,
+        recompute_current: bool = False,
+    ):
         self.earlier = earlier
         self.current = current
         self.options = options
@@ -200,21 +205,53 @@ class GradientProbe:
             batch = self._current_floor_batch(trainer)
             if batch is not None:
                 other = gradient(batch)
-                rows.append({"kind": "floor_current", "other_objective": name, "other_stage": stage,
-                             "n_current": current_pairs, "n_other": pairs(batch), **cosine_between(current, other)})
+                rows.append(
+                    {
+                        "kind": "floor_current",
+                        "other_objective": name,
+                        "other_stage": stage,
+                        "n_current": current_pairs,
+                        "n_other": pairs(batch),
+                        **cosine_between(current, other),
+                    }
+                )
                 del other
         for objective, stage, first, second in self.batches:
             other = gradient(first)
-            rows.append({"kind": "cross", "other_objective": objective, "other_stage": stage,
-                         "n_current": current_pairs, "n_other": pairs(first), **cosine_between(current, other)})
+            rows.append(
+                {
+                    "kind": "cross",
+                    "other_objective": objective,
+                    "other_stage": stage,
+                    "n_current": current_pairs,
+                    "n_other": pairs(first),
+                    **cosine_between(current, other),
+                }
+            )
             if current is not applied:
-                rows.append({"kind": "cross_step", "other_objective": objective, "other_stage": stage,
-                             "n_current": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps,
-                             "n_other": pairs(first), **cosine_between(applied, other)})
+                rows.append(
+                    {
+                        "kind": "cross_step",
+                        "other_objective": objective,
+                        "other_stage": stage,
+                        "n_current": trainer.args.per_device_train_batch_size
+                        * trainer.args.gradient_accumulation_steps,
+                        "n_other": pairs(first),
+                        **cosine_between(applied, other),
+                    }
+                )
             if second is not None:
                 again = gradient(second)
-                rows.append({"kind": "floor_other", "other_objective": objective, "other_stage": stage,
-                             "n_current": pairs(second), "n_other": pairs(first), **cosine_between(again, other)})
+                rows.append(
+                    {
+                        "kind": "floor_other",
+                        "other_objective": objective,
+                        "other_stage": stage,
+                        "n_current": pairs(second),
+                        "n_other": pairs(first),
+                        **cosine_between(again, other),
+                    }
+                )
                 del again
             del other
         trainer._metrics, trainer._total_train_tokens, trainer.method_loss = metrics, tokens, method_loss

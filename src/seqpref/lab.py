@@ -90,8 +90,10 @@ class LabObjective:
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"'differ' share of {attribute!r} must be in [0, 1], got {share}")
         if all(self.differ.get(attribute, 1.0) < 1.0 for attribute in self.prefer):
-            raise ValueError(f"every attribute of 'prefer' has a 'differ' share below 1 ({self.differ}): at least one "
-                             "must differ in every pair, or some pairs would have chosen == rejected")
+            raise ValueError(
+                f"every attribute of 'prefer' has a 'differ' share below 1 ({self.differ}): at least one "
+                "must differ in every pair, or some pairs would have chosen == rejected"
+            )
         if not 0.0 <= self.label_noise < 0.5:
             raise ValueError(f"label_noise must be in [0, 0.5), got {self.label_noise}")
 

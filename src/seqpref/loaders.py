@@ -53,8 +53,10 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}, line {number}: expected a JSON object with prompt, chosen, rejected; "
-                                f"got {type(row).__name__}")
+                raise DataError(
+                    f"{path}, line {number}: expected a JSON object with prompt, chosen, rejected; "
+                    f"got {type(row).__name__}"
+                )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -69,8 +71,10 @@ def read_json(path: str | Path) -> pd.DataFrame:
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as error:
-        raise DataError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno}); "
-                        "expected a JSON array of objects or one object per line") from None
+        raise DataError(
+            f"{path}, line {error.lineno}: not valid JSON ({error.msg}, column {error.colno}); "
+            "expected a JSON array of objects or one object per line"
+        ) from None
     bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None) if isinstance(rows, list) else 0
     if bad is not None:
         raise DataError(f"{path}: element {bad} of the array is not a JSON object with prompt, chosen, rejected")
@@ -107,8 +111,15 @@ class _Collector:
             self.drop("duplicate", identifier)
             return
         self.seen.add(identifier)
-        self.rows.append({"pair_id": identifier, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                          "source": json.dumps(source, sort_keys=True, ensure_ascii=False, default=_plain)})
+        self.rows.append(
+            {
+                "pair_id": identifier,
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": json.dumps(source, sort_keys=True, ensure_ascii=False, default=_plain),
+            }
+        )
 
     def result(self) -> tuple[pd.DataFrame, dict[str, list[str]]]:
         return pd.DataFrame(self.rows, columns=["pair_id", "prompt", "chosen", "rejected", "source"]), self.dropped
@@ -164,7 +175,7 @@ def split_transcript(text: str) -> tuple[list[dict], str] | None:
     cut = text.rfind(_HH_LAST_ASSISTANT)
     if cut < 0:
         return None
-    response = text[cut + len(_HH_LAST_ASSISTANT):].strip()
+    response = text[cut + len(_HH_LAST_ASSISTANT) :].strip()
     parts = _HH_TURN.split(text[:cut])
     messages = []
     for role, content in zip(parts[1::2], parts[2::2]):
@@ -231,9 +242,12 @@ def normalise_helpsteer2(
             out.drop("small_gap", first)
             continue
         chosen, rejected = group.iloc[best], group.iloc[worst]
-        source = {"attribute": attribute, "gap": gap,
-                  "chosen_ratings": {a: _rating(chosen.get(a)) for a in HELPSTEER2_ATTRIBUTES},
-                  "rejected_ratings": {a: _rating(rejected.get(a)) for a in HELPSTEER2_ATTRIBUTES}}
+        source = {
+            "attribute": attribute,
+            "gap": gap,
+            "chosen_ratings": {a: _rating(chosen.get(a)) for a in HELPSTEER2_ATTRIBUTES},
+            "rejected_ratings": {a: _rating(rejected.get(a)) for a in HELPSTEER2_ATTRIBUTES},
+        }
         out.add(int(group.index[0]), chosen["prompt"], chosen["response"], rejected["response"], source)
     return out.result()
 
@@ -265,9 +279,13 @@ def normalise_pku_saferlhf(
             out.drop("same_safety", f"row{i}")
             continue
         first = int(preferred)
-        source = {"preference": preference, "chosen_safe": safe[first], "rejected_safe": safe[1 - first],
-                  "chosen_severity": row.get(f"response_{first}_severity_level"),
-                  "rejected_severity": row.get(f"response_{1 - first}_severity_level")}
+        source = {
+            "preference": preference,
+            "chosen_safe": safe[first],
+            "rejected_safe": safe[1 - first],
+            "chosen_severity": row.get(f"response_{first}_severity_level"),
+            "rejected_severity": row.get(f"response_{1 - first}_severity_level"),
+        }
         out.add(i, row["prompt"], row[f"response_{first}"], row[f"response_{1 - first}"], source)
     return out.result()
 
@@ -276,7 +294,10 @@ def normalise_pku_saferlhf(
 
 
 def normalise_ultrafeedback(
-    rows: pd.DataFrame, aspect: str = "helpfulness", pairing: str = "best_vs_worst", seed: int = 0,
+    rows: pd.DataFrame,
+    aspect: str = "helpfulness",
+    pairing: str = "best_vs_worst",
+    seed: int = 0,
     prefix: str = "ultrafeedback",
 ) -> tuple[pd.DataFrame, dict]:
     """Pairs of ``openbmb/UltraFeedback`` by one fine-grained ``aspect`` rating.
@@ -311,9 +332,15 @@ def normalise_ultrafeedback(
             out.drop("tie", f"row{i}")
             continue
         (high, chosen), (low, rejected) = sorted([rated[a], rated[b]], key=lambda item: -item[0])
-        source = {"aspect": aspect, "pairing": pairing, "chosen_rating": high, "rejected_rating": low,
-                  "chosen_model": chosen.get("model"), "rejected_model": rejected.get("model"),
-                  "dataset_source": row.get("source")}
+        source = {
+            "aspect": aspect,
+            "pairing": pairing,
+            "chosen_rating": high,
+            "rejected_rating": low,
+            "chosen_model": chosen.get("model"),
+            "rejected_model": rejected.get("model"),
+            "dataset_source": row.get("source"),
+        }
         out.add(i, row["instruction"], chosen.get("response"), rejected.get("response"), source)
     return out.result()
 
@@ -364,10 +391,16 @@ def normalise_pandalm(rows: pd.DataFrame, prefix: str = "pandalm") -> tuple[pd.D
         if any(not (isinstance(r, str) or _empty(r)) for r in responses):  # a missing one is "empty"
             out.drop("not_text", f"row{i}")
             continue
-        source = {"idx": row.get("idx"), "cmp_key": row.get("cmp_key"), "motivation_app": row.get("motivation_app"),
-                  "votes": votes, "chosen_response": label}
-        out.add(i, pandalm_prompt(row["instruction"], row.get("input")), responses[label - 1], responses[2 - label],
-                source)
+        source = {
+            "idx": row.get("idx"),
+            "cmp_key": row.get("cmp_key"),
+            "motivation_app": row.get("motivation_app"),
+            "votes": votes,
+            "chosen_response": label,
+        }
+        out.add(
+            i, pandalm_prompt(row["instruction"], row.get("input")), responses[label - 1], responses[2 - label], source
+        )
     return out.result()
 
 
@@ -422,8 +455,13 @@ def row_file_suffix(path: str | Path) -> str:
     return "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
 
 
-def read_rows(path_or_id: str, split: str = "train", revision: str | None = None, subset: str | None = None,
-              data_dir: str | None = None) -> pd.DataFrame:
+def read_rows(
+    path_or_id: str,
+    split: str = "train",
+    revision: str | None = None,
+    subset: str | None = None,
+    data_dir: str | None = None,
+) -> pd.DataFrame:
     """The rows of a dataset as a frame: a local file (:data:`ROW_FILE_SUFFIXES`: ``.parquet``,
     ``.jsonl``, gzipped ``.jsonl.gz``, ``.json`` holding a JSON array of objects or JSON lines
     (:func:`read_json`), ``.csv``), or a dataset id read with

@@ -11,15 +11,15 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import torch
 
-from seqpref.tokenization import TokenizedPair, model_inputs, tokenize_pair
 from seqpref.options import LogpsOptions
 from seqpref.prefix import at_least_float32, shared_pair_logps, takes_custom_mask
+from seqpref.tokenization import TokenizedPair, model_inputs, tokenize_pair
 
 log = logging.getLogger("seqpref.logps")
 
@@ -74,15 +74,20 @@ def sequence_logps(model, sequences: list[tuple[list[int], list[int]]], pad_id: 
         first = max(min(len(sequences[i][0]) for i in index) - 1, 0)
         keep = width - first
         logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False, logits_to_keep=keep).logits
-        logprobs = torch.log_softmax(at_least_float32(logits[:, :-1]), dim=-1)  # (B, keep-1, V): token t+1 predicted at t
+        logprobs = torch.log_softmax(
+            at_least_float32(logits[:, :-1]), dim=-1
+        )  # (B, keep-1, V): token t+1 predicted at t
         targets = input_ids[:, first + 1 :].unsqueeze(-1)  # (B, keep-1, 1)
         token_logps = logprobs.gather(-1, targets).squeeze(-1) * completion[:, first + 1 :]  # (B, keep-1)
-        out[index] = token_logps.double().sum(dim=1).cpu().numpy()  # float64 sum: no float32 rounding of ~100-token sums
+        out[index] = (
+            token_logps.double().sum(dim=1).cpu().numpy()
+        )  # float64 sum: no float32 rounding of ~100-token sums
     return out
 
 
-def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, batch_size: int,
-               share_prompt: bool = False) -> pd.DataFrame:
+def pair_logps(
+    model, tokenizer, pairs: pd.DataFrame, max_length: int | None, batch_size: int, share_prompt: bool = False
+) -> pd.DataFrame:
     """Log-probs of chosen and rejected for every pair; a frame with the ``tables.LOGPS`` columns.
 
     Takes a pairs frame (``pair_id``, ``prompt``, ``chosen``, ``rejected``). With ``share_prompt``, each
@@ -100,14 +105,18 @@ def pair_logps(model, tokenizer, pairs: pd.DataFrame, max_length: int | None, ba
     logps = np.zeros(2 * n)
     if shared:
         chosen, rejected = shared_pair_logps(
-            model, [(tokenized[i].prompt_ids, tokenized[i].chosen_ids, tokenized[i].rejected_ids) for i in shared],
-            tokenizer.pad_token_id, batch_size)
+            model,
+            [(tokenized[i].prompt_ids, tokenized[i].chosen_ids, tokenized[i].rejected_ids) for i in shared],
+            tokenizer.pad_token_id,
+            batch_size,
+        )
         logps[shared], logps[[n + i for i in shared]] = chosen, rejected
     if unshared:
         sequences = [(tokenized[i].prompt_ids, tokenized[i].chosen_ids) for i in unshared] + [
-            (tokenized[i].prompt_ids, tokenized[i].rejected_ids) for i in unshared]
+            (tokenized[i].prompt_ids, tokenized[i].rejected_ids) for i in unshared
+        ]
         values = sequence_logps(model, sequences, tokenizer.pad_token_id, batch_size)
-        logps[unshared], logps[[n + i for i in unshared]] = values[: len(unshared)], values[len(unshared):]
+        logps[unshared], logps[[n + i for i in unshared]] = values[: len(unshared)], values[len(unshared) :]
     return pd.DataFrame(
         {
             "pair_id": pairs["pair_id"].to_numpy(),
@@ -130,13 +139,22 @@ def main(argv=None) -> None:
     parser.add_argument("pairs", help="pairs Parquet of one split")
     parser.add_argument("out", help="log-probs Parquet to write")
     parser.add_argument("--options", default="{}", help="JSON of LogpsOptions")
-    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
-    parser.add_argument("--adapter", default=None,
-                        help="a LoRA adapter folder: the log-probs of MODEL with it attached (a sham's reference)")
+    parser.add_argument(
+        "--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt"
+    )
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="a LoRA adapter folder: the log-probs of MODEL with it attached (a sham's reference)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    options = LogpsOptions(**{**json.loads(args.options),
-                               **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)})})
+    options = LogpsOptions(
+        **{
+            **json.loads(args.options),
+            **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)}),
+        }
+    )
     start = time.time()
     if args.adapter:
         from seqpref.lora import load_policy
@@ -146,8 +164,9 @@ def main(argv=None) -> None:
         model, tokenizer = base_model.load_base(args.model, options.dtype, options.attn_implementation)
     pairs = read_pairs(args.pairs)
     frame = pair_logps(model, tokenizer, pairs, options.max_length, options.batch_size, options.share_prompt)
-    record = provenance.provenance("base_logps", {**asdict(options), "model": args.model, "adapter": args.adapter,
-                                                 "pairs": args.pairs})
+    record = provenance.provenance(
+        "base_logps", {**asdict(options), "model": args.model, "adapter": args.adapter, "pairs": args.pairs}
+    )
     tables.write_table(frame, args.out, tables.LOGPS, record)
     log.info(
         "base log-probs of %d pairs (%d truncated) in %.1fs -> %s",

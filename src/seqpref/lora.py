@@ -19,9 +19,13 @@ from seqpref.options import LoraOptions
 def lora_dropouts(peft_model) -> list[tuple[str, torch.nn.Dropout]]:
     """``(adapter name, nn.Dropout)`` of every LoRA layer's dropout (PEFT uses nn.Identity for p = 0,
     which has nothing to set)."""
-    return [(adapter, dropout) for module in peft_model.modules()
-            if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
-            for adapter, dropout in module.lora_dropout.items() if isinstance(dropout, torch.nn.Dropout)]
+    return [
+        (adapter, dropout)
+        for module in peft_model.modules()
+        if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
+        for adapter, dropout in module.lora_dropout.items()
+        if isinstance(dropout, torch.nn.Dropout)
+    ]
 
 
 def restore_lora_dropout(peft_model) -> int:

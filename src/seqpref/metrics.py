@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def reward_margin(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected) -> np.ndarray:
     """Implicit-reward margin Δ_θ(y_w) − Δ_θ(y_l) against the base model.
 

@@ -31,8 +31,11 @@ def lora_scaling(adapter_config: dict) -> float:
     Raises ``ValueError`` for adapters whose update is not s·B·A alone: per-module rank/α patterns,
     DoRA (a magnitude vector), LoRA biases, or fully trained ``modules_to_save``.
     """
-    unsupported = {key: adapter_config.get(key) for key in ("rank_pattern", "alpha_pattern", "use_dora", "lora_bias",
-                                                           "modules_to_save") if adapter_config.get(key)}
+    unsupported = {
+        key: adapter_config.get(key)
+        for key in ("rank_pattern", "alpha_pattern", "use_dora", "lora_bias", "modules_to_save")
+        if adapter_config.get(key)
+    }
     if unsupported:
         raise ValueError(f"adapter movement needs a plain LoRA (ΔW = s·B·A); this adapter has {unsupported}")
     r, alpha = adapter_config["r"], adapter_config["lora_alpha"]
@@ -85,7 +88,10 @@ def factored_updates(weights: dict[str, torch.Tensor], scaling: float) -> dict[s
     missing = [name for name, parts in modules.items() if len(parts) != 2]
     if missing:
         raise ValueError(f"modules without both lora_A and lora_B: {missing[:5]}")
-    return {name: LowRank(scaling * parts["lora_B"].float(), parts["lora_A"].float()) for name, parts in sorted(modules.items())}
+    return {
+        name: LowRank(scaling * parts["lora_B"].float(), parts["lora_A"].float())
+        for name, parts in sorted(modules.items())
+    }
 
 
 def load_updates(adapter_dir: str | Path) -> dict[str, LowRank]:
@@ -106,7 +112,9 @@ def stream_modules(adapter_dirs: list[str | Path]) -> Iterator[tuple[str, list[L
     adapter_dirs = [Path(d) for d in adapter_dirs]
     scalings = [lora_scaling(json.loads((d / "adapter_config.json").read_text())) for d in adapter_dirs]
     with contextlib.ExitStack() as stack:
-        handles = [stack.enter_context(safe_open(str(d / "adapter_model.safetensors"), framework="pt")) for d in adapter_dirs]
+        handles = [
+            stack.enter_context(safe_open(str(d / "adapter_model.safetensors"), framework="pt")) for d in adapter_dirs
+        ]
         keys = [{_module_name(k, "lora_A"): k for k in h.keys() if ".lora_A." in k} for h in handles]
         for directory, handle in zip(adapter_dirs, handles):
             other = [k for k in handle.keys() if ".lora_A." not in k and ".lora_B." not in k]
@@ -142,7 +150,9 @@ def _module_sums(totals: list[LowRank]) -> list[dict[str, float]]:
         dot = squared_previous = float("nan")
         if previous_update is not None:
             dot, squared_previous = update.inner(previous_update), previous_update.inner(previous_update)
-        sums.append({"update": update.inner(update), "total": total.inner(total), "dot": dot, "previous": squared_previous})
+        sums.append(
+            {"update": update.inner(update), "total": total.inner(total), "dot": dot, "previous": squared_previous}
+        )
         previous_total, previous_update = total, update
     return sums
 
@@ -167,8 +177,13 @@ def module_rows(modules: Iterable[tuple[str, list[LowRank]]]) -> list[dict]:
         per_module.append((name, sums))
 
     def row(stage, name, s):
-        return {"stage": stage, "module": name, "update_norm": _norm(s["update"]), "total_norm": _norm(s["total"]),
-                "cosine_previous": _cosine(s["dot"], s["update"], s["previous"])}
+        return {
+            "stage": stage,
+            "module": name,
+            "update_norm": _norm(s["update"]),
+            "total_norm": _norm(s["total"]),
+            "cosine_previous": _cosine(s["dot"], s["update"], s["previous"]),
+        }
 
     rows = []
     for stage, total in enumerate(totals or [], start=1):

@@ -64,30 +64,52 @@ class TrainOptions:
     they are (:func:`dpo_config`); the method and its options are the run's (``--method-options``).
     """
 
-    beta: float = field(default=0.1, metadata={"help": "DPO temperature β (Rafailov et al., 2023).", **_to_dpo_config()})
+    beta: float = field(
+        default=0.1, metadata={"help": "DPO temperature β (Rafailov et al., 2023).", **_to_dpo_config()}
+    )
     learning_rate: float = field(default=0.003, metadata={"help": "Peak learning rate.", **_to_dpo_config()})
-    epochs: float = field(default=1, metadata={"help": "Passes over the stage's train pairs.",
-                                                  **_to_dpo_config("num_train_epochs")})
-    batch_size: int = field(default=16, metadata={"help": "Pairs per device per micro-batch.",
-                                                  **_to_dpo_config("per_device_train_batch_size")})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step.",
-                                                                  **_to_dpo_config()})
-    max_length: int = field(default=128, metadata={"help": "Tokens of prompt + response; longer is truncated.",
-                                                   **_to_dpo_config()})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name.", **_to_dpo_config()})
-    optim: str = field(default="adamw_torch", metadata={"help": "transformers optimizer name (adamw_torch, sgd, ...).",
-                                                        **_to_dpo_config()})
-    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (a float < 1 is a share).", **_to_dpo_config()})
+    epochs: float = field(
+        default=1, metadata={"help": "Passes over the stage's train pairs.", **_to_dpo_config("num_train_epochs")}
+    )
+    batch_size: int = field(
+        default=16,
+        metadata={"help": "Pairs per device per micro-batch.", **_to_dpo_config("per_device_train_batch_size")},
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per optimiser step.", **_to_dpo_config()}
+    )
+    max_length: int = field(
+        default=128, metadata={"help": "Tokens of prompt + response; longer is truncated.", **_to_dpo_config()}
+    )
+    lr_scheduler_type: str = field(
+        default="linear", metadata={"help": "transformers scheduler name.", **_to_dpo_config()}
+    )
+    optim: str = field(
+        default="adamw_torch",
+        metadata={"help": "transformers optimizer name (adamw_torch, sgd, ...).", **_to_dpo_config()},
+    )
+    warmup_steps: float = field(
+        default=0, metadata={"help": "Warm-up steps (a float < 1 is a share).", **_to_dpo_config()}
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", **_to_dpo_config()})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm.", **_to_dpo_config()})
-    logging_steps: int = field(default=1, metadata={"help": "Optimiser steps between training-log rows.", **_to_dpo_config()})
-    activation_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (GPU memory).",
-                                                                    **_to_dpo_config()})
-    checkpoint_every: int = field(default=0, metadata={"help": "Optimiser steps between resumable checkpoints; 0 = none."})
+    logging_steps: int = field(
+        default=1, metadata={"help": "Optimiser steps between training-log rows.", **_to_dpo_config()}
+    )
+    activation_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations (GPU memory).", **_to_dpo_config()}
+    )
+    checkpoint_every: int = field(
+        default=0, metadata={"help": "Optimiser steps between resumable checkpoints; 0 = none."}
+    )
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa, eager, flash_attention_2."})
     dtype: str = field(default="auto", metadata={"help": "auto = bf16 on CUDA, fp32 on CPU."})
-    share_prompt: bool = field(default=True, metadata={
-        "help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt in the config)."})
+    share_prompt: bool = field(
+        default=True,
+        metadata={
+            "help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt in the config)."
+        },
+    )
     lora: LoraOptions = field(default_factory=LoraOptions)
 
     def __post_init__(self):
@@ -100,8 +122,11 @@ class TrainOptions:
 
     def dpo_config_fields(self) -> dict:
         """The options ``trl.DPOConfig`` takes, under its names."""
-        return {(f.metadata["dpo_config"] if isinstance(f.metadata["dpo_config"], str) else f.name): getattr(self, f.name)
-                for f in fields(self) if f.metadata.get("dpo_config")}
+        return {
+            (f.metadata["dpo_config"] if isinstance(f.metadata["dpo_config"], str) else f.name): getattr(self, f.name)
+            for f in fields(self)
+            if f.metadata.get("dpo_config")
+        }
 
 
 @dataclass
@@ -114,13 +139,18 @@ class LogpsOptions:
     reference, in the training ``dtype``.
     """
 
-    max_length: int = field(default=TrainOptions.max_length, metadata={"help": "Tokens of prompt + response (train.max_length)."})
+    max_length: int = field(
+        default=TrainOptions.max_length, metadata={"help": "Tokens of prompt + response (train.max_length)."}
+    )
     batch_size: int = field(default=64, metadata={"help": "Sequences per forward pass (score.batch_size)."})
     dtype: str = field(default="float32", metadata={"help": "Model precision (score.dtype; the train split: dtype)."})
-    attn_implementation: str | None = field(default=TrainOptions.attn_implementation,
-                                            metadata={"help": "sdpa, eager, flash_attention_2."})
-    share_prompt: bool = field(default=TrainOptions.share_prompt, metadata={
-        "help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt)."})
+    attn_implementation: str | None = field(
+        default=TrainOptions.attn_implementation, metadata={"help": "sdpa, eager, flash_attention_2."}
+    )
+    share_prompt: bool = field(
+        default=TrainOptions.share_prompt,
+        metadata={"help": "Run each pair's prompt once for both responses (seqpref.prefix; share_prompt)."},
+    )
 
     def __post_init__(self):
         if self.max_length < 8 or self.batch_size < 1:
@@ -201,7 +231,11 @@ class LabelOptions:
         if self.pair_move <= 0 or not 0 < self.redistribution_share <= 0.5:
             raise ValueError("labels: need pair_move > 0 and 0 < redistribution_share ≤ 0.5")
         self.sham_distance = [float(v) for v in self.sham_distance]
-        if self.sham_own_tolerance < 0 or len(self.sham_distance) != 2 or not 0 < self.sham_distance[0] <= 1 <= self.sham_distance[1]:
+        if (
+            self.sham_own_tolerance < 0
+            or len(self.sham_distance) != 2
+            or not 0 < self.sham_distance[0] <= 1 <= self.sham_distance[1]
+        ):
             raise ValueError("labels: need sham_own_tolerance ≥ 0 and sham_distance = [lo, hi] with 0 < lo ≤ 1 ≤ hi")
 
 

@@ -69,8 +69,14 @@ def _union_area(points: list[tuple[float, float]], reference: tuple[float, float
     return hypervolume([p[0] for p in points], [p[1] for p in points], reference)
 
 
-def hypervolume_interval(xs: list[np.ndarray], ys: list[np.ndarray], reference: tuple[float, float],
-                         confidence: float, n_boot: int, seed: int) -> dict:
+def hypervolume_interval(
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    reference: tuple[float, float],
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> dict:
     """The hypervolume of points whose coordinates are the means of ``(n_seeds, n_pairs)`` tables (``xs[i]``
     on the first objective, ``ys[i]`` on the second; every table of an objective scores the same pairs, in
     the same column order, for the same seeds), with an interval over seeds and pairs.
@@ -97,10 +103,17 @@ def hypervolume_interval(xs: list[np.ndarray], ys: list[np.ndarray], reference: 
         draws[b] = _union_area(list(zip(mean_x[:, ix].mean(axis=1), mean_y[:, iy].mean(axis=1))), reference)
     variance = (stats.t_quantile(confidence, min(px, py) - 1) * draws.std(ddof=1)) ** 2
     if n_seeds > 1:
-        per_seed = [_union_area([(x[s].mean(), y[s].mean()) for x, y in zip(xs, ys)], reference) for s in range(n_seeds)]
+        per_seed = [
+            _union_area([(x[s].mean(), y[s].mean()) for x, y in zip(xs, ys)], reference) for s in range(n_seeds)
+        ]
         variance += stats.t_quantile(confidence, n_seeds - 1) ** 2 * np.var(per_seed, ddof=1) / n_seeds
     half = float(np.sqrt(variance))
-    return {"hypervolume": estimate, "lo": max(estimate - half, 0.0), "hi": estimate + half, "covers": stats.covers(n_seeds)}
+    return {
+        "hypervolume": estimate,
+        "lo": max(estimate - half, 0.0),
+        "hi": estimate + half,
+        "covers": stats.covers(n_seeds),
+    }
 
 
 def dominated_by_intervals(xs: list[np.ndarray], ys: list[np.ndarray], confidence: float) -> np.ndarray:
@@ -130,10 +143,15 @@ def setting_points(pairs: pd.DataFrame, front: pd.DataFrame | None, objectives: 
     ``pairs`` and ``front`` are PAIR_SCORES frames of the setting (``front`` with a ``lam`` column)."""
     keys, xs, ys = [], [], []
     last = pairs[pairs["stage"] == pairs.groupby(["method", "order"])["stage"].transform("max")]
-    groups = [((method, order, "final", np.nan), rows) for (method, order), rows in last.groupby(["method", "order"], sort=True)]
+    groups = [
+        ((method, order, "final", np.nan), rows)
+        for (method, order), rows in last.groupby(["method", "order"], sort=True)
+    ]
     if front is not None and len(front):
-        groups += [((method, order, f"lambda={lam:g}", float(lam)), rows)
-                   for (method, order, lam), rows in front.groupby(["method", "order", "lam"], sort=True)]
+        groups += [
+            ((method, order, f"lambda={lam:g}", float(lam)), rows)
+            for (method, order, lam), rows in front.groupby(["method", "order", "lam"], sort=True)
+        ]
     pair_ids = seeds = None
     for (method, order, point, lam), rows in groups:
         where = f"{rows['setting'].iloc[0]} {method}/{order} {point}"
@@ -143,8 +161,10 @@ def setting_points(pairs: pd.DataFrame, front: pd.DataFrame | None, objectives: 
             raise ValueError(f"{where}: scored other eval pairs than the setting's other runs")
         labels = [list(t.index) for t in tables_]
         if labels[0] != labels[1] or (seeds is not None and labels[0] != seeds):
-            raise ValueError(f"{where}: seeds {labels[0]}, the setting's other points {seeds}: every point needs "
-                             "the same seeds (its intervals pair them)")
+            raise ValueError(
+                f"{where}: seeds {labels[0]}, the setting's other points {seeds}: every point needs "
+                "the same seeds (its intervals pair them)"
+            )
         pair_ids, seeds = ids, labels[0]
         keys.append({"method": method, "order": order, "point": point, "lam": lam, "n_seeds": len(tables_[0])})
         xs.append(tables_[0].to_numpy())
@@ -154,8 +174,13 @@ def setting_points(pairs: pd.DataFrame, front: pd.DataFrame | None, objectives: 
     return pd.DataFrame(keys), xs, ys, reference
 
 
-def pareto_tables(pairs: pd.DataFrame, front: pd.DataFrame | None, names: dict[str, list[str]], options,
-                  training: pd.DataFrame | None = None):
+def pareto_tables(
+    pairs: pd.DataFrame,
+    front: pd.DataFrame | None,
+    names: dict[str, list[str]],
+    options,
+    training: pd.DataFrame | None = None,
+):
     """``(points, hypervolumes)`` of every two-objective setting in ``names`` (setting → its objectives,
     config order), from the pair scores ``pairs`` (PAIR_SCORES of every run and stage) and the merge front's
     ``front`` (with ``lam``; or None).
@@ -175,8 +200,14 @@ def pareto_tables(pairs: pd.DataFrame, front: pd.DataFrame | None, names: dict[s
             continue
         setting_front = None if front is None or front.empty else front[front["setting"] == setting]
         keys, xs, ys, reference = setting_points(pairs[pairs["setting"] == setting], setting_front, objectives)
-        frame = keys.assign(setting=setting, objective_x=objectives[0], objective_y=objectives[1], metric=METRIC,
-                            reference_x=reference[0], reference_y=reference[1])
+        frame = keys.assign(
+            setting=setting,
+            objective_x=objectives[0],
+            objective_y=objectives[1],
+            metric=METRIC,
+            reference_x=reference[0],
+            reference_y=reference[1],
+        )
         for axis, tables_ in (("x", xs), ("y", ys)):
             cis = [stats.crossed_interval(t, options.confidence) for t in tables_]
             frame[axis], frame[f"{axis}_lo"], frame[f"{axis}_hi"] = ([c[k] for c in cis] for k in ("mean", "lo", "hi"))
@@ -188,8 +219,12 @@ def pareto_tables(pairs: pd.DataFrame, front: pd.DataFrame | None, names: dict[s
         if spent is not None and len(spent):
             final_stage = pairs[pairs["setting"] == setting].groupby(["method", "order"])["stage"].max()
             for i, row in frame[frame["point"] == "final"].iterrows():
-                match = spent[(spent.setting == setting) & (spent.method == row["method"]) & (spent.order == row["order"])
-                              & (spent.stage == final_stage[(row["method"], row["order"])])]
+                match = spent[
+                    (spent.setting == setting)
+                    & (spent.method == row["method"])
+                    & (spent.order == row["order"])
+                    & (spent.stage == final_stage[(row["method"], row["order"])])
+                ]
                 if len(match):
                     frame.loc[i, totals] = match[totals].iloc[0].to_numpy(dtype=float)
         points.append(frame)
@@ -200,17 +235,32 @@ def pareto_tables(pairs: pd.DataFrame, front: pd.DataFrame | None, names: dict[s
             if len(seeds) != 1:
                 raise ValueError(f"{setting} {method}: its points have different numbers of seeds {sorted(seeds)}")
             union = hypervolume_interval(*members, reference, options.confidence, options.n_boot, options.seed)
-            singles = [hypervolume_interval([xs[i]], [ys[i]], reference, options.confidence, options.n_boot, options.seed)
-                       for i in index]
+            singles = [
+                hypervolume_interval([xs[i]], [ys[i]], reference, options.confidence, options.n_boot, options.seed)
+                for i in index
+            ]
             best = max(singles, key=lambda v: v["hypervolume"])
-            volumes.append({"setting": setting, "method": method, "objective_x": objectives[0],
-                            "objective_y": objectives[1], "metric": METRIC, "n_points": len(group),
-                            "n_nondominated": int((~group["dominated"]).sum()), "n_seeds": seeds.pop(),
-                            "reference_x": reference[0], "reference_y": reference[1],
-                            "hypervolume": union["hypervolume"], "hypervolume_lo": union["lo"],
-                            "hypervolume_hi": union["hi"], "best_point_hypervolume": best["hypervolume"],
-                            "best_point_hypervolume_lo": best["lo"], "best_point_hypervolume_hi": best["hi"],
-                            "interval_covers": union["covers"]})
+            volumes.append(
+                {
+                    "setting": setting,
+                    "method": method,
+                    "objective_x": objectives[0],
+                    "objective_y": objectives[1],
+                    "metric": METRIC,
+                    "n_points": len(group),
+                    "n_nondominated": int((~group["dominated"]).sum()),
+                    "n_seeds": seeds.pop(),
+                    "reference_x": reference[0],
+                    "reference_y": reference[1],
+                    "hypervolume": union["hypervolume"],
+                    "hypervolume_lo": union["lo"],
+                    "hypervolume_hi": union["hi"],
+                    "best_point_hypervolume": best["hypervolume"],
+                    "best_point_hypervolume_lo": best["lo"],
+                    "best_point_hypervolume_hi": best["hi"],
+                    "interval_covers": union["covers"],
+                }
+            )
     points = pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=tables.PARETO.names)
     return points, pd.DataFrame(volumes, columns=tables.HYPERVOLUME.names)
 
@@ -221,8 +271,14 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pairs", help="tables/pairs.parquet: every run's pair scores")
-    parser.add_argument("--front", nargs=2, action="append", default=[], metavar=("SCORES", "LAMBDA"),
-                        help="a merge front point's score file and its λ")
+    parser.add_argument(
+        "--front",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("SCORES", "LAMBDA"),
+        help="a merge front point's score file and its λ",
+    )
     parser.add_argument("--objectives", required=True, help="JSON: setting -> its objectives in config order")
     parser.add_argument("--points", required=True, help="pareto table to write")
     parser.add_argument("--hypervolume", required=True, help="hypervolume table to write")
@@ -235,14 +291,20 @@ def main(argv=None) -> None:
     if args.front:
         front = pd.concat([pd.read_parquet(path).assign(lam=float(lam)) for path, lam in args.front], ignore_index=True)
     names = json.loads(args.objectives)
-    pairs = pd.read_parquet(args.pairs, filters=[("setting", "in", [s for s, o in names.items() if len(o) == 2] or [""])])
+    pairs = pd.read_parquet(
+        args.pairs, filters=[("setting", "in", [s for s, o in names.items() if len(o) == 2] or [""])]
+    )
     training = pd.read_parquet(args.training) if args.training else None
     points, volumes = pareto_tables(pairs, front, names, options, training)
     record = provenance.provenance("pareto", {"front": len(args.front), "options": json.loads(args.options)})
     tables.write_table(points, args.points, tables.PARETO, record)
     tables.write_table(volumes, args.hypervolume, tables.HYPERVOLUME, record)
-    log.info("%d points (%d non-dominated), %d hypervolumes", len(points), int((~points["dominated"].astype(bool)).sum()),
-             len(volumes))
+    log.info(
+        "%d points (%d non-dominated), %d hypervolumes",
+        len(points),
+        int((~points["dominated"].astype(bool)).sum()),
+        len(volumes),
+    )
 
 
 if __name__ == "__main__":

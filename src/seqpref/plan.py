@@ -59,9 +59,7 @@ def orders(config: dict, setting: str) -> list[str]:
     result = []
     for order in listed:
         if sorted(order) != sorted(names):
-            raise ValueError(
-                f"setting {setting!r}: order {order} must be a permutation of its objectives {names}"
-            )
+            raise ValueError(f"setting {setting!r}: order {order} must be a permutation of its objectives {names}")
         result.append(ORDER_SEPARATOR.join(order))
     return result
 

@@ -97,8 +97,13 @@ def _as_mask(allowed: torch.Tensor, dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def pack(pairs: list[tuple[list[int], list[int], list[int]]], pad_id: int, dtype=torch.float32,
-         device=None, layout: tuple[int | None, bool] = (None, False)) -> PackedPairs:
+def pack(
+    pairs: list[tuple[list[int], list[int], list[int]]],
+    pad_id: int,
+    dtype=torch.float32,
+    device=None,
+    layout: tuple[int | None, bool] = (None, False),
+) -> PackedPairs:
     """Pack ``(prompt_ids, chosen_ids, rejected_ids)`` pairs, right-padded to the longest row.
 
     Every prompt must have at least one token (it predicts the first response token) and every
@@ -121,8 +126,7 @@ def pack(pairs: list[tuple[list[int], list[int], list[int]]], pad_id: int, dtype
         p, c, r = len(prompt), len(chosen), len(rejected)
         tokens = prompt + chosen + [prompt[-1]] + rejected
         ids[row, : len(tokens)] = torch.tensor(tokens)
-        positions[row, : len(tokens)] = torch.tensor(
-            list(range(p + c)) + [p - 1] + list(range(p, p + r)))
+        positions[row, : len(tokens)] = torch.tensor(list(range(p + c)) + [p - 1] + list(range(p, p + r)))
         segment[row, : p - 1] = PROMPT
         segment[row, p - 1] = LAST
         segment[row, p : p + c] = CHOSEN
@@ -144,9 +148,16 @@ def pack(pairs: list[tuple[list[int], list[int], list[int]]], pad_id: int, dtype
         mask = {"full_attention": mask, "sliding_attention": sliding} if per_layer_type else sliding
     mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(device)
     counts = torch.tensor([[len(c), len(r)] for _, c, r in pairs])
-    return PackedPairs(ids.to(device), positions.to(device), mask, labels.to(device),
-                       torch.tensor(chosen_index, device=device), torch.tensor(rejected_index, device=device),
-                       counts[:, 0].to(device), counts[:, 1].to(device))
+    return PackedPairs(
+        ids.to(device),
+        positions.to(device),
+        mask,
+        labels.to(device),
+        torch.tensor(chosen_index, device=device),
+        torch.tensor(rejected_index, device=device),
+        counts[:, 0].to(device),
+        counts[:, 1].to(device),
+    )
 
 
 def pairs_of_trl_batch(inputs: dict) -> list[tuple[list[int], list[int], list[int]]] | None:
@@ -192,8 +203,13 @@ class SharedPromptModel:
     def __call__(self, **kwargs):
         kwargs = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask", "labels", "position_ids")}
         packed = self.packed
-        outputs = self.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                             position_ids=packed.position_ids, shift_labels=packed.shift_labels, **kwargs)
+        outputs = self.model(
+            input_ids=packed.input_ids,
+            attention_mask=packed.attention_mask,
+            position_ids=packed.position_ids,
+            shift_labels=packed.shift_labels,
+            **kwargs,
+        )
         for name in self.FIELDS:
             value = getattr(outputs, name, None)
             if value is not None:
@@ -230,8 +246,9 @@ def backbone_and_head(model):
 
 
 @torch.no_grad()
-def shared_pair_logps(model, pairs: list[tuple[list[int], list[int], list[int]]], pad_id: int,
-                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def shared_pair_logps(
+    model, pairs: list[tuple[list[int], list[int], list[int]]], pad_id: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed completion log-probs of chosen and of rejected for every ``(prompt, chosen, rejected)``,
     each float64 ``(n,)`` in nats, one packed row per pair. Pairs are batched by packed length (sorted,
     so a batch pads little); logits only at the positions that predict a response token, log-softmax
@@ -244,12 +261,18 @@ def shared_pair_logps(model, pairs: list[tuple[list[int], list[int], list[int]]]
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         packed = pack([pairs[i] for i in index], pad_id, dtype, device, layout)
-        hidden = decoder(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                         position_ids=packed.position_ids, use_cache=False).last_hidden_state
+        hidden = decoder(
+            input_ids=packed.input_ids,
+            attention_mask=packed.attention_mask,
+            position_ids=packed.position_ids,
+            use_cache=False,
+        ).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1])
         labels = packed.shift_labels.reshape(-1)
-        for flat, counts, out in ((packed.chosen_index, packed.chosen_counts, chosen_out),
-                                  (packed.rejected_index, packed.rejected_counts, rejected_out)):
+        for flat, counts, out in (
+            (packed.chosen_index, packed.chosen_counts, chosen_out),
+            (packed.rejected_index, packed.rejected_counts, rejected_out),
+        ):
             logprobs = torch.log_softmax(at_least_float32(head(hidden[flat])), dim=-1)
             token = logprobs.gather(-1, labels[flat].unsqueeze(-1)).squeeze(-1)
             owner = torch.repeat_interleave(torch.arange(len(index), device=device), counts)

@@ -39,7 +39,8 @@ def _runs_here(argv: list[str]) -> bool:
     our steps' (``python -m seqpref.<step>``, a job a killed snakemake may have left running)."""
     head = argv[:4]
     return any(Path(arg).name == "snakemake" for arg in head) or any(
-        arg.startswith("seqpref.") and head[i - 1] == "-m" for i, arg in enumerate(head) if i)
+        arg.startswith("seqpref.") and head[i - 1] == "-m" for i, arg in enumerate(head) if i
+    )
 
 
 def live_runs(workdir: Path, exclude: set[int] | None = None) -> list[int]:
@@ -77,20 +78,27 @@ def live_slurm_jobs(workdir: Path, timeout: float = SQUEUE_TIMEOUT) -> list[str]
     if shutil.which("squeue") is None or not slurm_configured():
         return []  # no SLURM client, or one with no cluster to ask: no job of this run can be on it
     try:
-        listing = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%Z"], capture_output=True, text=True,
-                                 timeout=timeout)
+        listing = subprocess.run(
+            ["squeue", "--me", "-h", "-o", "%i|%Z"], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
-        raise SystemExit(f"squeue did not answer within {timeout:g} s: cannot tell whether jobs of the run in "
-                         f"{workdir} are still queued, so its lock stays; {_HOW_TO_FORCE}") from None
+        raise SystemExit(
+            f"squeue did not answer within {timeout:g} s: cannot tell whether jobs of the run in "
+            f"{workdir} are still queued, so its lock stays; {_HOW_TO_FORCE}"
+        ) from None
     if listing.returncode != 0:
-        raise SystemExit(f"squeue failed (exit {listing.returncode}: {listing.stderr.strip()[:200]}): cannot tell "
-                         f"whether jobs of the run in {workdir} are still queued, so its lock stays; {_HOW_TO_FORCE}")
+        raise SystemExit(
+            f"squeue failed (exit {listing.returncode}: {listing.stderr.strip()[:200]}): cannot tell "
+            f"whether jobs of the run in {workdir} are still queued, so its lock stays; {_HOW_TO_FORCE}"
+        )
     jobs, target = [], workdir.resolve()
     for line in filter(None, listing.stdout.splitlines()):
         job, _, where = line.partition("|")
         if not where.strip() or where.strip() in ("(null)", "N/A"):
-            raise SystemExit(f"squeue gives no working directory for job {job.strip()}: it may be this run's, so "
-                             f"the lock of {workdir} stays; {_HOW_TO_FORCE}")
+            raise SystemExit(
+                f"squeue gives no working directory for job {job.strip()}: it may be this run's, so "
+                f"the lock of {workdir} stays; {_HOW_TO_FORCE}"
+            )
         if Path(where.strip()).resolve() == target:
             jobs.append(job.strip())
     return jobs
@@ -109,8 +117,11 @@ def unlock_if_stale(workdir: Path, snakemake: list[str], args: list[str], force:
     if running or jobs:
         raise SystemExit(
             f"{workdir} is locked by a run that is still going ("
-            + "; ".join(filter(None, [running and f"PIDs {', '.join(map(str, running))}",
-                                      jobs and f"SLURM jobs {', '.join(jobs)}"]))
+            + "; ".join(
+                filter(
+                    None, [running and f"PIDs {', '.join(map(str, running))}", jobs and f"SLURM jobs {', '.join(jobs)}"]
+                )
+            )
             + "): wait for it, or stop it (kill / scancel) and run this again"
         )
     subprocess.run([*snakemake, "--unlock", *args], cwd=workdir, check=True, stdout=subprocess.DEVNULL)
@@ -125,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != FORCE]
     snakemake = [sys.executable, "-m", "snakemake"]
     if unlock_if_stale(Path.cwd().resolve(), snakemake, [a for a in args if a not in ("-n", "--dry-run")], force):
-        print("seqpref.resume: removed the lock of a killed run (no snakemake or SLURM job of it is left)", file=sys.stderr)
+        print(
+            "seqpref.resume: removed the lock of a killed run (no snakemake or SLURM job of it is left)",
+            file=sys.stderr,
+        )
     return subprocess.run([*snakemake, *args]).returncode
 
 

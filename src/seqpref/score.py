@@ -20,14 +20,14 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import pandas as pd
 import torch
 
 from seqpref import metrics, provenance, tables
 from seqpref.lora import load_policy
-from seqpref.options import LogpsOptions, ScoreOptions
+from seqpref.options import ScoreOptions
 
 log = logging.getLogger("seqpref.score")
 
@@ -106,14 +106,20 @@ def main(argv=None) -> None:
     parser.add_argument("--adapter", default=None, help="adapter directory (omit for stage 0)")
     parser.add_argument("--base", default=None, help="base model id or directory (with --adapter)")
     parser.add_argument("--options", default="{}", help="JSON of ScoreOptions")
-    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
+    parser.add_argument(
+        "--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.adapter and not args.base:
         parser.error("--adapter needs --base")
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    options = ScoreOptions(**{**json.loads(args.options),
-                              **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)})})
+    options = ScoreOptions(
+        **{
+            **json.loads(args.options),
+            **({} if args.share_prompt is None else {"share_prompt": bool(args.share_prompt)}),
+        }
+    )
     run = json.loads(args.run)
     start = time.time()
     frame = score_stage(run, [tuple(o) for o in args.objective], options, args.base, args.adapter)

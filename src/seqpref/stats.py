@@ -139,7 +139,9 @@ def paired_stage_ci(
     """
     values = np.asarray(values, dtype=float)
     if values.ndim not in (2, 3):
-        raise ValueError(f"values must be (n_pairs, n_stages) or (n_seeds, n_pairs, n_stages), got shape {values.shape}")
+        raise ValueError(
+            f"values must be (n_pairs, n_stages) or (n_seeds, n_pairs, n_stages), got shape {values.shape}"
+        )
     if np.isnan(values).any():
         raise ValueError("values contain NaN: every pair must be scored at every stage")
     means = stage_means(values)
@@ -172,7 +174,6 @@ def label_change(change: float, lo: float, hi: float, min_effect: float) -> str:
     if lo > 0 and change >= min_effect:
         return "positive_transfer"
     return "stable"
-
 
 
 # -- intervals that hold with few seeds ----------------------------------------------------------------

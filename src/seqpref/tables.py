@@ -164,7 +164,9 @@ HYPERVOLUME = pa.schema(
         ("reference_x", pa.float64()),
         ("reference_y", pa.float64()),
     ]
-    + _ci_columns("hypervolume")  # of the union of its points, metric units squared (nats²; pareto.hypervolume_interval)
+    + _ci_columns(
+        "hypervolume"
+    )  # of the union of its points, metric units squared (nats²; pareto.hypervolume_interval)
     + _ci_columns("best_point_hypervolume")  # of its best single point: comparable across numbers of points
     + [("interval_covers", pa.string())]
 )

@@ -18,22 +18,19 @@ How the reference is kept the base model at every stage (docs/design.md, "Method
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from seqpref.guard import EXECUTION_OPTIONS  # how a stage runs, not what it computes: a checkpoint resumes across them
 from seqpref.checkpoints import (
     STAGE_STATE,
     STOP,
@@ -45,11 +42,16 @@ from seqpref.checkpoints import (
     sync_folder,
 )
 from seqpref.lora import adapter_state, check_saved_adapter, load_adapter_weights, restore_lora_dropout
+from seqpref.options import (
+    CHANGE_NORM,
+    JOINT_SEPARATOR,
+    DiagnosticsOptions,
+    TrainOptions,
+    recorded_options,
+)
 from seqpref.plan import stage_seed
-from seqpref.options import CHANGE_NORM, JOINT_SEPARATOR, DiagnosticsOptions, LoraOptions, TrainOptions, recorded_options
 
 log = logging.getLogger("seqpref.train")
-
 
 
 def trainer_class():
@@ -65,8 +67,19 @@ def trainer_class():
         to TRL's own reference forward is an error: nothing but the base log-probs may be used.
         """
 
-        def __init__(self, *args, gradient_probe=None, method_loss=None, method_options=None, batch_sampler=None,
-                     log_records=None, share_prompt=False, chosen_passes=0, method_state=None, **kwargs):
+        def __init__(
+            self,
+            *args,
+            gradient_probe=None,
+            method_loss=None,
+            method_options=None,
+            batch_sampler=None,
+            log_records=None,
+            share_prompt=False,
+            chosen_passes=0,
+            method_state=None,
+            **kwargs,
+        ):
             super().__init__(*args, **kwargs)
             self.share_prompt = share_prompt  # each pair's prompt through the model once (seqpref.prefix)
             self.log_records = log_records if log_records is not None else []
@@ -93,9 +106,14 @@ def trainer_class():
             """What a checkpoint needs beyond TRL's (adapter, optimiser, scheduler, RNG, step): the
             training-log records, the budget so far and the gradient probe's rows so far."""
             probe = self.gradient_probe
-            return {"records": self.log_records, "budget": self.budget, "probe_rows": probe.rows if probe else [],
-                    "probe_seconds": probe.seconds if probe else 0.0, "fingerprint": self.fingerprint,
-                    "method_state": None if self.method_state is None else self.method_state.saved()}
+            return {
+                "records": self.log_records,
+                "budget": self.budget,
+                "probe_rows": probe.rows if probe else [],
+                "probe_seconds": probe.seconds if probe else 0.0,
+                "fingerprint": self.fingerprint,
+                "method_state": None if self.method_state is None else self.method_state.saved(),
+            }
 
         def load_stage_state(self, state: dict) -> None:
             """Restore :meth:`stage_state` when resuming from a checkpoint."""
@@ -125,8 +143,16 @@ def trainer_class():
             staging = folder / f"{STAGE_STATE}.tmp"
             sync_folder(folder)  # TRL's files on disk before the marker that declares them complete
             # saved_on: a signal's checkpoint (the step the job was warned at) or a periodic one
-            staging.write_text(json.dumps({**self.stage_state(), "files": checkpoint_files(folder),
-                                           "saved_on": "signal" if STOP.is_set() else "schedule"}, default=float))
+            staging.write_text(
+                json.dumps(
+                    {
+                        **self.stage_state(),
+                        "files": checkpoint_files(folder),
+                        "saved_on": "signal" if STOP.is_set() else "schedule",
+                    },
+                    default=float,
+                )
+            )
             os.replace(staging, folder / STAGE_STATE)  # written last: its presence marks a complete checkpoint
             sync_folder(folder)
             log.info("checkpoint at step %d -> %s", self.state.global_step, folder)
@@ -135,8 +161,11 @@ def trainer_class():
             if self.batch_sampler is None:
                 return super().get_train_dataloader()
             self._set_signature_columns_if_needed()
-            loader = torch.utils.data.DataLoader(self.train_dataset.select_columns(self._signature_columns),
-                                                 batch_sampler=self.batch_sampler, collate_fn=self.data_collator)
+            loader = torch.utils.data.DataLoader(
+                self.train_dataset.select_columns(self._signature_columns),
+                batch_sampler=self.batch_sampler,
+                collate_fn=self.data_collator,
+            )
             return self.accelerator.prepare(loader)
 
         def _compute_loss(self, model, inputs, return_outputs):
@@ -147,8 +176,13 @@ def trainer_class():
             if getattr(self, "share_prompt", False) and prefix.takes_custom_mask(model):
                 pairs = prefix.pairs_of_trl_batch(inputs)
                 if pairs is not None:
-                    packed = prefix.pack(pairs, self.processing_class.pad_token_id, prefix.mask_dtype(model),
-                                         inputs["input_ids"].device, prefix.attention_layout(model))
+                    packed = prefix.pack(
+                        pairs,
+                        self.processing_class.pad_token_id,
+                        prefix.mask_dtype(model),
+                        inputs["input_ids"].device,
+                        prefix.attention_layout(model),
+                    )
                     model = prefix.SharedPromptModel(model, packed, inputs["completion_mask"])
             return super()._compute_loss(model, inputs, return_outputs)
 
@@ -259,7 +293,9 @@ def stage_steps(n_pairs: int, batch_size: int, gradient_accumulation_steps: int 
     computes: ceil(n/batch) micro-batches per epoch, grouped by the accumulation steps, times epochs).
     A joint stage is given this many steps so that every method has the same budget."""
     micro_batches = math.ceil(n_pairs / batch_size)
-    per_epoch = max(micro_batches // gradient_accumulation_steps + int(micro_batches % gradient_accumulation_steps > 0), 1)
+    per_epoch = max(
+        micro_batches // gradient_accumulation_steps + int(micro_batches % gradient_accumulation_steps > 0), 1
+    )
     return math.ceil(epochs * per_epoch)
 
 
@@ -302,8 +338,15 @@ def training_rows(records: list[dict], run: dict) -> pd.DataFrame:
             if key == "step" or not isinstance(value, (int, float)):
                 continue
             objective, _, metric = key.rpartition(JOINT_SEPARATOR)
-            rows.append({**keys, "objective": objective or run["objective"], "step": int(record["step"]),
-                         "metric": metric, "value": float(value)})
+            rows.append(
+                {
+                    **keys,
+                    "objective": objective or run["objective"],
+                    "step": int(record["step"]),
+                    "metric": metric,
+                    "value": float(value),
+                }
+            )
     return pd.DataFrame(rows, columns=tables.TRAINING.names)
 
 
@@ -321,9 +364,19 @@ def start_stage(base: str, options: TrainOptions, out_dir: str, checkpoint_dir: 
     return model, tokenizer, tempfile.mkdtemp(prefix="trainer-", dir=Path(out_dir).parent)
 
 
-def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, train_log_path: str,
-              previous: str | None, start: float, record_extra: dict | None = None, method_options=None,
-              inputs: list[str] | None = None) -> dict:
+def run_stage(
+    trainer,
+    records,
+    options: TrainOptions,
+    run: dict,
+    out_dir: str,
+    train_log_path: str,
+    previous: str | None,
+    start: float,
+    record_extra: dict | None = None,
+    method_options=None,
+    inputs: list[str] | None = None,
+) -> dict:
     """Continue ``previous``'s adapter, train, save the adapter only (checked) and the training log.
     A checkpoint is resumed only when it was saved by this stage: the same options, ``record_extra``,
     ``inputs`` (the stage's data files) and previous adapter (:func:`stage_fingerprint`).
@@ -346,8 +399,10 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
         log.info("resuming from %s (saved on %s)", resume, state.get("saved_on", "an unrecorded occasion"))
     trainer.train(resume_from_checkpoint=resume)
     if STOP.is_set():
-        raise StagePreempted(f"stopped on a signal at step {trainer.state.global_step}; checkpoint in "
-                             f"{last_checkpoint(trainer.args.output_dir)}: a rerun resumes from it")
+        raise StagePreempted(
+            f"stopped on a signal at step {trainer.state.global_step}; checkpoint in "
+            f"{last_checkpoint(trainer.args.output_dir)}: a rerun resumes from it"
+        )
     after = adapter_state(trainer.model)
     change = float(torch.sqrt(sum(((after[k] - before[k]) ** 2).sum() for k in before)))
     if change == 0.0:
@@ -358,8 +413,11 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     trainer.model.save_pretrained(staging, selected_adapters=["default"])
     check_saved_adapter(staging, after)
     (staging / "training_options.json").write_text(
-        json.dumps({"options": recorded_options(options, method_options), "run": run, **(record_extra or {})},
-                   indent=2, default=str)
+        json.dumps(
+            {"options": recorded_options(options, method_options), "run": run, **(record_extra or {})},
+            indent=2,
+            default=str,
+        )
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -369,13 +427,24 @@ def run_stage(trainer, records, options: TrainOptions, run: dict, out_dir: str, 
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
 
     record = provenance.provenance(
-        "train_stage", {"options": recorded_options(options, method_options), "run": run, "previous": previous,
-                        **(record_extra or {})}
+        "train_stage",
+        {
+            "options": recorded_options(options, method_options),
+            "run": run,
+            "previous": previous,
+            **(record_extra or {}),
+        },
     )
     # how far the stage moved the LoRA parameters, ‖θ_after − θ_before‖₂, logged at the last step (the
     # sham control compares it between a stage and its sham)
-    records = [*records, {"step": trainer.state.global_step, CHANGE_NORM: change,
-                          **budget.budget_record(trainer.budget, trainer.state.global_step)}]
+    records = [
+        *records,
+        {
+            "step": trainer.state.global_step,
+            CHANGE_NORM: change,
+            **budget.budget_record(trainer.budget, trainer.state.global_step),
+        },
+    ]
     tables.write_table(training_rows(records, run), train_log_path, tables.TRAINING, record)
     return {
         "pairs": len(trainer.train_dataset),
@@ -431,14 +500,18 @@ def train_stage(
 
     method = methods.get(run["method"])
     if method.kind != methods.SEQUENTIAL:
-        raise ValueError(f"train_stage trains a sequential method ({', '.join(methods.names(methods.SEQUENTIAL))}), "
-                         f"not {method.name!r}")
+        raise ValueError(
+            f"train_stage trains a sequential method ({', '.join(methods.names(methods.SEQUENTIAL))}), "
+            f"not {method.name!r}"
+        )
     method_options = method_options if method_options is not None else method.options()
     start = time.time()
     model, tokenizer, workdir = start_stage(base, options, out_dir, checkpoint_dir)
     dataset = training_dataset(pd.read_parquet(pairs_path), pd.read_parquet(base_logps_path), tokenizer)
-    earlier_sets = [(name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer))
-                    for name, stage, p, b in (earlier or [])]
+    earlier_sets = [
+        (name, stage, training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer))
+        for name, stage, p, b in (earlier or [])
+    ]
     records: list[dict] = []
     probe = None
     if diagnostics is not None and diagnostics.enabled and earlier_sets:
@@ -447,16 +520,22 @@ def train_stage(
         # the step's .grad is not the probes' kind of gradient where LoRA dropout is on, a method adds a
         # loss term or replayed pairs join the step: the probe then recomputes it (seqpref.diagnostics)
         recompute = options.lora.dropout > 0 or method.loss is not None or method.batches is not None
-        probe = GradientProbe(earlier_sets, diagnostics, current=(run["objective"], run["stage"], dataset),
-                              recompute_current=recompute)
+        probe = GradientProbe(
+            earlier_sets, diagnostics, current=(run["objective"], run["stage"], dataset), recompute_current=recompute
+        )
     sampler, max_steps, train_set = None, -1, dataset
     if method.batches is not None and earlier_sets:
         from datasets import concatenate_datasets
 
         max_steps = stage_steps(len(dataset), options.batch_size, options.gradient_accumulation_steps, options.epochs)
-        sampler = method.batches(method_options, [len(dataset)] + [len(d) for _, _, d in earlier_sets],
-                                 options.batch_size, max_steps, stage_seed(run["seed"], run["stage"]),
-                                 options.gradient_accumulation_steps)
+        sampler = method.batches(
+            method_options,
+            [len(dataset)] + [len(d) for _, _, d in earlier_sets],
+            options.batch_size,
+            max_steps,
+            stage_seed(run["seed"], run["stage"]),
+            options.gradient_accumulation_steps,
+        )
         train_set = concatenate_datasets([dataset] + [d for _, _, d in earlier_sets])
     trainer = trainer_class()(
         gradient_probe=probe,
@@ -467,7 +546,9 @@ def train_stage(
         share_prompt=options.share_prompt,
         log_records=records,
         model=model,
-        args=dpo_config(replace(options, learning_rate=options.learning_rate * lr_scale), run, workdir, max_steps=max_steps),
+        args=dpo_config(
+            replace(options, learning_rate=options.learning_rate * lr_scale), run, workdir, max_steps=max_steps
+        ),
         train_dataset=train_set,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
@@ -476,14 +557,26 @@ def train_stage(
     dropped = len(train_set) - len(trainer.train_dataset)
     if dropped:
         raise ValueError(f"TRL dropped {dropped} pairs whose prompt alone fills max_length={options.max_length}")
-    summary = run_stage(trainer, records, options, run, out_dir, train_log_path, previous, start, record_extra,
-                        method_options=method_options,
-                        inputs=[pairs_path, base_logps_path] + [f for _, _, *paths in earlier or [] for f in paths])
+    summary = run_stage(
+        trainer,
+        records,
+        options,
+        run,
+        out_dir,
+        train_log_path,
+        previous,
+        start,
+        record_extra,
+        method_options=method_options,
+        inputs=[pairs_path, base_logps_path] + [f for _, _, *paths in earlier or [] for f in paths],
+    )
     record = summary.pop("record")
     if diagnostics_path:
         keys = {k: run[k] for k in ("setting", "method", "order", "seed", "stage", "objective")}
         rows = [{**keys, **row} for row in (probe.rows if probe else [])]
-        tables.write_table(pd.DataFrame(rows, columns=tables.DIAGNOSTICS.names), diagnostics_path, tables.DIAGNOSTICS, record)
+        tables.write_table(
+            pd.DataFrame(rows, columns=tables.DIAGNOSTICS.names), diagnostics_path, tables.DIAGNOSTICS, record
+        )
     summary["diagnostics_seconds"] = round(probe.seconds, 3) if probe else 0.0
     return summary
 
@@ -491,7 +584,10 @@ def train_stage(
 def execution_options(args) -> dict:
     """The options a CLI takes as flags because they change how a stage runs, not what it computes
     (the workflow passes them as resources, so changing them reruns nothing): those given."""
-    values = {"checkpoint_every": getattr(args, "checkpoint_every", None), "share_prompt": getattr(args, "share_prompt", None)}
+    values = {
+        "checkpoint_every": getattr(args, "checkpoint_every", None),
+        "share_prompt": getattr(args, "share_prompt", None),
+    }
     return {k: (bool(v) if k == "share_prompt" else v) for k, v in values.items() if v is not None}
 
 
@@ -505,20 +601,32 @@ def main(argv=None) -> None:
     parser.add_argument("train_log", help="training-log Parquet to write")
     parser.add_argument("--previous", default=None, help="adapter directory of the previous stage")
     parser.add_argument("--options", default="{}", help="JSON of TrainOptions")
-    parser.add_argument("--method-options", default="{}", help="JSON of the run's method's options (method_options.<method>)")
+    parser.add_argument(
+        "--method-options", default="{}", help="JSON of the run's method's options (method_options.<method>)"
+    )
     parser.add_argument("--run", required=True, help="JSON: setting, method, order, seed, stage, objective")
     parser.add_argument(
-        "--earlier", nargs=4, action="append", default=[], metavar=("NAME", "STAGE", "TRAIN_PAIRS", "BASE_LOGPS"),
+        "--earlier",
+        nargs=4,
+        action="append",
+        default=[],
+        metavar=("NAME", "STAGE", "TRAIN_PAIRS", "BASE_LOGPS"),
         help="an objective trained at an earlier stage (for the gradient diagnostics and replay)",
     )
     parser.add_argument("--diagnostics", default='{"enabled": false}', help="JSON of DiagnosticsOptions")
     parser.add_argument("--diagnostics-out", default=None, help="diagnostics Parquet to write")
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoints go and are resumed from")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="overrides the options' checkpoint_every")
-    parser.add_argument("--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt")
-    parser.add_argument("--match-distance", default=None, metavar="REAL_TRAIN_LOG",
-                        help="a sham: scale the learning rate so that it moves the adapter as far as the stage of this "
-                             "training log (seqpref.controls.match_distance)")
+    parser.add_argument(
+        "--share-prompt", type=int, choices=[0, 1], default=None, help="overrides the options' share_prompt"
+    )
+    parser.add_argument(
+        "--match-distance",
+        default=None,
+        metavar="REAL_TRAIN_LOG",
+        help="a sham: scale the learning rate so that it moves the adapter as far as the stage of this "
+        "training log (seqpref.controls.match_distance)",
+    )
     args = parser.parse_args(argv)
     stop_on_signals()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -528,8 +636,14 @@ def main(argv=None) -> None:
     from seqpref import methods
 
     method_options = methods.options(run["method"], **json.loads(args.method_options))
-    log.info("options %s method %s %s run %s previous %s", json.dumps(asdict(options)), run["method"],
-             json.dumps(asdict(method_options)), json.dumps(run), args.previous)
+    log.info(
+        "options %s method %s %s run %s previous %s",
+        json.dumps(asdict(options)),
+        run["method"],
+        json.dumps(asdict(method_options)),
+        json.dumps(run),
+        args.previous,
+    )
 
     earlier = [(name, int(stage), pairs, logps) for name, stage, pairs, logps in args.earlier]
     lr_scale, extra = 1.0, None
@@ -537,17 +651,49 @@ def main(argv=None) -> None:
         from seqpref import controls
 
         def pilot(out_dir: str, log_path: str) -> float:
-            return train_stage(args.base, args.pairs, args.base_logps, out_dir, log_path, options, run, args.previous,
-                               earlier, method_options=method_options)["adapter_change_norm"]
+            return train_stage(
+                args.base,
+                args.pairs,
+                args.base_logps,
+                out_dir,
+                log_path,
+                options,
+                run,
+                args.previous,
+                earlier,
+                method_options=method_options,
+            )["adapter_change_norm"]
 
         lr_scale, extra = controls.match_distance(
-            pilot, args.match_distance, args.out_dir, args.checkpoint_dir,
-            {"options": recorded_options(options, method_options), "previous": args.previous, "pairs": args.pairs,
-             "reference": args.base_logps, "earlier": earlier, "seed": run["seed"]})
+            pilot,
+            args.match_distance,
+            args.out_dir,
+            args.checkpoint_dir,
+            {
+                "options": recorded_options(options, method_options),
+                "previous": args.previous,
+                "pairs": args.pairs,
+                "reference": args.base_logps,
+                "earlier": earlier,
+                "seed": run["seed"],
+            },
+        )
     summary = train_stage(
-        args.base, args.pairs, args.base_logps, args.out_dir, args.train_log, options, run, args.previous,
-        earlier, DiagnosticsOptions(**json.loads(args.diagnostics)), args.diagnostics_out, args.checkpoint_dir,
-        method_options, lr_scale, extra,
+        args.base,
+        args.pairs,
+        args.base_logps,
+        args.out_dir,
+        args.train_log,
+        options,
+        run,
+        args.previous,
+        earlier,
+        DiagnosticsOptions(**json.loads(args.diagnostics)),
+        args.diagnostics_out,
+        args.checkpoint_dir,
+        method_options,
+        lr_scale,
+        extra,
     )
     log.info("trained %s", json.dumps(summary))
 

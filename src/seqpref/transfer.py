@@ -53,7 +53,9 @@ def quartile_of(own_margins: np.ndarray) -> np.ndarray:
 ASSIGNMENTS = ("own_margin", "other_seed")
 
 
-def quartile_rows(values: np.ndarray, own_stage: int, confidence: float = 0.95, assignment: str = "own_margin") -> list[dict]:
+def quartile_rows(
+    values: np.ndarray, own_stage: int, confidence: float = 0.95, assignment: str = "own_margin"
+) -> list[dict]:
     """Per quartile of the own-stage margin and per later stage k: the mean change since the own
     stage (with CI), the share of pairs whose margin fell, and the share whose sign flipped. With
     seeds, quartiles are assigned within each seed and the rows pool every seed's pairs.
@@ -108,19 +110,21 @@ def quartile_rows(values: np.ndarray, own_stage: int, confidence: float = 0.95, 
         for q in range(1, 5):
             mask, column = quartile == q, i * 4 + q - 1
             ci = stats.fieller_interval(numerators[:, :, column], masks[:, :, q - 1], confidence)
-            rows.append({
-                "assignment": assignment,
-                "binning_correlation": reliability,
-                "own_stage": own_stage,
-                "stage": stage,
-                "quartile": q,
-                "n": int(mask.sum()),
-                "own_margin_min": float(binned[mask].min()),
-                "own_margin_max": float(binned[mask].max()),
-                "mean_change": float(changes[mask, i].mean()),
-                "mean_change_lo": ci["lo"],
-                "mean_change_hi": ci["hi"],
-                "share_fell": float((changes[mask, i] < 0).mean()),
-                "share_flipped": float(flipped[mask].mean()),
-            })
+            rows.append(
+                {
+                    "assignment": assignment,
+                    "binning_correlation": reliability,
+                    "own_stage": own_stage,
+                    "stage": stage,
+                    "quartile": q,
+                    "n": int(mask.sum()),
+                    "own_margin_min": float(binned[mask].min()),
+                    "own_margin_max": float(binned[mask].max()),
+                    "mean_change": float(changes[mask, i].mean()),
+                    "mean_change_lo": ci["lo"],
+                    "mean_change_hi": ci["hi"],
+                    "share_fell": float((changes[mask, i] < 0).mean()),
+                    "share_flipped": float(flipped[mask].mean()),
+                }
+            )
     return rows

@@ -19,14 +19,33 @@ import pandas as pd
 log = logging.getLogger("seqpref.verdicts")
 
 #: the verdict table's columns, in order
-COLUMNS = ["setting", "order", "method", "n_seeds", "objective", "stage", "trained_at_stage", "role",
-           "change", "change_lo", "change_hi", "interval_covers", "label", "label_threshold",
-           "control_label", "control_invalid_reason", "pairs_seen_total", "tokens_total", "optimizer_steps_total"]
+COLUMNS = [
+    "setting",
+    "order",
+    "method",
+    "n_seeds",
+    "objective",
+    "stage",
+    "trained_at_stage",
+    "role",
+    "change",
+    "change_lo",
+    "change_hi",
+    "interval_covers",
+    "label",
+    "label_threshold",
+    "control_label",
+    "control_invalid_reason",
+    "pairs_seen_total",
+    "tokens_total",
+    "optimizer_steps_total",
+]
 ROLES_AFTER_OWN_STAGE = ("earlier", "replayed", "joint")
 
 
-def verdict_rows(summary: pd.DataFrame, controls: pd.DataFrame | None = None,
-                 training: pd.DataFrame | None = None) -> pd.DataFrame:
+def verdict_rows(
+    summary: pd.DataFrame, controls: pd.DataFrame | None = None, training: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per run (setting, method, order), objective and stage after the objective's own stage.
 
     Takes the SUMMARY table and the CONTROLS table (or None without shams); returns :data:`COLUMNS`:
@@ -40,13 +59,24 @@ def verdict_rows(summary: pd.DataFrame, controls: pd.DataFrame | None = None,
 
     after = summary[summary["role"].isin(ROLES_AFTER_OWN_STAGE) & (summary["stage"] >= 2)].copy()
     metric = after["label_metric"].iloc[0] if len(after) else "reward_margin"
-    rows = pd.DataFrame({
-        "setting": after["setting"], "order": after["order"], "method": after["method"], "n_seeds": after["n_seeds"],
-        "objective": after["objective"], "stage": after["stage"], "trained_at_stage": after["trained_objective"],
-        "role": after["role"], "change": after[f"{metric}_change"], "change_lo": after[f"{metric}_change_lo"],
-        "change_hi": after[f"{metric}_change_hi"], "interval_covers": after["interval_covers"],
-        "label": after["label"], "label_threshold": after["label_threshold"],
-    })
+    rows = pd.DataFrame(
+        {
+            "setting": after["setting"],
+            "order": after["order"],
+            "method": after["method"],
+            "n_seeds": after["n_seeds"],
+            "objective": after["objective"],
+            "stage": after["stage"],
+            "trained_at_stage": after["trained_objective"],
+            "role": after["role"],
+            "change": after[f"{metric}_change"],
+            "change_lo": after[f"{metric}_change_lo"],
+            "change_hi": after[f"{metric}_change_hi"],
+            "interval_covers": after["interval_covers"],
+            "label": after["label"],
+            "label_threshold": after["label_threshold"],
+        }
+    )
     keys = ["setting", "method", "order", "objective", "stage"]
     if controls is not None and len(controls):
         rows = rows.merge(controls[keys + ["control_label", "control_invalid_reason"]], on=keys, how="left")

@@ -99,13 +99,31 @@ START_TIMEOUT_SECONDS = 180.0
 GRACE_SECONDS = 30.0  # SIGTERM to the server: how long its jobs get to checkpoint before SIGKILL
 # variables no preloaded import reads, which differ from job to job: they do not key the server (the
 # child gets the job's own). Thread counts do key it: OpenBLAS and OpenMP read them when they load.
-UNKEYED_VARIABLES = frozenset({
-    "TMPDIR", "TMP", "TEMP", "TEMPDIR", "PWD", "OLDPWD", "SHLVL", "_", "CUDA_VISIBLE_DEVICES",
-})
+UNKEYED_VARIABLES = frozenset(
+    {
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "TEMPDIR",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "CUDA_VISIBLE_DEVICES",
+    }
+)
 #: what a warm job's log says (its stderr), which :func:`ran_warm` looks for
 WARM_MARK = "forked from warm server"
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                     signal.SIGUSR2, signal.SIGCONT, signal.SIGTSTP)
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCONT,
+    signal.SIGTSTP,
+)
 _PR_SET_PDEATHSIG = 1
 # signals a fresh interpreter ignores whatever it inherited (CPython's startup: a closed pipe or an
 # oversized file raises an exception instead of killing the process)
@@ -163,8 +181,7 @@ def gpu_named(environ: dict | None = None) -> bool:
 def wanted(environ: dict | None = None) -> bool:
     """False with ``SEQPREF_WARM_START=0``, under SLURM (``SLURM_JOB_ID``) or with a GPU named; else True."""
     environ = os.environ if environ is None else environ
-    return (environ.get("SEQPREF_WARM_START", "1") != "0" and "SLURM_JOB_ID" not in environ
-            and not gpu_named(environ))
+    return environ.get("SEQPREF_WARM_START", "1") != "0" and "SLURM_JOB_ID" not in environ and not gpu_named(environ)
 
 
 def python_module(argv: list[str]) -> tuple[str, list[str]] | None:
@@ -196,8 +213,11 @@ def process_state() -> dict:
     ``taskset`` get a server (and jobs) of their own."""
     import resource
 
-    limits = {name: resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource))
-              if name.startswith("RLIMIT_")}
+    limits = {
+        name: resource.getrlimit(getattr(resource, name))
+        for name in sorted(dir(resource))
+        if name.startswith("RLIMIT_")
+    }
     try:
         cgroup = Path("/proc/self/cgroup").read_text()
     except OSError:
@@ -294,8 +314,7 @@ def _recv(conn: socket.socket, with_fds: int = 0) -> tuple[dict, list[int]]:
 
 
 def _peer_uid(conn: socket.socket) -> int:
-    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                          struct.calcsize("3i")))
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
     return uid
 
 
@@ -369,12 +388,21 @@ def connect_or_start(key: str) -> socket.socket | None:
             if conn is not None:
                 return conn
             if not lease_held(lease_path):
-                print(f"seqpref.warm: starting a warm server (this job waits for its imports; later jobs fork from "
-                      f"it; log {log_path})", file=sys.stderr, flush=True)
+                print(
+                    f"seqpref.warm: starting a warm server (this job waits for its imports; later jobs fork from "
+                    f"it; log {log_path})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 with open(log_path, "ab") as log:
-                    started = subprocess.run([sys.executable, "-m", "seqpref.warm", "--serve", str(sock_path)],
-                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                                             cwd="/")
+                    started = subprocess.run(
+                        [sys.executable, "-m", "seqpref.warm", "--serve", str(sock_path)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        close_fds=True,
+                        cwd="/",
+                    )
                 if started.returncode != 0:
                     _cold(f"the warm server did not start (exit {started.returncode}; see {log_path})")
                     return None
@@ -461,9 +489,16 @@ def serve_job(module: str, args: list[str], signals: _Signals) -> int | None:
     with conn:
         mask = os.umask(0)
         os.umask(mask)
-        request = {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ),
-                   "path": list(sys.path), "umask": mask, "ignored": signals.job_ignored,
-                   "blocked": signals.job_blocked}
+        request = {
+            "module": module,
+            "args": args,
+            "cwd": os.getcwd(),
+            "env": dict(os.environ),
+            "path": list(sys.path),
+            "umask": mask,
+            "ignored": signals.job_ignored,
+            "blocked": signals.job_blocked,
+        }
         signals.requested = True
         try:
             _send(conn, request, fds=[0, 1, 2])
@@ -477,8 +512,12 @@ def serve_job(module: str, args: list[str], signals: _Signals) -> int | None:
         child = reply["pid"]
         signals.started(child)
         # the job's log says it ran warm: a Snakemake benchmark of it measured this launcher's memory
-        print(f"seqpref.warm: job {child} {WARM_MARK} {reply.get('server')} (a benchmark of this job measures the "
-              "launcher's memory and CPU, not the job's)", file=sys.stderr, flush=True)
+        print(
+            f"seqpref.warm: job {child} {WARM_MARK} {reply.get('server')} (a benchmark of this job measures the "
+            "launcher's memory and CPU, not the job's)",
+            file=sys.stderr,
+            flush=True,
+        )
         while True:
             try:
                 reply, _ = _recv(conn)
@@ -726,8 +765,11 @@ class _Server:
         self.lease = lease  # the lease's fd (held while this server takes jobs), or None
         self.imported = module_files()  # what the preloaded code is, to tell when it changed on disk
         self.preloaded_threads = native_threads()
-        print(f"seqpref.warm: serving; threads after the imports: {sorted(self.preloaded_threads.values())}",
-              file=sys.stderr, flush=True)
+        print(
+            f"seqpref.warm: serving; threads after the imports: {sorted(self.preloaded_threads.values())}",
+            file=sys.stderr,
+            flush=True,
+        )
         self.draining = False  # no new jobs: ends once the running ones have
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, "listener")
@@ -836,9 +878,20 @@ class _Server:
                 _send(conn, {"refused": f"fork failed: {err}"})
                 raise ConnectionAbortedError from err
             if pid == 0:
-                _child(request, fds, server, [self.listener, self.selector, self.wake_r, self.wake_w,
-                                              *([self.lease] if self.lease is not None else []),
-                                              conn, *self.jobs.values()])
+                _child(
+                    request,
+                    fds,
+                    server,
+                    [
+                        self.listener,
+                        self.selector,
+                        self.wake_r,
+                        self.wake_w,
+                        *([self.lease] if self.lease is not None else []),
+                        conn,
+                        *self.jobs.values(),
+                    ],
+                )
         except (OSError, EOFError, ValueError, KeyError, TypeError, ConnectionAbortedError):
             for fd in fds:
                 os.close(fd)

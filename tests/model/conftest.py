@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
@@ -16,8 +15,15 @@ def tiny_base(tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("base")
     options = LabModelOptions(
-        vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=4, num_key_value_heads=2, corpus_size=400, steps=40, batch_size=16,
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        corpus_size=400,
+        steps=40,
+        batch_size=16,
     )
     base_model.build_lab_base(out, options)
     return str(out)
@@ -49,7 +55,10 @@ def two_stages_for_movement(tiny_base, pair_files, tmp_path_factory):
     previous = None
     for stage in (1, 2):
         train.train_stage(
-            tiny_base, pair_files["pairs"], pair_files["base_logps"], str(out / f"stage{stage}"),
+            tiny_base,
+            pair_files["pairs"],
+            pair_files["base_logps"],
+            str(out / f"stage{stage}"),
             str(out / f"log{stage}.parquet"),
             TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8}),
             {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage": stage, "objective": "comply"},

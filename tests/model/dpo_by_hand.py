@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
+
 from seqpref import metrics, tokenization
 
 BETA = 0.1

@@ -19,7 +19,8 @@ def unmerged_logps(directory, adapter, pairs, dtype, max_length) -> pd.DataFrame
     rows = []
     for row in pairs.itertuples():
         pair = tokenization.tokenize_pair(
-            tokenizer, *tokenization.model_inputs(tokenizer, row.prompt, row.prompt_messages, row.chosen, row.rejected),
+            tokenizer,
+            *tokenization.model_inputs(tokenizer, row.prompt, row.prompt_messages, row.chosen, row.rejected),
             max_length,
         )
         sums = []
@@ -28,7 +29,7 @@ def unmerged_logps(directory, adapter, pairs, dtype, max_length) -> pd.DataFrame
             with torch.no_grad():
                 logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
             token = logprobs.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
-            sums.append(float(token[len(pair.prompt_ids) - 1:].sum()))
+            sums.append(float(token[len(pair.prompt_ids) - 1 :].sum()))
         rows.append({"pair_id": row.pair_id, "logp_chosen": sums[0], "logp_rejected": sums[1]})
     return pd.DataFrame(rows)
 
@@ -40,9 +41,14 @@ def padded_unmerged_logps(directory, adapter, pairs, dtype, max_length) -> pd.Da
 
     model, tokenizer = base_model.load_base(directory, dtype)
     model = PeftModel.from_pretrained(model, adapter).eval()
-    tokenized = [tokenization.tokenize_pair(
-        tokenizer, *tokenization.model_inputs(tokenizer, row.prompt, row.prompt_messages, row.chosen, row.rejected),
-        max_length) for row in pairs.itertuples()]
+    tokenized = [
+        tokenization.tokenize_pair(
+            tokenizer,
+            *tokenization.model_inputs(tokenizer, row.prompt, row.prompt_messages, row.chosen, row.rejected),
+            max_length,
+        )
+        for row in pairs.itertuples()
+    ]
     sums = {}
     for side in ("chosen", "rejected"):
         rows = [p.prompt_ids + getattr(p, f"{side}_ids") for p in tokenized]
@@ -52,8 +58,9 @@ def padded_unmerged_logps(directory, adapter, pairs, dtype, max_length) -> pd.Da
         with torch.no_grad():
             logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
         token = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        sums[f"logp_{side}"] = [float(token[i, len(p.prompt_ids) - 1: len(rows[i]) - 1].sum())
-                                for i, p in enumerate(tokenized)]
+        sums[f"logp_{side}"] = [
+            float(token[i, len(p.prompt_ids) - 1 : len(rows[i]) - 1].sum()) for i, p in enumerate(tokenized)
+        ]
     return pd.DataFrame({"pair_id": pairs["pair_id"].to_numpy(), **sums})
 
 

@@ -33,13 +33,26 @@ def chat_pairs():
     """Multi-turn conversations (as hh-rlhf gives them) and plain prompts, in PAIRS columns."""
     rows = []
     for i in range(6):
-        rows.append({"pair_id": f"conv{i}", "prompt": [
-            {"role": "user", "content": f"how do i cook the rice {i} ?"},
-            {"role": "assistant", "content": "with water ."},
-            {"role": "user", "content": "and then ?"}],
-            "chosen": f"sure , boil it {i} minutes .", "rejected": "no ."})
-        rows.append({"pair_id": f"plain{i}", "prompt": f"user : tell me the tea {i} ? assistant :",
-                     "chosen": " sure , tea is warm .", "rejected": " no , go away ."})
+        rows.append(
+            {
+                "pair_id": f"conv{i}",
+                "prompt": [
+                    {"role": "user", "content": f"how do i cook the rice {i} ?"},
+                    {"role": "assistant", "content": "with water ."},
+                    {"role": "user", "content": "and then ?"},
+                ],
+                "chosen": f"sure , boil it {i} minutes .",
+                "rejected": "no .",
+            }
+        )
+        rows.append(
+            {
+                "pair_id": f"plain{i}",
+                "prompt": f"user : tell me the tea {i} ? assistant :",
+                "chosen": " sure , tea is warm .",
+                "rejected": " no , go away .",
+            }
+        )
     return data.as_pairs(pd.DataFrame(rows).assign(source="{}"))
 
 
@@ -51,8 +64,15 @@ def test_trainer_token_ids_equal_the_scorers(chat_base, chat_pairs, tmp_path):
     assert tokenizer.chat_template == CHAT_TEMPLATE
     base = logps.pair_logps(model, tokenizer, chat_pairs, max_length=None, batch_size=4)
     dataset = train.training_dataset(chat_pairs, base, tokenizer)
-    config = DPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False, disable_tqdm=True,
-                       max_length=None, precompute_ref_log_probs=False)
+    config = DPOConfig(
+        output_dir=str(tmp_path),
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+        max_length=None,
+        precompute_ref_log_probs=False,
+    )
     trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     ours = logps.tokenize_frame(tokenizer, chat_pairs, max_length=None)
     assert len(trainer.train_dataset) == len(ours) == 12
@@ -80,13 +100,23 @@ def test_chat_stage_trains_and_scores_on_the_base_reference(chat_base, chat_pair
     tables.write_table(chat_pairs, pairs_path, tables.PAIRS, {})
     tables.write_table(logps.pair_logps(model, tokenizer, chat_pairs, 256, 4), logps_path, tables.LOGPS, {})
     options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=6, max_length=256, lora={"r": 4, "alpha": 8})
-    summary = train.train_stage(chat_base, str(pairs_path), str(logps_path), str(tmp_path / "stage1"),
-                                str(tmp_path / "log.parquet"), options, RUN)
+    summary = train.train_stage(
+        chat_base,
+        str(pairs_path),
+        str(logps_path),
+        str(tmp_path / "stage1"),
+        str(tmp_path / "log.parquet"),
+        options,
+        RUN,
+    )
     assert summary["steps"] == 2
     run = {**{k: RUN[k] for k in ("setting", "method", "order", "seed")}, "stage": 1, "trained_objective": "a"}
-    scores = score.score_stage(run, [("a", str(pairs_path), str(logps_path))],
-                               {"beta": 0.1, "max_length": 256, "batch_size": 4, "dtype": "auto",
-                                "attn_implementation": None},
-                               base=chat_base, adapter=str(tmp_path / "stage1"))
+    scores = score.score_stage(
+        run,
+        [("a", str(pairs_path), str(logps_path))],
+        {"beta": 0.1, "max_length": 256, "batch_size": 4, "dtype": "auto", "attn_implementation": None},
+        base=chat_base,
+        adapter=str(tmp_path / "stage1"),
+    )
     assert len(scores) == 12 and scores["reward_margin"].abs().max() > 0
     assert json.loads(chat_pairs.loc[0, "prompt_messages"])[0]["role"] == "user"

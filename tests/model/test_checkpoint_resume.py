@@ -11,13 +11,20 @@ import pandas as pd
 import pytest
 
 from seqpref import joint, methods, train
-from seqpref.options import TrainOptions
 from seqpref.checkpoints import STAGE_STATE, STOP, StagePreempted, last_checkpoint
+from seqpref.options import TrainOptions
 
 RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
 # 48 pairs, micro-batches of 4, accumulation 2: 6 optimiser steps; LoRA dropout on, so the RNG matters
-OPTIONS = dict(beta=0.1, learning_rate=3e-3, batch_size=4, gradient_accumulation_steps=2, max_length=64,
-               checkpoint_every=2, lora={"r": 4, "alpha": 8, "dropout": 0.2})
+OPTIONS = dict(
+    beta=0.1,
+    learning_rate=3e-3,
+    batch_size=4,
+    gradient_accumulation_steps=2,
+    max_length=64,
+    checkpoint_every=2,
+    lora={"r": 4, "alpha": 8, "dropout": 0.2},
+)
 
 
 def _interrupt_at(monkeypatch, step: int, how: str):
@@ -58,9 +65,16 @@ def _budget(log_path: Path) -> dict:
 
 
 def _sequential(tiny_base, pair_files, tmp_path, name, **changed):
-    return train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / name / "adapter"),
-                             str(tmp_path / name / "log.parquet"), TrainOptions(**{**OPTIONS, **changed}), RUN,
-                             checkpoint_dir=str(tmp_path / name / "checkpoints"))
+    return train.train_stage(
+        tiny_base,
+        pair_files["pairs"],
+        pair_files["base_logps"],
+        str(tmp_path / name / "adapter"),
+        str(tmp_path / name / "log.parquet"),
+        TrainOptions(**{**OPTIONS, **changed}),
+        RUN,
+        checkpoint_dir=str(tmp_path / name / "checkpoints"),
+    )
 
 
 def test_a_checkpoint_of_other_options_is_not_resumed(tiny_base, pair_files, tmp_path, monkeypatch, caplog):
@@ -81,12 +95,15 @@ def test_a_checkpoint_of_other_options_is_not_resumed(tiny_base, pair_files, tmp
         _interrupt_at(patch, 5, "kill")
         with pytest.raises(KeyboardInterrupt):
             _sequential(tiny_base, pair_files, tmp_path, "again")
-    assert _sequential(tiny_base, pair_files, tmp_path, "again", checkpoint_every=3)["resumed_from"].endswith("checkpoint-4")
+    assert _sequential(tiny_base, pair_files, tmp_path, "again", checkpoint_every=3)["resumed_from"].endswith(
+        "checkpoint-4"
+    )
 
 
 @pytest.mark.parametrize(("how", "resumed_at"), [("kill", 2), ("signal", 3)])
-def test_interrupted_sequential_stage_resumes_to_the_same_adapter(tiny_base, pair_files, tmp_path, monkeypatch,
-                                                                  how, resumed_at):
+def test_interrupted_sequential_stage_resumes_to_the_same_adapter(
+    tiny_base, pair_files, tmp_path, monkeypatch, how, resumed_at
+):
     reference = _sequential(tiny_base, pair_files, tmp_path, "whole")
     assert reference["steps"] == 6 and reference["resumed_from"] is None
     assert not (tmp_path / "whole/checkpoints").exists()  # removed once the stage succeeded
@@ -109,7 +126,10 @@ def test_interrupted_sequential_stage_resumes_to_the_same_adapter(tiny_base, pai
     assert _losses(tmp_path / "cut/log.parquet") == _losses(tmp_path / "whole/log.parquet")
     # the budget is part of the checkpoint: the resumed stage counts each pair once, as the whole one did
     assert _budget(tmp_path / "cut/log.parquet") == _budget(tmp_path / "whole/log.parquet")
-    assert _budget(tmp_path / "whole/log.parquet")["budget/pairs"] == 6 * OPTIONS["batch_size"] * OPTIONS["gradient_accumulation_steps"]
+    assert (
+        _budget(tmp_path / "whole/log.parquet")["budget/pairs"]
+        == 6 * OPTIONS["batch_size"] * OPTIONS["gradient_accumulation_steps"]
+    )
     assert not (tmp_path / "cut/checkpoints").exists()
 
 
@@ -143,15 +163,25 @@ def test_a_checkpoint_cut_short_is_skipped(tmp_path):
 
 def test_interrupted_maxright_stage_resumes_to_the_same_adapter(tiny_base, pair_files, tmp_path, monkeypatch):
     """MAXRIGHT's gaps and pick are part of the checkpoint: the resumed stage picks as the whole one did."""
-    objectives = [("comply", pair_files["pairs"], pair_files["base_logps"]),
-                  ("again", pair_files["pairs"], pair_files["base_logps"])]
+    objectives = [
+        ("comply", pair_files["pairs"], pair_files["base_logps"]),
+        ("again", pair_files["pairs"], pair_files["base_logps"]),
+    ]
     settings = methods.options("maxright", eval_every=2, optimum={"comply": 0.69, "again": 0.70})
     run = {**RUN, "method": "maxright", "objective": "joint"}
 
     def stage(name):
-        return joint.train_joint_stage(tiny_base, objectives, 1, str(tmp_path / name / "adapter"),
-                                       str(tmp_path / name / "log.parquet"), TrainOptions(**OPTIONS), settings,
-                                       run, checkpoint_dir=str(tmp_path / name / "checkpoints"))
+        return joint.train_joint_stage(
+            tiny_base,
+            objectives,
+            1,
+            str(tmp_path / name / "adapter"),
+            str(tmp_path / name / "log.parquet"),
+            TrainOptions(**OPTIONS),
+            settings,
+            run,
+            checkpoint_dir=str(tmp_path / name / "checkpoints"),
+        )
 
     whole = stage("whole")
     with monkeypatch.context() as patch:

@@ -15,14 +15,29 @@ RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0, "stage
 def test_activation_checkpointing_gives_the_same_stage(tiny_base, pair_files, tmp_path):
     results = {}
     for checkpointing in (False, True):
-        options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
-                                     activation_checkpointing=checkpointing, lora={"r": 4, "alpha": 8})
+        options = TrainOptions(
+            beta=0.1,
+            learning_rate=3e-3,
+            batch_size=16,
+            max_length=64,
+            activation_checkpointing=checkpointing,
+            lora={"r": 4, "alpha": 8},
+        )
         out = tmp_path / f"ckpt{checkpointing}"
-        train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(out / "stage1"),
-                          str(out / "log.parquet"), options, RUN)
+        train.train_stage(
+            tiny_base,
+            pair_files["pairs"],
+            pair_files["base_logps"],
+            str(out / "stage1"),
+            str(out / "log.parquet"),
+            options,
+            RUN,
+        )
         log = pd.read_parquet(out / "log.parquet")
-        results[checkpointing] = (log[log["metric"] == "loss"]["value"].to_numpy(),
-                                  load_file(str(out / "stage1" / "adapter_model.safetensors")))
+        results[checkpointing] = (
+            log[log["metric"] == "loss"]["value"].to_numpy(),
+            load_file(str(out / "stage1" / "adapter_model.safetensors")),
+        )
     (loss_plain, weights_plain), (loss_ckpt, weights_ckpt) = results[False], results[True]
     assert len(loss_plain) == 3
     torch.testing.assert_close(torch.tensor(loss_ckpt), torch.tensor(loss_plain), atol=1e-5, rtol=0)

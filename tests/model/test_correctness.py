@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from seqpref import base_model, logps, score, tables, tokenization, train
-from seqpref.options import LabModelOptions, TrainOptions
 from seqpref.lora import check_saved_adapter, load_policy
+from seqpref.options import LabModelOptions, TrainOptions
 
 RUN = {"setting": "lab", "method": "dpo", "order": "comply-x", "seed": 0}
 
@@ -25,8 +25,13 @@ def _trl_reference(tiny_base, pairs: pd.DataFrame, max_length: int):
 
     model, tokenizer = base_model.load_base(tiny_base)
     config = DPOConfig(
-        output_dir=str(Path(tiny_base) / "trl"), precompute_ref_log_probs=True, max_length=max_length,
-        per_device_train_batch_size=7, report_to=[], use_cpu=True, disable_tqdm=True,
+        output_dir=str(Path(tiny_base) / "trl"),
+        precompute_ref_log_probs=True,
+        max_length=max_length,
+        per_device_train_batch_size=7,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
         bf16=False,  # TRL 1.16 defaults to bf16 autocast, also on CPU; our training runs fp32 on CPU
     )
     dataset = Dataset.from_pandas(pairs[["prompt", "chosen", "rejected"]], preserve_index=False)
@@ -68,9 +73,14 @@ def two_stages(tiny_base, pair_files, tmp_path_factory):
     previous = None
     for stage in (1, 2):
         summaries[stage] = train.train_stage(
-            tiny_base, pair_files["pairs"], pair_files["base_logps"], str(out / f"stage{stage}"),
-            str(out / f"log{stage}.parquet"), TrainOptions(**OPTIONS),
-            {**RUN, "stage": stage, "objective": "comply"}, previous,
+            tiny_base,
+            pair_files["pairs"],
+            pair_files["base_logps"],
+            str(out / f"stage{stage}"),
+            str(out / f"log{stage}.parquet"),
+            TrainOptions(**OPTIONS),
+            {**RUN, "stage": stage, "objective": "comply"},
+            previous,
         )
         previous = str(out / f"stage{stage}")
     return out, summaries
@@ -113,18 +123,35 @@ def test_a_previous_reference_sham_starts_every_pair_at_margin_zero(tiny_base, p
     from seqpref import controls
 
     out, _ = two_stages
-    sham_pairs, sham_base, _ = controls.sham_pairs(pd.read_parquet(pair_files["pairs"]),
-                                                   pd.read_parquet(pair_files["base_logps"]), seed=0)
+    sham_pairs, sham_base, _ = controls.sham_pairs(
+        pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), seed=0
+    )
     tables.write_table(sham_pairs, tmp_path / "sham.parquet", tables.PAIRS, {"test": True})
     options = json.dumps({"max_length": 64, "batch_size": 16, "dtype": "float32", "share_prompt": False})
-    logps.main([tiny_base, str(tmp_path / "sham.parquet"), str(tmp_path / "reference.parquet"), "--options", options,
-                "--adapter", str(out / "stage1")])
+    logps.main(
+        [
+            tiny_base,
+            str(tmp_path / "sham.parquet"),
+            str(tmp_path / "reference.parquet"),
+            "--options",
+            options,
+            "--adapter",
+            str(out / "stage1"),
+        ]
+    )
     reference = pd.read_parquet(tmp_path / "reference.parquet").set_index("pair_id").loc[sham_pairs["pair_id"]]
     base = sham_base.set_index("pair_id").loc[sham_pairs["pair_id"]]
     assert (reference["logp_chosen"] - base["logp_chosen"]).abs().max() > 1e-3  # stage 1's model, not the base
-    train.train_stage(tiny_base, str(tmp_path / "sham.parquet"), str(tmp_path / "reference.parquet"),
-                      str(tmp_path / "sham2"), str(tmp_path / "sham_log.parquet"), TrainOptions(**OPTIONS),
-                      {**RUN, "stage": 2, "objective": "comply"}, str(out / "stage1"))
+    train.train_stage(
+        tiny_base,
+        str(tmp_path / "sham.parquet"),
+        str(tmp_path / "reference.parquet"),
+        str(tmp_path / "sham2"),
+        str(tmp_path / "sham_log.parquet"),
+        TrainOptions(**OPTIONS),
+        {**RUN, "stage": 2, "objective": "comply"},
+        str(out / "stage1"),
+    )
     log = pd.read_parquet(tmp_path / "sham_log.parquet")
     first = log[log["step"] == log["step"].min()].set_index("metric")["value"]
     stage2 = pd.read_parquet(out / "log2.parquet")
@@ -139,8 +166,9 @@ def test_stage2_evaluation_reference_is_the_base(tiny_base, pair_files, two_stag
     out, _ = two_stages
     run = {**RUN, "stage": 2, "trained_objective": "comply"}
     options = {"beta": 0.1, "max_length": 64, "batch_size": 16, "dtype": "auto", "attn_implementation": None}
-    frame = score.score_stage(run, [("comply", pair_files["pairs"], pair_files["base_logps"])], options,
-                              tiny_base, str(out / "stage2"))
+    frame = score.score_stage(
+        run, [("comply", pair_files["pairs"], pair_files["base_logps"])], options, tiny_base, str(out / "stage2")
+    )
     model, tokenizer = base_model.load_base(tiny_base)
     fresh = logps.pair_logps(model, tokenizer, pd.read_parquet(pair_files["pairs"]), 64, 16)
     merged = frame.merge(fresh, on="pair_id", suffixes=("", "_base"))
@@ -163,7 +191,10 @@ def test_adapter_has_trainable_parameters_and_they_change(tiny_base, two_stages)
         assert summaries[stage]["trainable_parameters"] == expected
         assert summaries[stage]["adapter_change_norm"] > 0
     assert summaries[2]["tensors_loaded_from_previous"] == 2 * 7 * layers
-    w1, w2 = load_file(str(out / "stage1/adapter_model.safetensors")), load_file(str(out / "stage2/adapter_model.safetensors"))
+    w1, w2 = (
+        load_file(str(out / "stage1/adapter_model.safetensors")),
+        load_file(str(out / "stage2/adapter_model.safetensors")),
+    )
     assert any(float(t.abs().max()) > 0 for k, t in w1.items() if "lora_B" in k)  # B starts at 0
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)
 
@@ -194,8 +225,15 @@ def test_check_saved_adapter_rejects_a_sub_adapter(two_stages, tmp_path):
 def test_lab_base_model_same_seed_same_bytes(tmp_path):
     """The build_base_model rule is reproducible: the same options give byte-identical files."""
     options = LabModelOptions(
-        vocab_size=200, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, corpus_size=100, steps=5, batch_size=8,
+        vocab_size=200,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        corpus_size=100,
+        steps=5,
+        batch_size=8,
     )
     for name in ("a", "b"):
         base_model.build_lab_base(tmp_path / name, options)

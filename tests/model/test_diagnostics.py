@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from dpo_by_hand import BETA, MAX_LENGTH, manual_dpo_loss as _manual_dpo_loss
+from dpo_by_hand import BETA, MAX_LENGTH
+from dpo_by_hand import manual_dpo_loss as _manual_dpo_loss
 
 from seqpref import base_model, diagnostics, lab, logps, train
 from seqpref.options import CHANGE_NORM, DiagnosticsOptions, LoraOptions, TrainOptions
@@ -32,16 +32,29 @@ def _probe_setup(tiny_base, tmp_path, recompute_current=False):
     ref_current = logps.pair_logps(model, tokenizer, current, MAX_LENGTH, 8)
     ref_other = logps.pair_logps(model, tokenizer, other, MAX_LENGTH, 8)
 
-    config = DPOConfig(output_dir=str(tmp_path), beta=BETA, max_length=MAX_LENGTH, per_device_train_batch_size=8,
-                       report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
+    config = DPOConfig(
+        output_dir=str(tmp_path),
+        beta=BETA,
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=8,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+    )
     options = DiagnosticsOptions(every=1, batch_size=8)
     current_set = train.training_dataset(current, ref_current, tokenizer)
     other_set = train.training_dataset(other, ref_other, tokenizer)
-    probe = diagnostics.GradientProbe([("warm", 1, other_set)], options, current=("comply", 2, current_set),
-                                      recompute_current=recompute_current)
+    probe = diagnostics.GradientProbe(
+        [("warm", 1, other_set)], options, current=("comply", 2, current_set), recompute_current=recompute_current
+    )
     trainer = train.trainer_class()(
-        model=model, args=config, train_dataset=current_set,
-        processing_class=tokenizer, peft_config=LoraOptions(r=4, alpha=8).peft_config(), gradient_probe=probe,
+        model=model,
+        args=config,
+        train_dataset=current_set,
+        processing_class=tokenizer,
+        peft_config=LoraOptions(r=4, alpha=8).peft_config(),
+        gradient_probe=probe,
     )
     peft_model = trainer.model
     generator = torch.Generator().manual_seed(0)
@@ -56,8 +69,17 @@ def _probe_setup(tiny_base, tmp_path, recompute_current=False):
         loss = _manual_dpo_loss(peft_model, tokenizer, frame, refs.loc[frame.pair_id].reset_index())
         return torch.autograd.grad(loss, params)
 
-    return {"trainer": trainer, "probe": probe, "model": peft_model, "params": params, "current": current,
-            "other": other, "current_set": current_set, "other_set": other_set, "by_hand": by_hand}
+    return {
+        "trainer": trainer,
+        "probe": probe,
+        "model": peft_model,
+        "params": params,
+        "current": current,
+        "other": other,
+        "current_set": current_set,
+        "other_set": other_set,
+        "by_hand": by_hand,
+    }
 
 
 def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny_base, tmp_path):
@@ -67,7 +89,10 @@ def test_probe_cosines_and_noise_floors_equal_separately_computed_gradients(tiny
     setup = _probe_setup(tiny_base, tmp_path)
     trainer, probe, peft_model, params = setup["trainer"], setup["probe"], setup["model"], setup["params"]
     current, other, current_set = setup["current"], setup["other"], setup["current_set"]
-    step_pairs, unseen = current.iloc[8:], current.iloc[:8]  # the step trains the second half: the floor takes the first
+    step_pairs, unseen = (
+        current.iloc[8:],
+        current.iloc[:8],
+    )  # the step trains the second half: the floor takes the first
     g_step = _flat(setup["by_hand"](step_pairs))
     g_unseen = _flat(setup["by_hand"](unseen))
     g_a = _flat(setup["by_hand"](other.iloc[:8]))
@@ -151,13 +176,23 @@ def test_stage2_training_writes_diagnostics(tiny_base, pair_files, tmp_path):
 
     model, tokenizer = base_model.load_base(tiny_base)
     tables.write_table(other, tmp_path / "other.parquet", tables.PAIRS, {})
-    tables.write_table(logps.pair_logps(model, tokenizer, other, 64, 8), tmp_path / "other_logps.parquet", tables.LOGPS, {})
+    tables.write_table(
+        logps.pair_logps(model, tokenizer, other, 64, 8), tmp_path / "other_logps.parquet", tables.LOGPS, {}
+    )
     options = TrainOptions(beta=BETA, learning_rate=3e-3, batch_size=8, max_length=64, lora={"r": 4, "alpha": 8})
     run = {"setting": "lab", "method": "dpo", "order": "refuse-comply", "seed": 0, "stage": 2, "objective": "comply"}
     summary = train.train_stage(
-        tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "stage2"), str(tmp_path / "log.parquet"),
-        options, run, None, [("refuse", 1, str(tmp_path / "other.parquet"), str(tmp_path / "other_logps.parquet"))],
-        DiagnosticsOptions(every=2, batch_size=8), str(tmp_path / "diag.parquet"),
+        tiny_base,
+        pair_files["pairs"],
+        pair_files["base_logps"],
+        str(tmp_path / "stage2"),
+        str(tmp_path / "log.parquet"),
+        options,
+        run,
+        None,
+        [("refuse", 1, str(tmp_path / "other.parquet"), str(tmp_path / "other_logps.parquet"))],
+        DiagnosticsOptions(every=2, batch_size=8),
+        str(tmp_path / "diag.parquet"),
     )
     frame = pd.read_parquet(tmp_path / "diag.parquet")
     assert list(frame.columns) == tables.DIAGNOSTICS.names
@@ -182,9 +217,17 @@ def test_diagnostics_can_be_turned_off(tiny_base, pair_files, tmp_path):
     options = TrainOptions(beta=BETA, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8})
     run = {"setting": "lab", "method": "dpo", "order": "x-comply", "seed": 0, "stage": 2, "objective": "comply"}
     summary = train.train_stage(
-        tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "stage2"), str(tmp_path / "log.parquet"),
-        options, run, None, [("x", 1, pair_files["pairs"], pair_files["base_logps"])],
-        DiagnosticsOptions(enabled=False), str(tmp_path / "diag.parquet"),
+        tiny_base,
+        pair_files["pairs"],
+        pair_files["base_logps"],
+        str(tmp_path / "stage2"),
+        str(tmp_path / "log.parquet"),
+        options,
+        run,
+        None,
+        [("x", 1, pair_files["pairs"], pair_files["base_logps"])],
+        DiagnosticsOptions(enabled=False),
+        str(tmp_path / "diag.parquet"),
     )
     frame = pd.read_parquet(tmp_path / "diag.parquet")
     assert frame.empty and list(frame.columns) == tables.DIAGNOSTICS.names

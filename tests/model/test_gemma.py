@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from independent_forward import real_pairs, unmerged_logps
+
 from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
 from seqpref.options import TrainOptions
 
@@ -66,7 +66,7 @@ def gemma(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gguf_import, "load_gguf", keep)
         record = gguf_import.import_gguf(SOURCE, out)
-    (model, tokenizer), = loaded
+    ((model, tokenizer),) = loaded
     with torch.no_grad():
         reference = model(input_ids=tokenizer(PROBE, return_tensors="pt")["input_ids"]).logits
     loaded.clear()  # the reference model goes: only its logits are kept
@@ -131,13 +131,25 @@ def test_scorer_and_trainer_render_the_same_plain_text(gemma, model_and_tokenize
     ours = logps.tokenize_frame(tokenizer, pairs, MAX_LENGTH)
     base = logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, 8)
     dataset = train.training_dataset(pairs, base, tokenizer)
-    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=2, max_length=MAX_LENGTH, dtype="float32",
-                                 lora={"r": 4, "alpha": 8})
-    run = {"setting": "gemma", "method": "dpo", "order": "concise-detailed", "seed": 0, "stage": 1, "objective": "concise"}
+    options = TrainOptions(
+        beta=0.1, learning_rate=1e-3, batch_size=2, max_length=MAX_LENGTH, dtype="float32", lora={"r": 4, "alpha": 8}
+    )
+    run = {
+        "setting": "gemma",
+        "method": "dpo",
+        "order": "concise-detailed",
+        "seed": 0,
+        "stage": 1,
+        "objective": "concise",
+    }
     fresh, _ = base_model.load_base(gemma[0], "float32")  # the trainer wraps it in LoRA layers
-    trainer = train.trainer_class()(model=fresh, args=train.dpo_config(options, run, str(tmp_path / "work")),
-                                     train_dataset=dataset, processing_class=tokenizer,
-                                     peft_config=options.lora.peft_config())
+    trainer = train.trainer_class()(
+        model=fresh,
+        args=train.dpo_config(options, run, str(tmp_path / "work")),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
+    )
     assert len(trainer.train_dataset) == len(ours) == 4 and not any(t.truncated for t in ours)
     for example, mine in zip(trainer.train_dataset, ours):
         assert example["prompt_ids"] == mine.prompt_ids
@@ -162,7 +174,9 @@ def adapter(gemma, tmp_path_factory):
 
     model, _ = base_model.load_base(gemma[0], "float32")
     torch.manual_seed(0)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:
@@ -179,19 +193,44 @@ def test_pair_scores_equal_an_unshared_unpadded_forward(gemma, model_and_tokeniz
     model, tokenizer = model_and_tokenizer
     paths = {"pairs": tmp_path / "pairs.parquet", "logps": tmp_path / "base.parquet"}
     tables.write_table(pairs, paths["pairs"], tables.PAIRS, {"test": True})
-    tables.write_table(logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, 8), paths["logps"], tables.LOGPS,
-                       {"test": True})
-    run = {"setting": "gemma", "method": "dpo", "order": "concise-detailed", "seed": 0, "stage": 1,
-           "trained_objective": "concise"}
-    expected = unmerged_logps(directory, adapter, pairs, "float32", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
+    tables.write_table(
+        logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, 8), paths["logps"], tables.LOGPS, {"test": True}
+    )
+    run = {
+        "setting": "gemma",
+        "method": "dpo",
+        "order": "concise-detailed",
+        "seed": 0,
+        "stage": 1,
+        "trained_objective": "concise",
+    }
+    expected = (
+        unmerged_logps(directory, adapter, pairs, "float32", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
+    )
     for share in (True, False):
-        scored = score.score_stage(run, [("concise", str(paths["pairs"]), str(paths["logps"]))],
-                                   {"beta": 0.1, "max_length": MAX_LENGTH, "batch_size": 8, "dtype": "float32",
-                                    "attn_implementation": None, "share_prompt": share}, directory, adapter)
+        scored = score.score_stage(
+            run,
+            [("concise", str(paths["pairs"]), str(paths["logps"]))],
+            {
+                "beta": 0.1,
+                "max_length": MAX_LENGTH,
+                "batch_size": 8,
+                "dtype": "float32",
+                "attn_implementation": None,
+                "share_prompt": share,
+            },
+            directory,
+            adapter,
+        )
         scored = scored.set_index("pair_id").loc[pairs["pair_id"]]
         for side in ("logp_chosen", "logp_rejected"):
-            np.testing.assert_allclose(scored[side].to_numpy(), expected[side].to_numpy(), atol=1e-3, rtol=0,
-                                       err_msg=f"share_prompt={share} {side}")
+            np.testing.assert_allclose(
+                scored[side].to_numpy(),
+                expected[side].to_numpy(),
+                atol=1e-3,
+                rtol=0,
+                err_msg=f"share_prompt={share} {side}",
+            )
         assert scored["reward_margin"].abs().max() > 0.01  # the adapter moved the scores away from the base
 
 

@@ -22,24 +22,82 @@ import gpu_check  # noqa: E402
 PARTS = ["real_study", "dpo_step_1b", "dpo_step_8b"]
 TOP_KEYS = {"command", "mode", "device", "versions", "tolerance_nats", "budgets_s", "parts", "status", "seconds"}
 PART_KEYS = {"status", "error", "seconds", "budget_s", "device_name"}
-REAL_KEYS = PART_KEYS | {"model", "device", "train_dtype", "score_dtype", "fp32_matmul", "base_seconds", "stages", "scoring"}
-SCORING_KEYS = {"device", "reference_device", "tolerance_nats", "pairs", "max_abs_margin_diff_nats",
-                "mean_abs_margin_diff_nats", "max_abs_logp_diff_nats", "seconds_device", "seconds_cpu"}
-STEP_KEYS = PART_KEYS | {"shape", "model", "reduced", "dtype", "batch_pairs", "prompt_tokens", "response_tokens", "steps",
-                         "warmup_steps", "lora_r", "estimated_memory_gib", "free_memory_gib", "free_disk_gib", "skipped",
-                         "parameters", "build_seconds", "matmul_parameters", "lora_parameters", "flops_formula",
-                         "tokens_per_step", "flops_per_step", "peak_flops", "peak_flops_source", "arms",
-                         "trl_vs_seqpref_step"}
-ARM_KEYS = {"step_seconds", "first_loss", "reference_seconds", "logged_step_seconds_unsynced", "timed_steps", "step_s",
-            "tokens_per_s", "model_tflops_per_s", "mfu", "peak_memory_gib", "logged_step_s_unsynced", "attention",
-            "error", "seconds"}
+REAL_KEYS = PART_KEYS | {
+    "model",
+    "device",
+    "train_dtype",
+    "score_dtype",
+    "fp32_matmul",
+    "base_seconds",
+    "stages",
+    "scoring",
+}
+SCORING_KEYS = {
+    "device",
+    "reference_device",
+    "tolerance_nats",
+    "pairs",
+    "max_abs_margin_diff_nats",
+    "mean_abs_margin_diff_nats",
+    "max_abs_logp_diff_nats",
+    "seconds_device",
+    "seconds_cpu",
+}
+STEP_KEYS = PART_KEYS | {
+    "shape",
+    "model",
+    "reduced",
+    "dtype",
+    "batch_pairs",
+    "prompt_tokens",
+    "response_tokens",
+    "steps",
+    "warmup_steps",
+    "lora_r",
+    "estimated_memory_gib",
+    "free_memory_gib",
+    "free_disk_gib",
+    "skipped",
+    "parameters",
+    "build_seconds",
+    "matmul_parameters",
+    "lora_parameters",
+    "flops_formula",
+    "tokens_per_step",
+    "flops_per_step",
+    "peak_flops",
+    "peak_flops_source",
+    "arms",
+    "trl_vs_seqpref_step",
+}
+ARM_KEYS = {
+    "step_seconds",
+    "first_loss",
+    "reference_seconds",
+    "logged_step_seconds_unsynced",
+    "timed_steps",
+    "step_s",
+    "tokens_per_s",
+    "model_tflops_per_s",
+    "mfu",
+    "peak_memory_gib",
+    "logged_step_s_unsynced",
+    "attention",
+    "error",
+    "seconds",
+}
 
 
 def run_check(tmp_path: Path, *options: str) -> tuple[int, dict, str]:
     """Run the script's reduced form; returns (exit code, its JSON, its output)."""
     out = tmp_path / "gpu_check.json"
-    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--cpu", "--out", str(out), *options],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--cpu", "--out", str(out), *options],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.exists(), done.stderr[-3000:]
     return done.returncode, json.loads(out.read_text()), done.stderr
 
@@ -55,9 +113,17 @@ def injected(tmp_path_factory):
     """The 1B part's seqpref arm raises, the real study raises after training and scoring its first stage
     on the device (before the CPU scoring), the 8B part's process dies hard at its TRL arm (after its
     seqpref arm)."""
-    return run_check(tmp_path_factory.mktemp("injected"), "--parts", "dpo_step_1b,real_study,dpo_step_8b",
-                     "--fail", "dpo_step_1b/seqpref", "--fail", "real_study/cpu_scoring",
-                     "--crash", "dpo_step_8b/trl")
+    return run_check(
+        tmp_path_factory.mktemp("injected"),
+        "--parts",
+        "dpo_step_1b,real_study,dpo_step_8b",
+        "--fail",
+        "dpo_step_1b/seqpref",
+        "--fail",
+        "real_study/cpu_scoring",
+        "--crash",
+        "dpo_step_8b/trl",
+    )
 
 
 def test_the_reduced_form_passes_and_writes_every_key(clean):
@@ -106,7 +172,9 @@ def test_every_arm_reports_positive_throughput(clean):
             assert arm["model_tflops_per_s"] == pytest.approx(result["flops_per_step"] / arm["step_s"] / 1e12)
             assert arm["mfu"] is None and arm["peak_memory_gib"] is None  # no GPU: no peak, no CUDA memory
             assert arm["first_loss"] == pytest.approx(math.log(2), abs=1e-4)  # the LoRA starts at zero
-        assert result["trl_vs_seqpref_step"] == pytest.approx(result["arms"]["trl"]["step_s"] / result["arms"]["seqpref"]["step_s"])
+        assert result["trl_vs_seqpref_step"] == pytest.approx(
+            result["arms"]["trl"]["step_s"] / result["arms"]["seqpref"]["step_s"]
+        )
         assert result["arms"]["seqpref"]["reference_seconds"] > 0
 
 
@@ -167,8 +235,15 @@ def test_matmul_and_lora_counts_match_a_built_model():
 
 
 def test_sequence_flops_by_hand():
-    shape = dict(hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
-                 num_key_value_heads=1, vocab_size=10, tie_word_embeddings=False)
+    shape = dict(
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=10,
+        tie_word_embeddings=False,
+    )
     # per layer: q 8x8, k 8x4, v 8x4, o 8x8, gate/up/down 3 x 8x16; lm_head 8x10
     n = 2 * (64 + 32 + 32 + 64 + 3 * 128) + 80
     # r = 2: q (8+8), k (8+4), v (8+4), o (8+8), gate (8+16), up (8+16), down (16+8)

@@ -9,9 +9,9 @@ import torch
 from dpo_by_hand import BETA, MAX_LENGTH, manual_dpo_loss
 
 from seqpref import base_model, joint, lab, logps, methods, tables, train
+from seqpref.lora import adapter_state
 from seqpref.methods import alright
 from seqpref.options import LoraOptions, TrainOptions
-from seqpref.lora import adapter_state
 
 RUN = {"setting": "lab", "order": "comply-warm", "seed": 0, "objective": "joint"}
 OPTIONS = dict(beta=BETA, learning_rate=3e-3, batch_size=8, max_length=64, lora={"r": 4, "alpha": 8})
@@ -28,16 +28,31 @@ def test_mix_loss_equals_weighted_sum_of_separate_dpo_losses(tiny_base, tmp_path
     from trl import DPOConfig
 
     model, tokenizer = base_model.load_base(tiny_base)
-    data = [_objective(tiny_base, {"opener": "comply"}, 8, 3, "c"), _objective(tiny_base, {"closer": "warm"}, 8, 4, "w")]
+    data = [
+        _objective(tiny_base, {"opener": "comply"}, 8, 3, "c"),
+        _objective(tiny_base, {"closer": "warm"}, 8, 4, "w"),
+    ]
     frames = [train.training_dataset(pairs, ref, tokenizer) for pairs, ref in data]
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
     weights = np.array([0.25, 0.75])
     sampler = joint.JointBatchSampler([8, 8], 4, [[0, 1]], seed=0)
-    config = DPOConfig(output_dir=str(tmp_path), beta=BETA, max_length=MAX_LENGTH, per_device_train_batch_size=4,
-                       report_to=[], use_cpu=True, bf16=False, disable_tqdm=True)
+    config = DPOConfig(
+        output_dir=str(tmp_path),
+        beta=BETA,
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+    )
     trainer = joint.joint_trainer_class()(
-        joint=joint.JointPlan(methods.get("mix"), ["comply", "warm"], weights, sampler), model=model, args=config,
-        train_dataset=dataset, processing_class=tokenizer, peft_config=LoraOptions(r=4, alpha=8).peft_config(),
+        joint=joint.JointPlan(methods.get("mix"), ["comply", "warm"], weights, sampler),
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=LoraOptions(r=4, alpha=8).peft_config(),
     )
     peft_model = trainer.model
     generator = torch.Generator().manual_seed(0)
@@ -70,8 +85,10 @@ def two_objectives(tiny_base, pair_files, tmp_path_factory):
     pairs, ref = _objective(tiny_base, {"closer": "warm"}, 24, 5, "w")
     tables.write_table(pairs, out / "pairs.parquet", tables.PAIRS, {"test": True})
     tables.write_table(ref, out / "base_logps.parquet", tables.LOGPS, {"test": True})
-    return [("comply", pair_files["pairs"], pair_files["base_logps"]),
-            ("warm", str(out / "pairs.parquet"), str(out / "base_logps.parquet"))]
+    return [
+        ("comply", pair_files["pairs"], pair_files["base_logps"]),
+        ("warm", str(out / "pairs.parquet"), str(out / "base_logps.parquet")),
+    ]
 
 
 def _budget(log_path) -> dict:
@@ -86,35 +103,64 @@ def test_mix_at_equal_pairs_sees_a_sequential_steps_pairs(tiny_base, two_objecti
     spent = {}
     for equal in (False, True):
         settings = methods.options("mix", equal_pairs=equal)
-        joint.train_joint_stage(tiny_base, two_objectives, 1, str(tmp_path / f"e{equal}"), str(tmp_path / f"e{equal}.parquet"),
-                                options, settings, {**RUN, "method": "mix", "stage": 1})
+        joint.train_joint_stage(
+            tiny_base,
+            two_objectives,
+            1,
+            str(tmp_path / f"e{equal}"),
+            str(tmp_path / f"e{equal}.parquet"),
+            options,
+            settings,
+            {**RUN, "method": "mix", "stage": 1},
+        )
         spent[equal] = _budget(tmp_path / f"e{equal}.parquet")
     steps = train.stage_steps(48, OPTIONS["batch_size"])
     assert spent[False]["budget/optimizer_steps"] == spent[True]["budget/optimizer_steps"] == steps
     assert spent[False]["budget/pairs"] == 2 * OPTIONS["batch_size"] * steps  # a full batch of each objective
     assert spent[True]["budget/pairs"] == OPTIONS["batch_size"] * steps  # half a batch of each: a sequential step's
     with pytest.raises(ValueError, match="does not divide"):
-        joint.train_joint_stage(tiny_base, [*two_objectives, ("third", *two_objectives[0][1:])], 1, str(tmp_path / "odd"),
-                                str(tmp_path / "odd.parquet"), options, methods.options("mix", equal_pairs=True),
-                                {**RUN, "method": "mix", "stage": 1})
+        joint.train_joint_stage(
+            tiny_base,
+            [*two_objectives, ("third", *two_objectives[0][1:])],
+            1,
+            str(tmp_path / "odd"),
+            str(tmp_path / "odd.parquet"),
+            options,
+            methods.options("mix", equal_pairs=True),
+            {**RUN, "method": "mix", "stage": 1},
+        )
 
 
 @pytest.mark.parametrize("method", ["mix", "alright", "maxright"])
 def test_joint_stages_take_the_sequential_budget(method, tiny_base, two_objectives, tmp_path):
     options = TrainOptions(**OPTIONS)
-    settings = methods.options(method, weights={"warm": 3.0}, **(
-        {"eval_every": 2, "optimum": {"comply": 0.60, "warm": 0.65}} if method == "maxright" else {}))
+    settings = methods.options(
+        method,
+        weights={"warm": 3.0},
+        **({"eval_every": 2, "optimum": {"comply": 0.60, "warm": 0.65}} if method == "maxright" else {}),
+    )
     previous = None
     for stage, budget in ((1, 6), (2, 3)):  # ceil(48/8) steps, then ceil(24/8): the k-th objective's
         run = {**RUN, "method": method, "stage": stage}
         summary = joint.train_joint_stage(
-            tiny_base, two_objectives, stage, str(tmp_path / f"stage{stage}"), str(tmp_path / f"log{stage}.parquet"),
-            options, settings, run, previous,
+            tiny_base,
+            two_objectives,
+            stage,
+            str(tmp_path / f"stage{stage}"),
+            str(tmp_path / f"log{stage}.parquet"),
+            options,
+            settings,
+            run,
+            previous,
         )
         assert summary["steps"] == budget
         spent = _budget(tmp_path / f"log{stage}.parquet")
         # pairs whose loss was backpropagated: a batch of 8 of every objective per mix step, of one otherwise
-        assert spent == {**spent, "budget/optimizer_steps": budget, "budget/pairs": 8 * budget * (2 if method == "mix" else 1)}
+        assert spent == {
+            **spent,
+            "budget/optimizer_steps": budget,
+            "budget/pairs": 8 * budget * (2 if method == "mix" else 1),
+        }
         if method != "maxright":  # maxright's gap refreshes also run (no-grad) forwards of the other objective
             assert spent["budget/tokens"] < spent["budget/pairs"] * 2 * MAX_LENGTH
         counts = summary["micro_batches_per_objective"]
@@ -140,8 +186,16 @@ def test_maxright_without_an_optimum_names_the_objective(tiny_base, two_objectiv
     options = TrainOptions(**OPTIONS)
     settings = methods.options("maxright", optimum={"comply": 0.6})
     with pytest.raises(ValueError, match=r"maxright needs f\* of \['warm'\]"):
-        joint.train_joint_stage(tiny_base, two_objectives, 1, str(tmp_path / "s1"), str(tmp_path / "l.parquet"),
-                                options, settings, {**RUN, "method": "maxright", "stage": 1})
+        joint.train_joint_stage(
+            tiny_base,
+            two_objectives,
+            1,
+            str(tmp_path / "s1"),
+            str(tmp_path / "l.parquet"),
+            options,
+            settings,
+            {**RUN, "method": "maxright", "stage": 1},
+        )
 
 
 def test_sequential_stage_takes_stage_steps(two_stages_for_movement):
@@ -152,11 +206,16 @@ def test_sequential_stage_takes_stage_steps(two_stages_for_movement):
 def _sequential_trainer(tiny_base, pair_files, tmp_path, dropout):
     model, tokenizer = base_model.load_base(tiny_base)
     options = TrainOptions(**{**OPTIONS, "lora": {"r": 4, "alpha": 8, "dropout": dropout}})
-    dataset = train.training_dataset(pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), tokenizer)
+    dataset = train.training_dataset(
+        pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), tokenizer
+    )
     run = {**RUN, "method": "dpo", "stage": 1, "objective": "comply"}
     return train.trainer_class()(
-        model=model, args=train.dpo_config(options, run, str(tmp_path)), train_dataset=dataset,
-        processing_class=tokenizer, peft_config=options.lora.peft_config(),
+        model=model,
+        args=train.dpo_config(options, run, str(tmp_path)),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
     )
 
 
@@ -180,18 +239,25 @@ def test_lora_dropout_is_active_in_training(tiny_base, pair_files, tmp_path):
     model.eval()
     torch.testing.assert_close(model(input_ids=ids).logits, model(input_ids=ids).logits)  # and off in eval
     # dropout 0: PEFT's Identity, untouched
-    assert not any(isinstance(m, torch.nn.Dropout) for n, m in
-                   _sequential_trainer(tiny_base, pair_files, tmp_path / "z", 0.0).model.named_modules() if "lora_dropout" in n)
+    assert not any(
+        isinstance(m, torch.nn.Dropout)
+        for n, m in _sequential_trainer(tiny_base, pair_files, tmp_path / "z", 0.0).model.named_modules()
+        if "lora_dropout" in n
+    )
 
 
-def _joint_trainer(method, two_objectives_paths, tiny_base, tmp_path, batch_size, accumulation, steps, eval_every=2,
-                   records=None):
+def _joint_trainer(
+    method, two_objectives_paths, tiny_base, tmp_path, batch_size, accumulation, steps, eval_every=2, records=None
+):
     """A joint trainer over the two objectives, as train_joint_stage builds it, without training;
     its logs go to ``records``."""
     model, tokenizer = base_model.load_base(tiny_base)
-    options = TrainOptions(**{**OPTIONS, "batch_size": batch_size, "gradient_accumulation_steps": accumulation,
-                                    "optim": "sgd"})
-    frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in two_objectives_paths]
+    options = TrainOptions(
+        **{**OPTIONS, "batch_size": batch_size, "gradient_accumulation_steps": accumulation, "optim": "sgd"}
+    )
+    frames = [
+        train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in two_objectives_paths
+    ]
     from datasets import concatenate_datasets
 
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
@@ -199,15 +265,20 @@ def _joint_trainer(method, two_objectives_paths, tiny_base, tmp_path, batch_size
     plan = methods.get(method).plan(2, steps, weights, seed=7)
     sampler = joint.JointBatchSampler([len(f) for f in frames], batch_size, plan, seed=7, accumulation=accumulation)
     run = {**RUN, "method": method, "stage": 1}
-    options_ = methods.options(method, **({"eval_every": eval_every, "optimum": {"comply": 0.6931, "warm": 0.6931}}
-                                          if method == "maxright" else {}))
+    options_ = methods.options(
+        method,
+        **({"eval_every": eval_every, "optimum": {"comply": 0.6931, "warm": 0.6931}} if method == "maxright" else {}),
+    )
     registered = methods.get(method)
     return joint.joint_trainer_class()(
         # f* at log 2 (the untrained loss) makes both gaps near 0: the pick is a close call at every step
         joint=joint.JointPlan(registered, ["comply", "warm"], weights, sampler, options_),
         method_state=None if registered.state is None else registered.state(options_, ["comply", "warm"], None),
-        model=model, args=train.dpo_config(options, run, str(tmp_path), max_steps=steps), train_dataset=dataset,
-        processing_class=tokenizer, peft_config=options.lora.peft_config(),
+        model=model,
+        args=train.dpo_config(options, run, str(tmp_path), max_steps=steps),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
         callbacks=[train.log_callback(records if records is not None else [])],
     )
 
@@ -218,8 +289,9 @@ def test_one_objective_per_optimiser_step_under_accumulation(method, tiny_base, 
     re-evaluates every gap at optimiser steps 0, k, 2k (k = eval_every counts optimiser steps)."""
     steps, accumulation, every = 6, 4, 2
     records = []
-    trainer = _joint_trainer(method, two_objectives, tiny_base, tmp_path, 2, accumulation, steps, eval_every=every,
-                             records=records)
+    trainer = _joint_trainer(
+        method, two_objectives, tiny_base, tmp_path, 2, accumulation, steps, eval_every=every, records=records
+    )
     trainer.train()
     assert trainer.state.global_step == steps
     # the training log (one row per optimiser step, TRL averages its micro-batches): stepped is 0 or 1
@@ -228,9 +300,11 @@ def test_one_objective_per_optimiser_step_under_accumulation(method, tiny_base, 
     assert all(sorted(pair) == [0.0, 1.0] for pair in stepped), stepped
     micro = trainer.micro_stepped
     assert len(micro) == steps * accumulation
-    per_step = [micro[k * accumulation:(k + 1) * accumulation] for k in range(steps)]
-    assert all(len(group) == 1 and len(group[0]) == 1 for group in (
-        [list(x) for x in {tuple(m) for m in step}] for step in per_step)), per_step
+    per_step = [micro[k * accumulation : (k + 1) * accumulation] for k in range(steps)]
+    assert all(
+        len(group) == 1 and len(group[0]) == 1
+        for group in ([list(x) for x in {tuple(m) for m in step}] for step in per_step)
+    ), per_step
     if method == "maxright":
         assert trainer.method_state.refresh_steps == list(range(0, steps, every))
     else:
@@ -243,7 +317,9 @@ def test_mix_with_accumulation_equals_the_larger_batch(tiny_base, two_objectives
     hence the same gradient) as batch 8 × accumulation 1: the adapters after 3 SGD steps agree."""
     adapters = []
     for batch_size, accumulation in ((8, 1), (4, 2)):
-        trainer = _joint_trainer("mix", two_objectives, tiny_base, tmp_path / f"b{batch_size}", batch_size, accumulation, 3)
+        trainer = _joint_trainer(
+            "mix", two_objectives, tiny_base, tmp_path / f"b{batch_size}", batch_size, accumulation, 3
+        )
         trainer.train()
         adapters.append(adapter_state(trainer.model))
     moved = sum(float(v.abs().sum()) for k, v in adapters[0].items() if "lora_B" in k)

@@ -35,7 +35,9 @@ def test_effective_update_equals_peft_delta_weight(tiny_base, tmp_path, use_rslo
     assert len(ours) == len(layers) > 0
     for name, layer in layers.items():
         key = name.removeprefix("base_model.model.")
-        torch.testing.assert_close(ours[key].dense().float(), layer.get_delta_weight("default").float(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            ours[key].dense().float(), layer.get_delta_weight("default").float(), rtol=1e-5, atol=1e-6
+        )
     saved = load_file(str(tmp_path / "adapter_model.safetensors"))
     a = next(v for k, v in saved.items() if k.endswith("q_proj.lora_A.weight"))
     b = next(v for k, v in saved.items() if k.endswith("q_proj.lora_B.weight"))
@@ -68,12 +70,21 @@ def _dense_rows(stages: list[dict[str, torch.Tensor]]) -> list[dict]:
     rows, previous_total, previous_update = [], None, None
     for stage, total in enumerate(stages, start=1):
         update = {n: w - previous_total[n] if previous_total else w for n, w in total.items()}
-        flat = {"all": [torch.cat([x.ravel() for x in d.values()]) if d else None for d in (update, total, previous_update)]}
+        flat = {
+            "all": [torch.cat([x.ravel() for x in d.values()]) if d else None for d in (update, total, previous_update)]
+        }
         flat.update({n: [update[n], total[n], previous_update[n] if previous_update else None] for n in total})
         for name, (u, w, p) in flat.items():
             cosine = float((u * p).sum() / (u.norm() * p.norm())) if p is not None else float("nan")
-            rows.append({"stage": stage, "module": name, "update_norm": float(u.norm()), "total_norm": float(w.norm()),
-                         "cosine_previous": cosine})
+            rows.append(
+                {
+                    "stage": stage,
+                    "module": name,
+                    "update_norm": float(u.norm()),
+                    "total_norm": float(w.norm()),
+                    "cosine_previous": cosine,
+                }
+            )
         previous_total, previous_update = total, update
     return rows
 
@@ -114,8 +125,10 @@ def test_movement_of_trained_stages(tiny_base, two_stages_for_movement):
     assert -1 <= total.loc[2, "cosine_previous"] <= 1
 
 
-@pytest.mark.parametrize("extra", [{"use_dora": True}, {"modules_to_save": ["lm_head"]}, {"lora_bias": True},
-                                   {"rank_pattern": {"q_proj": 4}}])
+@pytest.mark.parametrize(
+    "extra",
+    [{"use_dora": True}, {"modules_to_save": ["lm_head"]}, {"lora_bias": True}, {"rank_pattern": {"q_proj": 4}}],
+)
 def test_adapters_that_are_not_plain_lora_are_refused(extra):
     """DoRA, LoRA biases, trained modules and rank patterns are not ΔW = s·B·A: movement says so."""
     with pytest.raises(ValueError, match="plain LoRA"):

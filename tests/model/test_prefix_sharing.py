@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_chat_template import chat_base, chat_pairs  # noqa: F401 (fixtures)
 
-from seqpref import base_model, lab, logps, prefix, train
+from seqpref import base_model, logps, prefix, train
 from seqpref.options import TrainOptions
 
 TOLERANCE = 1e-5  # nats, on summed log-probs of up to ~150 tokens (fp32)
@@ -37,8 +37,9 @@ def test_shared_scoring_equals_unshared_on_lab_pairs(tiny_base, lab_pairs, max_l
     assert (max_length is None) == (not unshared["truncated"].any())
     for side in ("logp_chosen", "logp_rejected"):
         np.testing.assert_allclose(shared[side], unshared[side], rtol=0, atol=TOLERANCE)
-    pd.testing.assert_frame_equal(shared.drop(columns=["logp_chosen", "logp_rejected"]),
-                                  unshared.drop(columns=["logp_chosen", "logp_rejected"]))
+    pd.testing.assert_frame_equal(
+        shared.drop(columns=["logp_chosen", "logp_rejected"]), unshared.drop(columns=["logp_chosen", "logp_rejected"])
+    )
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
@@ -56,11 +57,18 @@ def _sliding_model(kind: str):
     import transformers
 
     torch.manual_seed(0)
-    common = dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
-                  sliding_window=6)
+    common = dict(
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=6,
+    )
     if kind == "gemma3":
-        config = transformers.Gemma3TextConfig(**common, num_hidden_layers=2, head_dim=8,
-                                               layer_types=["sliding_attention", "full_attention"])
+        config = transformers.Gemma3TextConfig(
+            **common, num_hidden_layers=2, head_dim=8, layer_types=["sliding_attention", "full_attention"]
+        )
         model = transformers.Gemma3ForCausalLM(config)
     else:
         model = transformers.MistralForCausalLM(transformers.MistralConfig(**common, num_hidden_layers=1))
@@ -74,7 +82,10 @@ def test_shared_scoring_keeps_a_sliding_window(tiny_base, lab_pairs, kind):
     model, tokenizer = _sliding_model(kind), base_model.load_base(tiny_base)[1]
     window, per_layer_type = prefix.attention_layout(model)
     assert window == 6 and per_layer_type == (kind == "gemma3")
-    assert min(len(t.prompt_ids) + len(t.chosen_ids) for t in logps.tokenize_frame(tokenizer, lab_pairs, None)) > 2 * window
+    assert (
+        min(len(t.prompt_ids) + len(t.chosen_ids) for t in logps.tokenize_frame(tokenizer, lab_pairs, None))
+        > 2 * window
+    )
     unshared = logps.pair_logps(model, tokenizer, lab_pairs, None, 8, share_prompt=False)
     shared = logps.pair_logps(model, tokenizer, lab_pairs, None, 8, share_prompt=True)
     for side in ("logp_chosen", "logp_rejected"):
@@ -101,15 +112,27 @@ def test_a_kernel_without_custom_masks_scores_unshared(tiny_base, lab_pairs):
 
 
 def _trainer(tiny_base, pair_files, tmp_path, share_prompt, max_length=64):
-    options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=8, max_length=max_length,
-                                 lora={"r": 4, "alpha": 8}, share_prompt=share_prompt)
+    options = TrainOptions(
+        beta=0.1,
+        learning_rate=3e-3,
+        batch_size=8,
+        max_length=max_length,
+        lora={"r": 4, "alpha": 8},
+        share_prompt=share_prompt,
+    )
     model, tokenizer = base_model.load_base(tiny_base)
-    dataset = train.training_dataset(pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]),
-                                     tokenizer)
+    dataset = train.training_dataset(
+        pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), tokenizer
+    )
     run = {"setting": "lab", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1}
-    trainer = train.trainer_class()(model=model, args=train.dpo_config(options, run, str(tmp_path)), train_dataset=dataset,
-                                     processing_class=tokenizer, peft_config=options.lora.peft_config(),
-                                     share_prompt=share_prompt)
+    trainer = train.trainer_class()(
+        model=model,
+        args=train.dpo_config(options, run, str(tmp_path)),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
+        share_prompt=share_prompt,
+    )
     with torch.no_grad():  # a non-zero adapter, the same in both trainers: the loss depends on it
         generator = torch.Generator().manual_seed(0)
         for p in trainer.model.parameters():
@@ -141,8 +164,11 @@ def test_shared_training_loss_metrics_and_gradient_equal_unshared(tiny_base, pai
 
 
 def test_a_batch_whose_rows_do_not_share_a_prompt_runs_unshared():
-    inputs = {"input_ids": torch.tensor([[1, 2, 3, 0], [1, 9, 3, 4]]), "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]),
-              "completion_mask": torch.tensor([[0, 0, 1, 0], [0, 0, 1, 1]])}
+    inputs = {
+        "input_ids": torch.tensor([[1, 2, 3, 0], [1, 9, 3, 4]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]),
+        "completion_mask": torch.tensor([[0, 0, 1, 0], [0, 0, 1, 1]]),
+    }
     assert prefix.pairs_of_trl_batch(inputs) is None
     inputs["input_ids"][1, 1] = 2
     assert prefix.pairs_of_trl_batch(inputs) == [([1, 2], [3], [3, 4])]

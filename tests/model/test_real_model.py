@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from independent_forward import bf16_layout_noise, padded_unmerged_logps as _padded_unmerged_logps
-from independent_forward import real_pairs
+from independent_forward import bf16_layout_noise, real_pairs
+from independent_forward import padded_unmerged_logps as _padded_unmerged_logps
 from independent_forward import unmerged_logps as _unmerged_logps
+
 from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
 from seqpref.options import TrainOptions
 
@@ -70,9 +70,13 @@ def test_import_is_an_ordinary_hf_directory(smollm2):
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, reference(input_ids=ids).logits, rtol=0, atol=0)
     # and it is an instruction-tuned chat model: the greedy reply to a question is on topic
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    reply = model.generate(**prompt, max_new_tokens=12, do_sample=False)[0, prompt["input_ids"].shape[1]:]
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    reply = model.generate(**prompt, max_new_tokens=12, do_sample=False)[0, prompt["input_ids"].shape[1] :]
     assert "Paris" in tokenizer.decode(reply)
 
 
@@ -88,12 +92,29 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
 
     # what the trainer tokenizes equals what the scorer tokenizes, chat template applied
     dataset = train.training_dataset(pairs, base, tokenizer)
-    options = TrainOptions(beta=0.1, learning_rate=1e-3, batch_size=2, gradient_accumulation_steps=2,
-                                 max_length=MAX_LENGTH, dtype="bfloat16", lora={"r": 4, "alpha": 8, "dropout": 0.05})
-    run = {"setting": "real", "method": "dpo", "order": "concise-detailed", "seed": 0, "stage": 1, "objective": "concise"}
+    options = TrainOptions(
+        beta=0.1,
+        learning_rate=1e-3,
+        batch_size=2,
+        gradient_accumulation_steps=2,
+        max_length=MAX_LENGTH,
+        dtype="bfloat16",
+        lora={"r": 4, "alpha": 8, "dropout": 0.05},
+    )
+    run = {
+        "setting": "real",
+        "method": "dpo",
+        "order": "concise-detailed",
+        "seed": 0,
+        "stage": 1,
+        "objective": "concise",
+    }
     trainer = train.trainer_class()(
-        model=model, args=train.dpo_config(options, run, str(tmp_path / "work")), train_dataset=dataset,
-        processing_class=tokenizer, peft_config=options.lora.peft_config(),
+        model=model,
+        args=train.dpo_config(options, run, str(tmp_path / "work")),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=options.lora.peft_config(),
     )
     ours = logps.tokenize_frame(tokenizer, pairs, MAX_LENGTH)
     for example, mine in zip(trainer.train_dataset, ours):
@@ -111,8 +132,9 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
 
     # one real stage through the package: 8 pairs, micro-batches of 2, 2 per optimiser step = 2 steps
     adapter = tmp_path / "stage1"
-    summary = train.train_stage(directory, str(paths["pairs"]), str(paths["logps"]), str(adapter),
-                                str(tmp_path / "log.parquet"), options, run)
+    summary = train.train_stage(
+        directory, str(paths["pairs"]), str(paths["logps"]), str(adapter), str(tmp_path / "log.parquet"), options, run
+    )
     assert summary["steps"] == 2 and summary["adapter_change_norm"] > 0
     log = pd.read_parquet(tmp_path / "log.parquet")
     assert log.loc[log["metric"] == "loss", "step"].tolist() == [1, 2]
@@ -121,18 +143,38 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
     run_score = {**run, "trained_objective": "concise"}
 
     def scored_by(dtype, share, batch_size):
-        frame = score.score_stage(run_score, [("concise", str(paths["pairs"]), str(paths["logps"]))],
-                                  {"beta": 0.1, "max_length": MAX_LENGTH, "batch_size": batch_size, "dtype": dtype,
-                                   "attn_implementation": None, "share_prompt": share}, directory, str(adapter))
+        frame = score.score_stage(
+            run_score,
+            [("concise", str(paths["pairs"]), str(paths["logps"]))],
+            {
+                "beta": 0.1,
+                "max_length": MAX_LENGTH,
+                "batch_size": batch_size,
+                "dtype": dtype,
+                "attn_implementation": None,
+                "share_prompt": share,
+            },
+            directory,
+            str(adapter),
+        )
         return frame.set_index("pair_id").loc[pairs["pair_id"]]
 
     # fp32: equal to 1e-3 nats, the prompt shared or not (fp32's rounding through 30 layers is ~1e-5)
-    expected = _unmerged_logps(directory, str(adapter), pairs, "float32", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
+    expected = (
+        _unmerged_logps(directory, str(adapter), pairs, "float32", MAX_LENGTH)
+        .set_index("pair_id")
+        .loc[pairs["pair_id"]]
+    )
     for share in (True, False):
         scored = scored_by("float32", share, 8)
         for side in ("logp_chosen", "logp_rejected"):
-            np.testing.assert_allclose(scored[side].to_numpy(), expected[side].to_numpy(), atol=1e-3, rtol=0,
-                                       err_msg=f"float32 share_prompt={share} {side}")
+            np.testing.assert_allclose(
+                scored[side].to_numpy(),
+                expected[side].to_numpy(),
+                atol=1e-3,
+                rtol=0,
+                err_msg=f"float32 share_prompt={share} {side}",
+            )
     # the trained adapter moved the scores away from the base (its margins are not all 0)
     assert scored["reward_margin"].abs().max() > 0.01
 
@@ -144,12 +186,22 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
     # mean scaled error within 2 sigma (a half-normal's mean is 0.8 sigma), and margins far outside the
     # noise must keep their sign. A systematic error of the scorer (merging into bf16 weights, a wrong
     # mask, a bf16 log-softmax) is common to its layouts, so it does not widen sigma and is caught.
-    independent = _unmerged_logps(directory, str(adapter), pairs, "bfloat16", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
-    padded = _padded_unmerged_logps(directory, str(adapter), pairs, "bfloat16", MAX_LENGTH).set_index("pair_id").loc[pairs["pair_id"]]
+    independent = (
+        _unmerged_logps(directory, str(adapter), pairs, "bfloat16", MAX_LENGTH)
+        .set_index("pair_id")
+        .loc[pairs["pair_id"]]
+    )
+    padded = (
+        _padded_unmerged_logps(directory, str(adapter), pairs, "bfloat16", MAX_LENGTH)
+        .set_index("pair_id")
+        .loc[pairs["pair_id"]]
+    )
     bf16 = {(share, size): scored_by("bfloat16", share, size) for share in (True, False) for size in (8, 1)}
     n_tokens = {side: bf16[True, 8][f"n_tokens_{side}"] for side in ("chosen", "rejected")}
-    sigma = bf16_layout_noise([(bf16[s, 8], bf16[s, 1]) for s in (True, False)]
-                              + [(bf16[True, 8], bf16[False, 8]), (independent, padded)], n_tokens)
+    sigma = bf16_layout_noise(
+        [(bf16[s, 8], bf16[s, 1]) for s in (True, False)] + [(bf16[True, 8], bf16[False, 8]), (independent, padded)],
+        n_tokens,
+    )
     sigma = max(sigma, 1e-4)  # layouts that round identically: fp32 noise is then the floor
     for (share, size), scored in bf16.items():
         for side in ("chosen", "rejected"):
@@ -177,4 +229,6 @@ def test_prompt_shared_scoring_equals_unshared_on_the_real_model(smollm2, conver
             if max_length:
                 assert unshared["truncated"].any()
             for side in ("logp_chosen", "logp_rejected"):
-                np.testing.assert_allclose(shared[side], unshared[side], rtol=0, atol=tolerance, err_msg=f"{dtype} {side}")
+                np.testing.assert_allclose(
+                    shared[side], unshared[side], rtol=0, atol=tolerance, err_msg=f"{dtype} {side}"
+                )

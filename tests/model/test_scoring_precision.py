@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from independent_forward import bf16_layout_noise, padded_unmerged_logps, unmerged_logps
-from seqpref import base_model, logps, score
-from seqpref.options import LoraOptions
+
+from seqpref import base_model, logps
 from seqpref.lora import load_policy
+from seqpref.options import LoraOptions
 
 MAX_LENGTH = 64
 
@@ -18,8 +18,6 @@ def _small_adapter(tiny_base, out_dir) -> None:
     """An adapter whose update is small next to the weights (|ΔW| ~ 1e-4 against weights ~ 0.1), as
     after a few DPO steps at a paper learning rate, saved as training saves it."""
     from peft import get_peft_model
-
-    from seqpref import train
 
     model, _ = base_model.load_base(tiny_base, "float32")
     peft_model = get_peft_model(model, LoraOptions(r=4, alpha=8).peft_config())
@@ -51,7 +49,9 @@ def test_bf16_scorer_keeps_the_adapter_unmerged(tiny_base, lab_pairs, tmp_path):
     model, tokenizer = load_policy(tiny_base, str(adapter), "bfloat16")
     assert any(p.dtype == torch.bfloat16 for p in model.parameters())
     assert not any(hasattr(m, "merged") and m.merged for m in model.modules())
-    scored = {size: logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, size).set_index("pair_id") for size in (16, 1)}
+    scored = {
+        size: logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, size).set_index("pair_id") for size in (16, 1)
+    }
 
     independent = unmerged_logps(tiny_base, str(adapter), pairs, "bfloat16", MAX_LENGTH).set_index("pair_id")
     padded = padded_unmerged_logps(tiny_base, str(adapter), pairs, "bfloat16", MAX_LENGTH).set_index("pair_id")

@@ -80,11 +80,14 @@ def test_lookahead_is_one_explicit_sft_step(lora_model):
             for p, g in zip(params, grads):
                 p.sub_(eta * g)
             expected = _completion_logps_by_hand(stepped, ids, mask, completion)
-        torch.testing.assert_close(spo.lookahead_logps(model, ids, mask, completion, lookahead_lr=eta), expected,
-                                   rtol=0, atol=1e-9)
+        torch.testing.assert_close(
+            spo.lookahead_logps(model, ids, mask, completion, lookahead_lr=eta), expected, rtol=0, atol=1e-9
+        )
     params = [p for p in model.parameters() if p.requires_grad]
-    per_row = [torch.cat([g.ravel() for g in torch.autograd.grad(row, params, retain_graph=True)])
-               for row in _completion_logps_by_hand(model, ids, mask, completion)]
+    per_row = [
+        torch.cat([g.ravel() for g in torch.autograd.grad(row, params, retain_graph=True)])
+        for row in _completion_logps_by_hand(model, ids, mask, completion)
+    ]
     mean_grad = torch.stack(per_row).mean(dim=0)
     eta = 1e-6
     with torch.no_grad():
@@ -106,7 +109,9 @@ def test_penalty_gradient_matches_finite_differences(lora_model, offsets):
         return spo.spo_penalty(spo.completion_logps(model, ids, mask, completion), ahead, 1.5)
 
     grads = torch.autograd.grad(penalty(), params)
-    direction = [torch.randn(p.shape, generator=torch.Generator().manual_seed(i), dtype=p.dtype) for i, p in enumerate(params)]
+    direction = [
+        torch.randn(p.shape, generator=torch.Generator().manual_seed(i), dtype=p.dtype) for i, p in enumerate(params)
+    ]
     analytic = sum((g * d).sum() for g, d in zip(grads, direction)).item()
     # the model runs in float64 but transformers keeps parts of it (rotary embeddings) in float32,
     # so finite differences are noisy below eps ~1e-4 and agree to ~0.5% above it
@@ -152,8 +157,16 @@ def test_penalty_gradient_is_lambda_weighted_nll_of_the_gated_pairs_whatever_eta
 def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
     options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8})
     run = {"setting": "lab", "method": "spo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
-    summary = train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "a"),
-                                str(tmp_path / "log.parquet"), options, run, method_options=spo.SPOOptions(penalty=1.0))
+    summary = train.train_stage(
+        tiny_base,
+        pair_files["pairs"],
+        pair_files["base_logps"],
+        str(tmp_path / "a"),
+        str(tmp_path / "log.parquet"),
+        options,
+        run,
+        method_options=spo.SPOOptions(penalty=1.0),
+    )
     log = pd.read_parquet(tmp_path / "log.parquet")
     penalties = log[log.metric == "spo/penalty"]["value"]
     assert len(penalties) == summary["steps"] and penalties.max() > 0
@@ -167,24 +180,47 @@ def test_spo_stage_trains_and_logs_its_penalty(tiny_base, pair_files, tmp_path):
     rejected = sum(len(t.prompt_ids) + len(t.rejected_ids) for t in tokenized)
     assert spent["budget/pairs"] == len(tokenized) and spent["budget/tokens"] == 4 * chosen + rejected
     with pytest.raises(ValueError, match="train_stage trains a sequential method"):
-        train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "m"),
-                          str(tmp_path / "m.parquet"), options, {**run, "method": "mix"})
+        train.train_stage(
+            tiny_base,
+            pair_files["pairs"],
+            pair_files["base_logps"],
+            str(tmp_path / "m"),
+            str(tmp_path / "m.parquet"),
+            options,
+            {**run, "method": "mix"},
+        )
 
 
 def test_spo_penalty_ignores_lora_dropout(tiny_base, pair_files, tmp_path):
     """With LoRA dropout 0.5 and a look-ahead step of η = 1e-12, θ̃ = θ: the penalty must be 0. Had the
     look-ahead and policy forwards drawn their own dropout masks, the ReLU of the mask noise would
     make it positive at every step."""
-    options = TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64,
-                                 lora={"r": 4, "alpha": 8, "dropout": 0.5})
+    options = TrainOptions(
+        beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8, "dropout": 0.5}
+    )
     penalty = methods.options("spo", penalty=1.0, lookahead_lr=1e-12)
     run = {"setting": "lab", "method": "spo", "order": "comply-x", "seed": 0, "stage": 1, "objective": "comply"}
     previous = tmp_path / "start"
-    train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(previous),
-                      str(tmp_path / "log0.parquet"), TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16,
-                                                                          max_length=64, lora={"r": 4, "alpha": 8}), run)
-    train.train_stage(tiny_base, pair_files["pairs"], pair_files["base_logps"], str(tmp_path / "b"),
-                      str(tmp_path / "log.parquet"), options, {**run, "stage": 2}, str(previous), method_options=penalty)
+    train.train_stage(
+        tiny_base,
+        pair_files["pairs"],
+        pair_files["base_logps"],
+        str(previous),
+        str(tmp_path / "log0.parquet"),
+        TrainOptions(beta=0.1, learning_rate=3e-3, batch_size=16, max_length=64, lora={"r": 4, "alpha": 8}),
+        run,
+    )
+    train.train_stage(
+        tiny_base,
+        pair_files["pairs"],
+        pair_files["base_logps"],
+        str(tmp_path / "b"),
+        str(tmp_path / "log.parquet"),
+        options,
+        {**run, "stage": 2},
+        str(previous),
+        method_options=penalty,
+    )
     log = pd.read_parquet(tmp_path / "log.parquet")
     penalties = log[log.metric == "spo/penalty"]["value"]
     assert len(penalties) > 0

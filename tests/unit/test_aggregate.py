@@ -103,11 +103,20 @@ def test_one_row_per_objective_and_stage(summary):
 
 
 def test_roles_and_trained_objective(summary):
-    expected = {("a", 0): "base", ("a", 1): "trained", ("a", 2): "earlier", ("b", 0): "base", ("b", 1): "later", ("b", 2): "trained"}
+    expected = {
+        ("a", 0): "base",
+        ("a", 1): "trained",
+        ("a", 2): "earlier",
+        ("b", 0): "base",
+        ("b", 1): "later",
+        ("b", 2): "trained",
+    }
     for (objective, stage), role in expected.items():
         assert _cell(summary, objective, stage)["role"] == role, (objective, stage)
     for objective in "ab":
-        assert _cell(summary, objective, 0)["trained_objective"] is None or pd.isna(_cell(summary, objective, 0)["trained_objective"])
+        assert _cell(summary, objective, 0)["trained_objective"] is None or pd.isna(
+            _cell(summary, objective, 0)["trained_objective"]
+        )
         assert _cell(summary, objective, 1)["trained_objective"] == "a"
         assert _cell(summary, objective, 2)["trained_objective"] == "b"
 
@@ -148,9 +157,13 @@ def test_means_and_changes_equal_hand_values(scores, summary):
                 assert np.isnan(cell["reward_margin_change"])
                 continue
             previous = _cell(summary, objective, stage - 1)
-            assert cell["reward_margin_change"] == pytest.approx(rm[:, stage].mean() - rm[:, stage - 1].mean(), abs=1e-12)
+            assert cell["reward_margin_change"] == pytest.approx(
+                rm[:, stage].mean() - rm[:, stage - 1].mean(), abs=1e-12
+            )
             assert cell["ln_margin_change"] == pytest.approx(ln[:, stage].mean() - ln[:, stage - 1].mean(), abs=1e-12)
-            assert cell["rel_accuracy_change"] == pytest.approx(cell["rel_accuracy"] - previous["rel_accuracy"], abs=1e-12)
+            assert cell["rel_accuracy_change"] == pytest.approx(
+                cell["rel_accuracy"] - previous["rel_accuracy"], abs=1e-12
+            )
     # the designed effects, roughly
     assert _cell(summary, "a", 1)["reward_margin"] == pytest.approx(2.0, abs=0.05)
     assert _cell(summary, "a", 2)["reward_margin_change"] == pytest.approx(-3.0, abs=0.05)
@@ -192,8 +205,10 @@ def test_cis_with_seeds_use_the_seed_means_t_interval():
     summary = aggregate.summarise(pd.concat([first, second], ignore_index=True), OPTIONS)["summary"]
     cell = _cell(summary, "a", 1)
     assert cell["interval_covers"] == "pairs and seeds (2 seeds)"
-    seed_means = [_wide(part, "a", "reward_margin")[:, 1].mean() - _wide(part, "a", "reward_margin")[:, 0].mean()
-                  for part in (first, second.assign(reward_margin=second["reward_margin"]))]
+    seed_means = [
+        _wide(part, "a", "reward_margin")[:, 1].mean() - _wide(part, "a", "reward_margin")[:, 0].mean()
+        for part in (first, second.assign(reward_margin=second["reward_margin"]))
+    ]
     half_seed = scipy_stats.t.ppf(0.975, 1) * np.std(seed_means, ddof=1) / np.sqrt(2)
     half = (cell["reward_margin_change_hi"] - cell["reward_margin_change_lo"]) / 2
     assert half >= half_seed - 1e-9 and half_seed > 6  # 12.7 × 0.5
@@ -219,7 +234,9 @@ def test_stage_zero_ties_count_half_so_jitter_is_no_transfer():
     scores.loc[base, "logp_chosen"] = scores.loc[base, "ref_logp_chosen"]
     scores.loc[base, "logp_rejected"] = scores.loc[base, "ref_logp_rejected"]
     jitter = (scores["stage"] == 1) & (scores["objective"] == "b")
-    scores.loc[jitter, "logp_chosen"] = scores.loc[jitter, "ref_logp_chosen"] + np.random.default_rng(5).uniform(-0.01, 0.01, jitter.sum())
+    scores.loc[jitter, "logp_chosen"] = scores.loc[jitter, "ref_logp_chosen"] + np.random.default_rng(5).uniform(
+        -0.01, 0.01, jitter.sum()
+    )
     scores.loc[jitter, "logp_rejected"] = scores.loc[jitter, "ref_logp_rejected"]
     from seqpref import metrics
 
@@ -300,7 +317,9 @@ def _write_score_files(scores, directory) -> list[str]:
 
 
 def _outputs(directory):
-    return {name: str(directory / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles", "controls")}
+    return {
+        name: str(directory / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles", "controls")
+    }
 
 
 def test_summary_tables_writes_every_table(tmp_path, scores, summary):
@@ -352,7 +371,10 @@ def test_seeds_are_pooled_into_one_row_with_their_spread():
         assert cell["reward_margin"] == pytest.approx(alone["reward_margin"] + shift, abs=1e-12)
         assert cell["reward_margin_seed_sd"] == pytest.approx(np.sqrt(2) * shift, abs=1e-12)
         if stage:  # seeds that disagree by 1 nat widen the CI beyond the pairs' alone
-            assert cell["reward_margin_hi"] - cell["reward_margin_lo"] > alone["reward_margin_hi"] - alone["reward_margin_lo"] + 0.3
+            assert (
+                cell["reward_margin_hi"] - cell["reward_margin_lo"]
+                > alone["reward_margin_hi"] - alone["reward_margin_lo"] + 0.3
+            )
     transfer = pooled["transfer"]
     assert (transfer["n_seeds"] == 2).all() and "seed" not in transfer.columns
     assert (pooled["quartiles"]["n"] == 2 * N_PAIRS // 4).all()  # quartiles pool both seeds' pairs
@@ -378,7 +400,9 @@ def test_joint_runs_get_joint_roles_and_every_stage_is_trained():
     assert summary.loc[summary["stage"] > 0, "share_of_own_gain"].isna().all()
     transfer = frames["transfer"].query("metric == 'reward_margin'").set_index("objective")
     assert (transfer["own_stage"] == 1).all()
-    assert transfer.at["a", "bwt"] == pytest.approx(_cell(summary, "a", 2)["reward_margin"] - _cell(summary, "a", 1)["reward_margin"])
+    assert transfer.at["a", "bwt"] == pytest.approx(
+        _cell(summary, "a", 2)["reward_margin"] - _cell(summary, "a", 1)["reward_margin"]
+    )
     assert transfer.at["b", "final"] == pytest.approx(_cell(summary, "b", 2)["reward_margin"])
 
 
@@ -395,8 +419,11 @@ def test_every_method_kind_labels_what_its_stage_trains_trained():
         kind, entry = methods.kind(method), methods.get(method)
         for objective, stage in (("a", 1), ("a", 2), ("b", 1), ("b", 2)):
             cell = _cell(summary, objective, stage)
-            trains = (kind == methods.JOINT or (objective, stage) in (("a", 1), ("b", 2))
-                      or (objective == "a" and stage == 2 and entry.replays_earlier))
+            trains = (
+                kind == methods.JOINT
+                or (objective, stage) in (("a", 1), ("b", 2))
+                or (objective == "a" and stage == 2 and entry.replays_earlier)
+            )
             assert (cell["label"] == "trained") == trains, (method, objective, stage, cell["role"], cell["label"])
         if kind != methods.JOINT and not entry.replays_earlier:
             assert _cell(summary, "a", 2)["label"] == "degradation", method
@@ -430,7 +457,9 @@ def test_relative_criterion_scales_the_label_with_what_the_objective_learned():
         assert cell["label_threshold"] == pytest.approx(0.1 * cell["own_gain"])
         assert cell["label"] == label
     # a small gain sets no more than min_effect: losing 0.15 of a 0.2 gain is below it
-    cell = _cell(aggregate.summarise(_scores(margins={"a": [0.0, 0.2, 0.05], "b": [0.0, 0.0, 2.0]}), OPTIONS)["summary"], "a", 2)
+    cell = _cell(
+        aggregate.summarise(_scores(margins={"a": [0.0, 0.2, 0.05], "b": [0.0, 0.0, 2.0]}), OPTIONS)["summary"], "a", 2
+    )
     assert cell["label_criterion"] == "absolute" and cell["label_threshold"] == OPTIONS.min_effect
     assert cell["label"] == "stable" and cell["share_of_own_gain"] == pytest.approx(-0.75, abs=0.05)
 

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import calibration  # noqa: E402
 
-from seqpref import aggregate, stats  # noqa: E402
+from seqpref import stats  # noqa: E402
 from seqpref.options import LabelOptions
 
 REPS = 300

@@ -15,8 +15,15 @@ CITED = re.compile(r"(?<![\w/.-])((?:%s)/[\w./-]*\w\.(?:py|md|yaml|yml|smk|json|
 def citing_files() -> list[Path]:
     """The files whose text may cite a repository path: the package, the rules, the docs and the build."""
     files = [REPO / name for name in ("README.md", "Makefile", "pyproject.toml", "Snakefile", "environment.yml")]
-    for pattern in ("src/seqpref/**/*.py", "workflow/**/*.smk", "workflow/**/*.yaml", "docs/**/*.md", "config/*.yaml",
-                    "profiles/**/*.yaml", "benchmarks/*.py"):
+    for pattern in (
+        "src/seqpref/**/*.py",
+        "workflow/**/*.smk",
+        "workflow/**/*.yaml",
+        "docs/**/*.md",
+        "config/*.yaml",
+        "profiles/**/*.yaml",
+        "benchmarks/*.py",
+    ):
         files += sorted(REPO.glob(pattern))
     return [f for f in files if f.is_file()]
 

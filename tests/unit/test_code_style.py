@@ -33,6 +33,7 @@ def test_the_linter_reports_a_defect(tmp_path):
     """The check above can fail: an unused import in a file under the same configuration is reported."""
     bad = tmp_path / "bad.py"
     bad.write_text("import os\n")
-    result = subprocess.run([RUFF, "check", "--config", str(REPO / "pyproject.toml"), str(bad)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [RUFF, "check", "--config", str(REPO / "pyproject.toml"), str(bad)], capture_output=True, text=True
+    )
     assert result.returncode == 1 and "F401" in result.stdout

@@ -32,7 +32,9 @@ def test_lora_dropout_just_below_1_and_0_pass():
         check_config(config, SCHEMA)
 
 
-@pytest.mark.parametrize("config_file", ["config.yaml", "real.yaml", "paper.yaml", "public.yaml"])  # methods.yaml is an overlay
+@pytest.mark.parametrize(
+    "config_file", ["config.yaml", "real.yaml", "paper.yaml", "public.yaml"]
+)  # methods.yaml is an overlay
 def test_shipped_configs_pass_the_check(config_file):
     check_config(yaml.safe_load((REPO / "config" / config_file).read_text()), SCHEMA)
 
@@ -55,9 +57,13 @@ def test_mix_at_equal_pairs_needs_a_batch_that_divides_among_the_objectives():
 
 
 def test_a_number_yaml_reads_as_text_gets_a_hint():
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text().replace(
-        "learning_rate: 0.001", "learning_rate: 1e-3", 1))
+    config = yaml.safe_load(
+        (REPO / "config/config.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 1e-3", 1)
+    )
     assert config["train"]["learning_rate"] == "1e-3"  # PyYAML (YAML 1.1): no dot, so not a float
-    with pytest.raises(ConfigError, match=r"train\.learning_rate = '1e-3': expected type number; YAML reads 1e-3 "
-                                          r"as text: write it with a dot"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train\.learning_rate = '1e-3': expected type number; YAML reads 1e-3 "
+        r"as text: write it with a dot",
+    ):
         check_config(config, SCHEMA)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_aggregate import _scores
 
 from seqpref import aggregate, controls, lab, tables
-from test_aggregate import _scores
 from seqpref.options import LabelOptions
 
 OPTIONS = LabelOptions(n_boot=300, seed=0)
@@ -19,9 +19,16 @@ OPTIONS = LabelOptions(n_boot=300, seed=0)
 def _pairs_and_logps(n=101):
     pairs = lab.make_pairs(lab.LabObjective(prefer={"opener": "comply"}), n, seed=3, id_prefix="p")
     rng = np.random.default_rng(0)
-    logps = pd.DataFrame({"pair_id": pairs["pair_id"], "logp_chosen": rng.normal(-20, 3, n), "logp_rejected": rng.normal(-25, 3, n),
-                          "n_tokens_chosen": rng.integers(3, 9, n), "n_tokens_rejected": rng.integers(10, 19, n),
-                          "truncated": False})
+    logps = pd.DataFrame(
+        {
+            "pair_id": pairs["pair_id"],
+            "logp_chosen": rng.normal(-20, 3, n),
+            "logp_rejected": rng.normal(-25, 3, n),
+            "n_tokens_chosen": rng.integers(3, 9, n),
+            "n_tokens_rejected": rng.integers(10, 19, n),
+            "truncated": False,
+        }
+    )
     return pairs, logps.sample(frac=1.0, random_state=1).reset_index(drop=True)  # a different row order
 
 
@@ -32,7 +39,14 @@ def test_sham_swaps_a_seeded_half_of_the_labels_and_nothing_else():
     # a permutation of each pair's two responses: the swapped half exchanged, the rest untouched
     np.testing.assert_array_equal(sham["chosen"].where(~swapped, sham["rejected"]), pairs["chosen"])
     np.testing.assert_array_equal(sham.loc[swapped, "chosen"], pairs.loc[swapped, "rejected"])
-    assert (sham[["pair_id", "prompt", "prompt_messages", "source"]].fillna("") == pairs[["pair_id", "prompt", "prompt_messages", "source"]].fillna("")).all().all()
+    assert (
+        (
+            sham[["pair_id", "prompt", "prompt_messages", "source"]].fillna("")
+            == pairs[["pair_id", "prompt", "prompt_messages", "source"]].fillna("")
+        )
+        .all()
+        .all()
+    )
     # the base log-probs (and token counts) travel with their response
     flipped = set(pairs.loc[swapped, "pair_id"])
     merged = logps.merge(sham_logps, on="pair_id", suffixes=("", "_sham"))
@@ -72,15 +86,31 @@ def _movement(ratio: float) -> pd.DataFrame:
     """change_norms of stage 2 of order a-b (seed 0) and of its sham, the sham moving ``ratio`` as far."""
     from seqpref.options import CHANGE_NORM
 
-    log = pd.DataFrame({"setting": "conflicting", "method": "dpo", "order": "a-b", "seed": 0, "stage": 2,
-                        "objective": "b", "step": [16], "metric": [CHANGE_NORM], "value": [1.0]})
+    log = pd.DataFrame(
+        {
+            "setting": "conflicting",
+            "method": "dpo",
+            "order": "a-b",
+            "seed": 0,
+            "stage": 2,
+            "objective": "b",
+            "step": [16],
+            "metric": [CHANGE_NORM],
+            "value": [1.0],
+        }
+    )
     return pd.concat([controls.change_norms(log, "real"), controls.change_norms(log.assign(value=[ratio]), "sham")])
 
 
 @pytest.mark.parametrize(
     ("real_a", "sham_a", "expected", "specific"),
     [
-        ([0.0, 2.0, 0.5], 2.0, "specific_degradation", -1.5),  # the sham leaves a where it was: the drop is b's preferences
+        (
+            [0.0, 2.0, 0.5],
+            2.0,
+            "specific_degradation",
+            -1.5,
+        ),  # the sham leaves a where it was: the drop is b's preferences
         ([0.0, 2.0, 0.5], 0.5, "drift", 0.0),  # the sham drops a just as much: drift
         ([0.0, 2.0, 0.5], 1.2, "specific_degradation", -0.7),  # part drift, part specific
         ([0.0, 2.0, 2.0], 2.0, "stable", 0.0),
@@ -155,8 +185,14 @@ def test_control_label_rules():
     assert controls.control_label("stable", "degradation", "positive_transfer", False) == "specific_transfer"
     assert controls.control_label("redistribution", "stable", "stable", True) == "stable"
     assert controls.control_label("degradation", "degradation", "stable", True, "a reason") == "control_invalid"
-    assert set(controls.CONTROL_LABELS) == {"specific_degradation", "specific_transfer", "drift", "inconclusive", "stable",
-                                            "control_invalid"}
+    assert set(controls.CONTROL_LABELS) == {
+        "specific_degradation",
+        "specific_transfer",
+        "drift",
+        "inconclusive",
+        "stable",
+        "control_invalid",
+    }
 
 
 def test_control_validity_bounds():
@@ -216,18 +252,46 @@ def test_controls_report_how_far_the_stage_and_its_sham_moved_the_adapter():
 
     pairs = _scores(margins={"a": [0.0, 2.0, 0.5], "b": [0.0, 0.0, 2.0]})
     summary = aggregate.summarise(pairs, OPTIONS)["summary"]
-    log = pd.DataFrame({"setting": "conflicting", "method": "dpo", "order": "a-b", "seed": 0, "stage": 2,
-                        "objective": "b", "step": [16, 16], "metric": [CHANGE_NORM, "loss"], "value": [0.8, 0.6]})
-    movement = pd.concat([controls.change_norms(log, "real"), controls.change_norms(log.assign(value=[0.2, 0.7]), "sham")])
+    log = pd.DataFrame(
+        {
+            "setting": "conflicting",
+            "method": "dpo",
+            "order": "a-b",
+            "seed": 0,
+            "stage": 2,
+            "objective": "b",
+            "step": [16, 16],
+            "metric": [CHANGE_NORM, "loss"],
+            "value": [0.8, 0.6],
+        }
+    )
+    movement = pd.concat(
+        [controls.change_norms(log, "real"), controls.change_norms(log.assign(value=[0.2, 0.7]), "sham")]
+    )
     row = controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, OPTIONS, movement).iloc[0]
     assert (row["change_norm_real"], row["change_norm_sham"]) == (0.8, 0.2)
     assert row["change_norm_ratio"] == pytest.approx(0.25)
-    assert np.isnan(controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, OPTIONS).iloc[0]["change_norm_ratio"])
+    assert np.isnan(
+        controls.control_rows(pairs, _sham({"a": 2.0, "b": 1.0}), summary, OPTIONS).iloc[0]["change_norm_ratio"]
+    )
 
 
 def _change_norm_log(path, value):
-    frame = pd.DataFrame([{"setting": "s", "method": "dpo", "order": "a-b", "seed": 0, "stage": 2, "objective": "b",
-                           "step": 4, "metric": "adapter/change_norm", "value": value}])
+    frame = pd.DataFrame(
+        [
+            {
+                "setting": "s",
+                "method": "dpo",
+                "order": "a-b",
+                "seed": 0,
+                "stage": 2,
+                "objective": "b",
+                "step": 4,
+                "metric": "adapter/change_norm",
+                "value": value,
+            }
+        ]
+    )
     tables.write_table(frame, path, tables.TRAINING, {"test": True})
 
 
@@ -240,13 +304,15 @@ def test_match_distance_scales_the_learning_rate_by_the_pilots_shortfall(tmp_pat
         assert tmp_path in Path(out_dir).parents  # scratch beside the sham's folder
         return 0.3
 
-    scale, record = controls.match_distance(pilot, str(tmp_path / "real.parquet"), str(tmp_path / "sham2"),
-                                            str(tmp_path / "checkpoints"))
+    scale, record = controls.match_distance(
+        pilot, str(tmp_path / "real.parquet"), str(tmp_path / "sham2"), str(tmp_path / "checkpoints")
+    )
     assert scale == pytest.approx(3.0) and record["distance_match"]["pilot_change_norm"] == 0.3
     assert not any(p.name.startswith("pilot-") for p in tmp_path.iterdir())  # the pilot's scratch is gone
     # a resumed sham reads the scale it had: no second pilot
-    again, _ = controls.match_distance(pilot, str(tmp_path / "real.parquet"), str(tmp_path / "sham2"),
-                                       str(tmp_path / "checkpoints"))
+    again, _ = controls.match_distance(
+        pilot, str(tmp_path / "real.parquet"), str(tmp_path / "sham2"), str(tmp_path / "checkpoints")
+    )
     assert again == scale and len(calls) == 1
 
 

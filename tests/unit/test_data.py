@@ -93,7 +93,9 @@ def test_read_preference_file(tmp_path, kind):
 
 def test_read_preference_file_without_pair_id_numbers_rows(tmp_path):
     path = tmp_path / "p.jsonl"
-    path.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "d", "chosen": "e", "rejected": "f"}\n')
+    path.write_text(
+        '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "d", "chosen": "e", "rejected": "f"}\n'
+    )
     got = data.read_preference_file(path)
     assert got["pair_id"].tolist() == ["row000000", "row000001"]
     assert got["source"].tolist() == ["{}", "{}"]
@@ -101,7 +103,9 @@ def test_read_preference_file_without_pair_id_numbers_rows(tmp_path):
 
 def test_read_preference_file_numeric_pair_ids_become_strings(tmp_path):
     path = tmp_path / "p.parquet"
-    pd.DataFrame({"pair_id": [10, 11], "prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", "f"]}).to_parquet(path)
+    pd.DataFrame({"pair_id": [10, 11], "prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", "f"]}).to_parquet(
+        path
+    )
     got = data.read_preference_file(path)
     assert got["pair_id"].tolist() == ["10", "11"]
 
@@ -205,7 +209,9 @@ def test_prepare_lab_spec(tmp_path):
 
 
 def test_prepare_file_spec_reports_dropped_rows(tmp_path):
-    rows = [{"pair_id": f"id{i}", "prompt": f"prompt {i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(30)]
+    rows = [
+        {"pair_id": f"id{i}", "prompt": f"prompt {i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(30)
+    ]
     rows[3]["chosen"] = ""
     rows[7]["rejected"] = rows[7]["chosen"]
     path = tmp_path / "mine.jsonl"
@@ -247,8 +253,9 @@ def test_config_schema_accepts_a_file_objective_beside_lab_ones(tmp_path):
 
     repo = Path(__file__).resolve().parents[2]
     config = yaml.safe_load((repo / "config/config.yaml").read_text())
-    config["settings"]["mine"] = {"objectives": {
-        "a": {"source": "file", "path": "a.jsonl"}, "b": {"source": "lab", "prefer": {"closer": "warm"}}}}
+    config["settings"]["mine"] = {
+        "objectives": {"a": {"source": "file", "path": "a.jsonl"}, "b": {"source": "lab", "prefer": {"closer": "warm"}}}
+    }
     filled = check_config(config, repo / "workflow/schemas/config.schema.yaml")
     assert filled["settings"]["mine"]["objectives"]["a"] == {"source": "file", "path": "a.jsonl"}
 
@@ -256,8 +263,10 @@ def test_config_schema_accepts_a_file_objective_beside_lab_ones(tmp_path):
 def test_a_json_file_may_hold_an_array_of_pairs(tmp_path):
     """A ``.json`` file is JSON lines or one JSON array of objects (an array spanning lines was reported
     as "line 1: not valid JSON")."""
-    rows = [{"pair_id": f"p{i}", "prompt": f"Question {i}?", "chosen": "Yes, like this.", "rejected": "No."}
-            for i in range(3)]
+    rows = [
+        {"pair_id": f"p{i}", "prompt": f"Question {i}?", "chosen": "Yes, like this.", "rejected": "No."}
+        for i in range(3)
+    ]
     (tmp_path / "array.json").write_text(json.dumps(rows, indent=2))
     (tmp_path / "lines.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     array, lines = (data.read_json(tmp_path / name) for name in ("array.json", "lines.json"))

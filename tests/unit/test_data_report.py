@@ -13,10 +13,20 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
 
 
 def test_table_has_one_row_per_report_and_every_reason(tmp_path):
-    lab = data.prepare({"source": "lab", "prefer": {"opener": "comply"}, "train_size": 30, "eval_size": 10},
-                       tmp_path / "lab", 0, "s", "comply")
-    hh = data.prepare({"source": "hh_rlhf", "dataset": str(FIXTURES / "hh_rlhf.jsonl"), "eval_size": 1,
-                       "revision": "0123abc"}, tmp_path / "hh", 0, "s", "hh")
+    lab = data.prepare(
+        {"source": "lab", "prefer": {"opener": "comply"}, "train_size": 30, "eval_size": 10},
+        tmp_path / "lab",
+        0,
+        "s",
+        "comply",
+    )
+    hh = data.prepare(
+        {"source": "hh_rlhf", "dataset": str(FIXTURES / "hh_rlhf.jsonl"), "eval_size": 1, "revision": "0123abc"},
+        tmp_path / "hh",
+        0,
+        "s",
+        "hh",
+    )
     out = tmp_path / "data_report.tsv"
     data_report.main([str(out), str(tmp_path / "lab/report.json"), str(tmp_path / "hh/report.json")])
     table = pd.read_csv(out, sep="\t")
@@ -37,8 +47,15 @@ def test_token_columns_when_the_tokenizer_measured(tmp_path):
     from seqpref import base_model
 
     tokenizer = base_model.train_tokenizer([f"user : the tea {i} ? assistant : sure ." for i in range(40)], 300)
-    report = data.prepare({"source": "lab", "prefer": {"opener": "comply"}, "train_size": 30, "eval_size": 10},
-                          tmp_path / "lab", 0, "s", "comply", tokenizer=tokenizer, max_length=40)
+    report = data.prepare(
+        {"source": "lab", "prefer": {"opener": "comply"}, "train_size": 30, "eval_size": 10},
+        tmp_path / "lab",
+        0,
+        "s",
+        "comply",
+        tokenizer=tokenizer,
+        max_length=40,
+    )
     row = data_report.report_row(report)
     assert row["max_length"] == 40
     for split in ("train", "eval"):

@@ -110,14 +110,22 @@ def test_read_rows_passes_id_revision_subset_and_data_dir_to_load_dataset(monkey
 
 
 def test_as_pairs_conversational_file_rows():
-    frame = pd.DataFrame({
-        "pair_id": ["a", "b"],
-        "prompt": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-                    {"role": "user", "content": "Grüße?"}], "plain"],
-        "chosen": [[{"role": "assistant", "content": "yes"}], "c"],
-        "rejected": ["no", "r"],
-        "source": ["{}", "{}"],
-    })
+    frame = pd.DataFrame(
+        {
+            "pair_id": ["a", "b"],
+            "prompt": [
+                [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "Grüße?"},
+                ],
+                "plain",
+            ],
+            "chosen": [[{"role": "assistant", "content": "yes"}], "c"],
+            "rejected": ["no", "r"],
+            "source": ["{}", "{}"],
+        }
+    )
     pairs = data.as_pairs(frame)
     assert list(pairs.columns) == tables.PAIRS.names
     assert pairs.loc[0, "prompt"] == "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: Grüße?\n\nAssistant:"
@@ -131,18 +139,25 @@ def test_as_pairs_conversational_file_rows():
 
 
 def test_empty_message_in_a_conversation_is_an_empty_prompt():
-    frame = data.as_pairs(pd.DataFrame({
-        "pair_id": ["a", "b"],
-        "prompt": [[{"role": "user", "content": "  "}], [{"role": "user", "content": "q"}]],
-        "chosen": ["x", "x"], "rejected": ["y", "y"],
-    }))
+    frame = data.as_pairs(
+        pd.DataFrame(
+            {
+                "pair_id": ["a", "b"],
+                "prompt": [[{"role": "user", "content": "  "}], [{"role": "user", "content": "q"}]],
+                "chosen": ["x", "x"],
+                "rejected": ["y", "y"],
+            }
+        )
+    )
     kept, report = data.validate_pairs(frame)
     assert kept["pair_id"].tolist() == ["b"] and report["dropped"]["empty_prompt"]["ids"] == ["a"]
 
 
 def _length_file(tmp_path, tokenizer):
     """40 pairs of distinct prompts: one whose prompt alone is 80+ tokens, three with long responses."""
-    rows = [{"pair_id": f"p{i:02d}", "prompt": f"question {i} ?", "chosen": " yes", "rejected": " no"} for i in range(40)]
+    rows = [
+        {"pair_id": f"p{i:02d}", "prompt": f"question {i} ?", "chosen": " yes", "rejected": " no"} for i in range(40)
+    ]
     rows[5]["prompt"] = "fox " * 80
     for i in (7, 8, 30):
         rows[i]["chosen"] = " dog" * 60
@@ -174,8 +189,9 @@ def test_over_length_pairs_dropped_and_truncation_reported(tmp_path, tokenizer):
 
 def test_token_lengths_follow_the_chat_template(tmp_path, tokenizer):
     """With a chat template every prompt is rendered as a user turn: more tokens than the plain text."""
-    pairs = data.as_pairs(pd.DataFrame({"pair_id": ["a"], "prompt": ["question ?"], "chosen": [" yes"],
-                                        "rejected": [" no"]}))
+    pairs = data.as_pairs(
+        pd.DataFrame({"pair_id": ["a"], "prompt": ["question ?"], "chosen": [" yes"], "rejected": [" no"]})
+    )
     plain = data.token_lengths(tokenizer, pairs)
     templated = tokenizer.__class__.from_pretrained(_saved(tokenizer, tmp_path))
     templated.chat_template = CHAT_TEMPLATE
@@ -210,9 +226,14 @@ def test_train_size_takes_a_seeded_sample_in_file_order(tmp_path, tokenizer):
 def test_no_eval_prompt_of_a_setting_is_trained_on_in_that_setting(tmp_path):
     """Two objectives over one prompt pool (two attributes of one dataset), with different eval sizes
     and drops: every eval prompt of either is absent from both train splits."""
-    rows_a = [{"pair_id": f"a{i}", "prompt": f"q {i % 60}", "chosen": f"ca{i}", "rejected": f"ra{i}"} for i in range(240)]
-    rows_b = [{"pair_id": f"b{i}", "prompt": f"q {i % 60}", "chosen": f"cb{i}", "rejected": f"rb{i}"}
-              for i in range(240) if i % 7]  # b lacks some pairs, as ties drop differently per attribute
+    rows_a = [
+        {"pair_id": f"a{i}", "prompt": f"q {i % 60}", "chosen": f"ca{i}", "rejected": f"ra{i}"} for i in range(240)
+    ]
+    rows_b = [
+        {"pair_id": f"b{i}", "prompt": f"q {i % 60}", "chosen": f"cb{i}", "rejected": f"rb{i}"}
+        for i in range(240)
+        if i % 7
+    ]  # b lacks some pairs, as ties drop differently per attribute
     specs = {}
     for name, rows, eval_size in (("a", rows_a, 20), ("b", rows_b, 50)):
         path = tmp_path / f"{name}.jsonl"
@@ -222,16 +243,19 @@ def test_no_eval_prompt_of_a_setting_is_trained_on_in_that_setting(tmp_path):
     for name in specs:
         siblings = {o: s for o, s in specs.items() if o != name}
         reports[name] = data.prepare(specs[name], tmp_path / name, 0, "shared", name, siblings=siblings)
-        splits[name] = {split: set(pd.read_parquet(tmp_path / name / f"{split}.parquet")["prompt"])
-                        for split in ("train", "eval")}
+        splits[name] = {
+            split: set(pd.read_parquet(tmp_path / name / f"{split}.parquet")["prompt"]) for split in ("train", "eval")
+        }
     eval_prompts = splits["a"]["eval"] | splits["b"]["eval"]
     assert not eval_prompts & (splits["a"]["train"] | splits["b"]["train"])
     assert splits["a"]["eval"] <= splits["b"]["eval"]  # the same prompt order in both objectives
     assert reports["a"]["held_out_for_siblings"] > 0 and reports["b"]["held_out_for_siblings"] == 0
     for report in reports.values():
-        assert (report["train_pairs"] + report["eval_pairs"] + report["held_out_for_siblings"]
-                + report["unused_pairs"]) == report["rows_kept"]
+        assert (
+            report["train_pairs"] + report["eval_pairs"] + report["held_out_for_siblings"] + report["unused_pairs"]
+        ) == report["rows_kept"]
     # without siblings, a's train would hold b's eval prompts
-    alone = data.split_by_prompt(data.as_pairs(data.read_preference_file(specs["a"]["path"])), 20,
-                                 data.split_seed(0, "shared"))[0]
+    alone = data.split_by_prompt(
+        data.as_pairs(data.read_preference_file(specs["a"]["path"])), 20, data.split_seed(0, "shared")
+    )[0]
     assert set(alone["prompt"]) & splits["b"]["eval"]

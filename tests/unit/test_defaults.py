@@ -50,8 +50,14 @@ def test_a_changed_dataclass_default_is_the_new_default(monkeypatch):
 
 def test_the_readers_of_other_sections_keys_share_their_defaults(filled):
     """LogpsOptions and ScoreOptions read keys whose defaults TrainOptions and ``score`` own."""
-    sources = {"max_length": ("train", "max_length"), "batch_size": ("score", "batch_size"), "dtype": ("score", "dtype"),
-               "attn_implementation": ("attn_implementation",), "share_prompt": ("share_prompt",), "beta": ("train", "beta")}
+    sources = {
+        "max_length": ("train", "max_length"),
+        "batch_size": ("score", "batch_size"),
+        "dtype": ("score", "dtype"),
+        "attn_implementation": ("attn_implementation",),
+        "share_prompt": ("share_prompt",),
+        "beta": ("train", "beta"),
+    }
     for cls in (LogpsOptions, ScoreOptions):
         for name, value in asdict(cls()).items():
             assert at(filled, sources[name]) == value, (cls.__name__, name)
@@ -76,11 +82,17 @@ def test_a_schema_file_that_repeats_a_dataclass_default_fails(tmp_path):
         schema(path)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda p: p["train"]["properties"].update(train_reference={"type": "string"}), r"only in the schema \['train_reference'\]"),
-    (lambda p: p["diagnostics"]["properties"].pop("every"), r"only in the dataclass \['every'\]"),
-    (lambda p: p["lab"]["properties"]["model"]["properties"].pop("steps"), r"LabModelOptions's fields differ"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda p: p["train"]["properties"].update(train_reference={"type": "string"}),
+            r"only in the schema \['train_reference'\]",
+        ),
+        (lambda p: p["diagnostics"]["properties"].pop("every"), r"only in the dataclass \['every'\]"),
+        (lambda p: p["lab"]["properties"]["model"]["properties"].pop("steps"), r"LabModelOptions's fields differ"),
+    ],
+)
 def test_a_schema_file_whose_keys_differ_from_the_dataclass_fails(tmp_path, edit, message):
     with pytest.raises(SchemaError, match=message):
         schema(_schema_file(tmp_path, edit))
@@ -96,9 +108,21 @@ def test_the_lab_model_defaults_have_one_home_the_dataclass(filled):
 def test_dpo_config_is_built_from_the_marked_options_without_copies():
     """Every option marked for DPOConfig reaches it under its name: a non-default value of each one
     shows up in the DPOConfig (a field copied by hand and forgotten would keep TRL's default)."""
-    changed = {"beta": 0.37, "learning_rate": 0.0123, "epochs": 2.5, "batch_size": 3, "gradient_accumulation_steps": 5,
-               "max_length": 77, "lr_scheduler_type": "cosine", "optim": "sgd", "warmup_steps": 2.0,
-               "weight_decay": 0.01, "max_grad_norm": 0.3, "logging_steps": 4, "activation_checkpointing": True}
+    changed = {
+        "beta": 0.37,
+        "learning_rate": 0.0123,
+        "epochs": 2.5,
+        "batch_size": 3,
+        "gradient_accumulation_steps": 5,
+        "max_length": 77,
+        "lr_scheduler_type": "cosine",
+        "optim": "sgd",
+        "warmup_steps": 2.0,
+        "weight_decay": 0.01,
+        "max_grad_norm": 0.3,
+        "logging_steps": 4,
+        "activation_checkpointing": True,
+    }
     options = TrainOptions(**changed)
     marked = options.dpo_config_fields()
     assert len(marked) == len(changed)
@@ -122,5 +146,7 @@ def test_figure_option_defaults_equal_the_schema():
         props = spec.get("properties", {})
         assert set(props) == set(keywords), name
         for key, option in props.items():
-            value = list(keywords[key]) if isinstance(keywords[key], tuple) else keywords[key]  # a tuple default is a list in YAML
+            value = (
+                list(keywords[key]) if isinstance(keywords[key], tuple) else keywords[key]
+            )  # a tuple default is a list in YAML
             assert option.get("default") == value, (name, key, option.get("default"), value)

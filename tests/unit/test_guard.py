@@ -11,7 +11,15 @@ OPTIONS = {"beta": 0.1, "learning_rate": 0.001, "lora": {"r": 8, "alpha": 16, "d
 
 
 def _adapter(results, run, options, weights=True):
-    directory = results / "adapters" / run["setting"] / run["method"] / run["order"] / f"seed{run['seed']}" / f"stage{run['stage']}"
+    directory = (
+        results
+        / "adapters"
+        / run["setting"]
+        / run["method"]
+        / run["order"]
+        / f"seed{run['seed']}"
+        / f"stage{run['stage']}"
+    )
     directory.mkdir(parents=True)
     (directory / "training_options.json").write_text(json.dumps({"options": options, "run": run}))
     if weights:
@@ -23,8 +31,11 @@ def test_changed_options_names_nested_keys_and_keys_on_one_side():
     """A key on one side only is a change: a new option's default changes the stage's params, and
     Snakemake would rerun (delete) the adapter for it."""
     new = {"beta": 0.1, "learning_rate": 0.002, "lora": {"r": 16, "alpha": 16, "dropout": 0.0}, "added_later": 1}
-    assert guard.changed_options(OPTIONS, new) == ["added_later: (absent) -> 1", "learning_rate: 0.001 -> 0.002",
-                                                   "lora.r: 8 -> 16"]
+    assert guard.changed_options(OPTIONS, new) == [
+        "added_later: (absent) -> 1",
+        "learning_rate: 0.001 -> 0.002",
+        "lora.r: 8 -> 16",
+    ]
     assert guard.changed_options(OPTIONS, dict(OPTIONS)) == []
 
 

@@ -102,8 +102,9 @@ def test_collator_splits_by_objective():
 
 def test_dpo_eval_loss_is_the_mean_logistic_loss_of_the_scored_dpo_margin():
     """f* reads the score file's dpo_margin (β·reward_margin, β as scored), not a β given again."""
-    scores = pd.DataFrame({"objective": ["a", "a", "b"], "reward_margin": [0.0, 10.0, -3.0],
-                           "dpo_margin": [0.0, 1.0, -0.3]})
+    scores = pd.DataFrame(
+        {"objective": ["a", "a", "b"], "reward_margin": [0.0, 10.0, -3.0], "dpo_margin": [0.0, 1.0, -0.3]}
+    )
     expected = np.mean([math.log(2.0), math.log1p(math.exp(-1.0))])
     assert metrics.dpo_eval_loss(scores, "a") == pytest.approx(expected)
     with pytest.raises(ValueError, match="no pairs of objective 'c'"):
@@ -132,7 +133,11 @@ def test_stage_steps_are_the_trainers(n, batch, accumulation, epochs, steps):
 def test_plan_gives_joint_methods_one_order_and_joint_roles():
     config = {"settings": {"s": {"objectives": {"a": {}, "b": {}}}}, "methods": ["dpo", "mix"], "seeds": [0, 1]}
     runs = plan.runs(config)
-    assert [(r["method"], r["order"]) for r in runs if r["seed"] == 0] == [("dpo", "a-b"), ("dpo", "b-a"), ("mix", "a-b")]
+    assert [(r["method"], r["order"]) for r in runs if r["seed"] == 0] == [
+        ("dpo", "a-b"),
+        ("dpo", "b-a"),
+        ("mix", "a-b"),
+    ]
     assert plan.trained_at("mix", "a-b", 2) == plan.JOINT and plan.trained_at("dpo", "a-b", 2) == "b"
     assert plan.trained_at("mix", "a-b", 0) is None
     assert plan.role("b", "a-b", 1, "mix") == "joint" and plan.role("b", "a-b", 0, "mix") == "base"
@@ -164,6 +169,9 @@ def test_config_names_unknown_objectives_and_settings_in_method_options():
         check_config(config, schema)
     message = str(error.value)
     assert "method_options.mix.weights.complyy: no setting has objective 'complyy'" in message
-    assert "method_options.maxright.optimum.conflicting.warm: not an objective of 'conflicting'; expected one of comply, refuse" in message
+    assert (
+        "method_options.maxright.optimum.conflicting.warm: not an objective of 'conflicting'; expected one of comply, refuse"
+        in message
+    )
     assert "method_options.maxright.optimum.nowhere: unknown setting" in message
     assert "weights.comply:" not in message

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import pytest
 
 from seqpref import lab, tables
@@ -191,8 +190,12 @@ def test_partial_conflict_setting_shares_one_attribute_and_conflicts_on_the_othe
 
     config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config/config.yaml").read_text())
     objectives = config["settings"]["partial_conflict"]["objectives"]
-    frames = {name: lab.make_pairs(lab.LabObjective(prefer=spec["prefer"], differ=spec.get("differ", {})), 400,
-                                   seed=1, id_prefix=name) for name, spec in objectives.items()}
+    frames = {
+        name: lab.make_pairs(
+            lab.LabObjective(prefer=spec["prefer"], differ=spec.get("differ", {})), 400, seed=1, id_prefix=name
+        )
+        for name, spec in objectives.items()
+    }
 
     def margin(frame, attribute, value):  # +1 when only the chosen has it, -1 when only the rejected does
         sources = [json.loads(s) for s in frame["source"]]
@@ -213,8 +216,10 @@ def test_differ_applies_to_every_attribute_whatever_the_order_of_prefer():
     (The first attribute in order used to differ in every pair whatever ``differ`` said, so sorting
     {opener, closer} to {closer, opener} silently made the closer differ everywhere.)"""
     spec = {"opener": "comply", "closer": "warm"}
-    frames = [lab.make_pairs(lab.LabObjective(prefer=prefer, differ={"closer": 0.5}), 400, seed=1, id_prefix="x")
-              for prefer in (spec, dict(reversed(list(spec.items()))))]
+    frames = [
+        lab.make_pairs(lab.LabObjective(prefer=prefer, differ={"closer": 0.5}), 400, seed=1, id_prefix="x")
+        for prefer in (spec, dict(reversed(list(spec.items()))))
+    ]
     pd.testing.assert_frame_equal(frames[0], frames[1])
     sources = [json.loads(s) for s in frames[0]["source"]]
     assert all(s["chosen"]["opener"] != s["rejected"]["opener"] for s in sources)

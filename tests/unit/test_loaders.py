@@ -77,8 +77,13 @@ def test_pku_saferlhf_by_safer_or_better_response():
     assert list(safer["prompt"]) == ["How do I pick a lock?", "How do I bake bread?", "Как взломать почту? 🔓"]
     lock = safer.iloc[0]
     assert (lock["chosen"], lock["rejected"]) == ("I can't help with that.", "Here is how: ...")
-    assert json.loads(lock["source"]) == {"preference": "safer", "chosen_safe": True, "rejected_safe": False,
-                                          "chosen_severity": 0, "rejected_severity": 2}
+    assert json.loads(lock["source"]) == {
+        "preference": "safer",
+        "chosen_safe": True,
+        "rejected_safe": False,
+        "chosen_severity": 0,
+        "rejected_severity": 2,
+    }
     assert dropped["missing_label"] == ["row2"] and dropped["empty"] == ["row4"]
     better, _ = loaders.normalise_pku_saferlhf(rows("pku_saferlhf.jsonl"), preference="better")
     bread = better.set_index("prompt").loc["How do I bake bread?"]
@@ -123,10 +128,15 @@ def test_read_rows_names_a_missing_file(tmp_path):
         loaders.read_rows(str(tmp_path / "absent.jsonl"))
 
 
-@pytest.mark.parametrize(("name", "normalise"), [
-    ("hh_rlhf.jsonl", loaders.normalise_hh_rlhf), ("helpsteer2.jsonl", loaders.normalise_helpsteer2),
-    ("pku_saferlhf.jsonl", loaders.normalise_pku_saferlhf), ("ultrafeedback.jsonl", loaders.normalise_ultrafeedback),
-])
+@pytest.mark.parametrize(
+    ("name", "normalise"),
+    [
+        ("hh_rlhf.jsonl", loaders.normalise_hh_rlhf),
+        ("helpsteer2.jsonl", loaders.normalise_helpsteer2),
+        ("pku_saferlhf.jsonl", loaders.normalise_pku_saferlhf),
+        ("ultrafeedback.jsonl", loaders.normalise_ultrafeedback),
+    ],
+)
 def test_each_loader_reads_rows_as_datasets_writes_them(name, normalise, tmp_path):
     """The hub serves Parquet, and ``datasets`` gives nested lists as numpy arrays, not the JSON lists of the
     fixtures (UltraFeedback's ``completions`` crashed on them): every loader reads the same pairs either way."""

@@ -42,12 +42,21 @@ def test_a_method_block_takes_no_key_its_options_lack(name):
         check_config(config, SCHEMA_FILE)
 
 
-@pytest.mark.parametrize(("block", "message"), [
-    ({"replay": {"share": 1.0}}, r"method_options\.replay\.share = 1\.0: 1\.0 is greater than or equal to the maximum of 1"),
-    ({"merge": {"combination": "average"}}, r"method_options\.merge\.combination = 'average': expected one of 'cat'"),
-    ({"mix": {"weights": {"comply": 0}}}, r"method_options\.mix\.weights\.comply = 0"),
-    ({"spo": {"penalty": "high"}}, r"method_options\.spo\.penalty = 'high': expected type number"),
-])
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (
+            {"replay": {"share": 1.0}},
+            r"method_options\.replay\.share = 1\.0: 1\.0 is greater than or equal to the maximum of 1",
+        ),
+        (
+            {"merge": {"combination": "average"}},
+            r"method_options\.merge\.combination = 'average': expected one of 'cat'",
+        ),
+        ({"mix": {"weights": {"comply": 0}}}, r"method_options\.mix\.weights\.comply = 0"),
+        ({"spo": {"penalty": "high"}}, r"method_options\.spo\.penalty = 'high': expected type number"),
+    ],
+)
 def test_method_options_are_checked_by_the_types_and_constraints_of_their_fields(block, message):
     with pytest.raises(ConfigError, match=message):
         check_config({**LAB, "methods": methods.names(), "method_options": block}, SCHEMA_FILE)
@@ -68,10 +77,14 @@ def test_a_figure_naming_a_method_the_study_does_not_run_fails_the_check():
     named = [figure for figure, options in LAB["figures"].items() if (options or {}).get("method") == "dpo"]
     assert named
     for figure in named:
-        assert (f"figures.{figure}.method = 'dpo': not a method of this study; expected one of spo, mix (methods)"
-                in str(error.value))
-    config["figures"] = {figure: {k: v for k, v in (options or {}).items() if k != "method"}
-                         for figure, options in LAB["figures"].items()}
+        assert (
+            f"figures.{figure}.method = 'dpo': not a method of this study; expected one of spo, mix (methods)"
+            in str(error.value)
+        )
+    config["figures"] = {
+        figure: {k: v for k, v in (options or {}).items() if k != "method"}
+        for figure, options in LAB["figures"].items()
+    }
     filled = check_config(config, SCHEMA_FILE)
     assert not [f for f, options in filled["figures"].items() if options.get("method")]  # each draws its default
 
@@ -106,7 +119,11 @@ def test_every_method_declares_what_its_kind_needs():
 
 def test_kinds_decide_orders_roles_and_training():
     objectives = ["a", "b"]
-    config = {"settings": {"s": {"objectives": dict.fromkeys(objectives, {})}}, "methods": methods.names(), "seeds": [0]}
+    config = {
+        "settings": {"s": {"objectives": dict.fromkeys(objectives, {})}},
+        "methods": methods.names(),
+        "seeds": [0],
+    }
     runs = Counter(run["method"] for run in plan.runs(config))
     every_order = len(list(permutations(objectives)))  # sequential: every order; joint and post hoc: the config's
     assert runs == {name: every_order if m.kind == methods.SEQUENTIAL else 1 for name, m in methods.REGISTRY.items()}
@@ -119,11 +136,16 @@ def test_kinds_decide_orders_roles_and_training():
 def test_setting_options_drop_other_settings_entries():
     block = {"weights": {"a": 2.0, "z": 3.0}, "eval_every": 3, "optimum": {"s": {"a": 0.5}, "t": {"z": 0.4}}}
     assert methods.get("maxright").setting_options(block, "s", ["a", "b"]) == {
-        "weights": {"a": 2.0}, "eval_every": 3, "optimum": {"a": 0.5}}
+        "weights": {"a": 2.0},
+        "eval_every": 3,
+        "optimum": {"a": 0.5},
+    }
     assert methods.get("replay").setting_options({"share": 0.5}, "s", ["a"]) == {"share": 0.5}
 
 
-@pytest.mark.parametrize("share, batch, replayed", [(0.25, 16, 4), (0.5, 8, 4), (0.0, 16, 0), (0.99, 4, 3), (0.1, 16, 2)])
+@pytest.mark.parametrize(
+    "share, batch, replayed", [(0.25, 16, 4), (0.5, 8, 4), (0.0, 16, 0), (0.99, 4, 3), (0.1, 16, 2)]
+)
 def test_replay_batches_hold_the_configured_share_of_earlier_pairs(share, batch, replayed):
     sizes = [40, 30, 20]  # the stage's own pairs, then two earlier objectives' (rows 40..89)
     sampler = replay.ReplayBatchSampler(sizes, batch, share, steps=7, seed=11, accumulation=2)

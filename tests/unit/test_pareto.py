@@ -31,8 +31,9 @@ def _centred(values: np.ndarray) -> np.ndarray:
     return values - values.mean()
 
 
-def _pair_scores(points: dict, n_pairs: int = 40, seeds=(0, 1), noise: float = 0.1, seed: int = 0,
-                 seed_spread: float = 0.0) -> pd.DataFrame:
+def _pair_scores(
+    points: dict, n_pairs: int = 40, seeds=(0, 1), noise: float = 0.1, seed: int = 0, seed_spread: float = 0.0
+) -> pd.DataFrame:
     """PAIR_SCORES-like rows: stages 0..2 of each (method, order) in ``points`` whose stages 1 and 2 have
     exactly the given (a, b) means over seeds, the base 0; pairs ``a0..``/``b0..`` with a per-pair effect
     shared by every run, per-seed pair noise of sd ``noise`` and per-seed offsets of sd ``seed_spread``."""
@@ -44,11 +45,27 @@ def _pair_scores(points: dict, n_pairs: int = 40, seeds=(0, 1), noise: float = 0
         for i, s in enumerate(seeds):
             for stage in (0, 1, 2):
                 for objective, value in zip("ab", final):
-                    margins = (np.zeros(n_pairs) if stage == 0 else value + pair_effect[objective]
-                               + offsets[objective][i] + _centred(rng.normal(0, noise, n_pairs)))
-                    rows += [{"setting": "s", "method": method, "order": order, "seed": s, "stage": stage,
-                              "objective": objective, "pair_id": f"{objective}{p}", "reward_margin": margins[p]}
-                             for p in range(n_pairs)]
+                    margins = (
+                        np.zeros(n_pairs)
+                        if stage == 0
+                        else value
+                        + pair_effect[objective]
+                        + offsets[objective][i]
+                        + _centred(rng.normal(0, noise, n_pairs))
+                    )
+                    rows += [
+                        {
+                            "setting": "s",
+                            "method": method,
+                            "order": order,
+                            "seed": s,
+                            "stage": stage,
+                            "objective": objective,
+                            "pair_id": f"{objective}{p}",
+                            "reward_margin": margins[p],
+                        }
+                        for p in range(n_pairs)
+                    ]
     return pd.DataFrame(rows)
 
 
@@ -62,16 +79,26 @@ def _front():
         for seed in (0, 1):
             for objective, mean in zip("ab", (a, b)):
                 for pair in range(40):
-                    rows.append({"setting": "s", "method": "merge", "order": "a-b", "seed": seed, "lam": lam,
-                                 "objective": objective, "pair_id": f"{objective}{pair}",
-                                 "reward_margin": mean + rng.normal(0, 0.1)})
+                    rows.append(
+                        {
+                            "setting": "s",
+                            "method": "merge",
+                            "order": "a-b",
+                            "seed": seed,
+                            "lam": lam,
+                            "objective": objective,
+                            "pair_id": f"{objective}{pair}",
+                            "reward_margin": mean + rng.normal(0, 0.1),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def test_points_and_hypervolumes_of_a_setting():
     options = LabelOptions(n_boot=200)
-    points, volumes = pareto.pareto_tables(_pair_scores(RUNS), _front(), {"s": ["a", "b"], "three": ["a", "b", "c"]},
-                                           options)
+    points, volumes = pareto.pareto_tables(
+        _pair_scores(RUNS), _front(), {"s": ["a", "b"], "three": ["a", "b", "c"]}, options
+    )
     assert len(points) == 3 + 3 and set(points["setting"]) == {"s"}
     final = points[points["point"] == "final"].set_index(["method", "order"])
     assert final.loc[("dpo", "a-b"), ["x", "y"]].tolist() == pytest.approx([0.2, 1.5])
@@ -93,7 +120,9 @@ def test_a_point_within_the_noise_is_not_dominated_by_intervals():
     # B beats A by 0.02 nats on both objectives, far inside a seed-to-seed spread of 0.5: dominated on the
     # means, not shown; the same gap with no spread is shown
     runs = {("dpo", "a-b"): (1.0, 1.0), ("mix", "a-b"): (1.02, 1.02)}
-    points, _ = pareto.pareto_tables(_pair_scores(runs, seed_spread=0.5), None, {"s": ["a", "b"]}, LabelOptions(n_boot=100))
+    points, _ = pareto.pareto_tables(
+        _pair_scores(runs, seed_spread=0.5), None, {"s": ["a", "b"]}, LabelOptions(n_boot=100)
+    )
     row = points.set_index("method").loc["dpo"]
     assert row["dominated_by_means"] and not row["dominated"]
     points, _ = pareto.pareto_tables(_pair_scores(runs, noise=0.01), None, {"s": ["a", "b"]}, LabelOptions(n_boot=100))
@@ -101,11 +130,25 @@ def test_a_point_within_the_noise_is_not_dominated_by_intervals():
 
 
 def test_final_points_carry_their_runs_budget():
-    training = pd.DataFrame([
-        {"setting": "s", "method": m, "order": o, "seed": s, "stage": k, "objective": "a", "step": 4,
-         "metric": metric, "value": value * k}
-        for (m, o) in RUNS for s in (0, 1) for k in (1, 2)
-        for metric, value in (("budget/pairs", 64), ("budget/tokens", 1000), ("budget/optimizer_steps", 4))])
+    training = pd.DataFrame(
+        [
+            {
+                "setting": "s",
+                "method": m,
+                "order": o,
+                "seed": s,
+                "stage": k,
+                "objective": "a",
+                "step": 4,
+                "metric": metric,
+                "value": value * k,
+            }
+            for (m, o) in RUNS
+            for s in (0, 1)
+            for k in (1, 2)
+            for metric, value in (("budget/pairs", 64), ("budget/tokens", 1000), ("budget/optimizer_steps", 4))
+        ]
+    )
     points, _ = pareto.pareto_tables(_pair_scores(RUNS), None, {"s": ["a", "b"]}, LabelOptions(n_boot=100), training)
     # through stage 2: stage 1's plus stage 2's (x2)
     assert points["pairs_seen_total"].tolist() == [64 * 3] * 3

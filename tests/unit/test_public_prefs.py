@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "resources" / "public_prefs"
 SOURCES = json.loads((FOLDER / "SOURCES.json").read_text(encoding="utf-8"))["sources"]
 BY_LOADER = {entry["study"]["loader"]: entry for entry in SOURCES}
-HH, PANDALM, LLAMAFACTORY = (BY_LOADER[name] for name in
-                             ("normalise_hh_rlhf", "normalise_pandalm", "normalise_llamafactory_dpo"))
+HH, PANDALM, LLAMAFACTORY = (
+    BY_LOADER[name] for name in ("normalise_hh_rlhf", "normalise_pandalm", "normalise_llamafactory_dpo")
+)
 ASSISTANT = "\n\nAssistant:"
 
 
@@ -70,10 +71,17 @@ def test_hh_harmless_counts_from_the_raw_transcripts():
     response that is blank. Computed on the raw text, not with the loader's splitter."""
     with gzip.open(FOLDER / HH["file"], "rt", encoding="utf-8") as handle:
         raw = [json.loads(line) for line in handle]
-    mismatch = [i for i, r in enumerate(raw)
-                if r["chosen"][: r["chosen"].rfind(ASSISTANT)] != r["rejected"][: r["rejected"].rfind(ASSISTANT)]]
-    empty = [i for i, r in enumerate(raw) if i not in mismatch and any(
-        not r[k][r[k].rfind(ASSISTANT) + len(ASSISTANT):].strip() for k in ("chosen", "rejected"))]
+    mismatch = [
+        i
+        for i, r in enumerate(raw)
+        if r["chosen"][: r["chosen"].rfind(ASSISTANT)] != r["rejected"][: r["rejected"].rfind(ASSISTANT)]
+    ]
+    empty = [
+        i
+        for i, r in enumerate(raw)
+        if i not in mismatch
+        and any(not r[k][r[k].rfind(ASSISTANT) + len(ASSISTANT) :].strip() for k in ("chosen", "rejected"))
+    ]
     rows, pairs, dropped = _normalised(HH)
     assert len(rows) == len(raw) == HH["rows"]
     assert dropped["prompt_mismatch"] == [f"row{i}" for i in mismatch]
@@ -202,8 +210,9 @@ def test_study_file_is_the_loaders_pairs_with_unique_ids(entry):
 
 def _build(folder: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, str(folder / "build.py")], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(folder / "build.py")], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -243,8 +252,9 @@ def test_build_output_is_byte_identical_and_equals_the_committed_files(tmp_path)
 
 def test_every_schema_source_has_defaults_and_the_new_ones_validate():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    consts = {d["properties"]["source"]["const"] for d in schema["$defs"].values()
-              if "source" in d.get("properties", {})}
+    consts = {
+        d["properties"]["source"]["const"] for d in schema["$defs"].values() if "source" in d.get("properties", {})
+    }
     assert consts == set(data.OBJECTIVE_DEFAULTS) and set(data.LOADER_OPTIONS) <= consts
     objectives = {"a": {"source": "pandalm", "eval_size": 100}, "b": {"source": "llamafactory_dpo", "eval_size": 50}}
     assert config.config_errors({"settings": {"s": {"objectives": objectives}}}, schema) == []
@@ -254,10 +264,13 @@ def test_every_schema_source_has_defaults_and_the_new_ones_validate():
 
 @pytest.mark.parametrize("entry", [PANDALM, LLAMAFACTORY], ids=lambda e: e["study"]["loader"])
 def test_prepare_reads_the_stored_upstream_file_as_a_source(tmp_path, entry):
-    source = {"normalise_pandalm": "pandalm", "normalise_llamafactory_dpo": "llamafactory_dpo"}[entry["study"]["loader"]]
+    source = {"normalise_pandalm": "pandalm", "normalise_llamafactory_dpo": "llamafactory_dpo"}[
+        entry["study"]["loader"]
+    ]
     spec = {"source": source, "dataset": str(FOLDER / entry["file"]), "eval_size": 40, "train_size": 20}
     report = data.prepare(spec, tmp_path / "out", lab_seed=0, setting="s", objective="o")
     assert report["rows_read"] == entry["rows"] and report["pairs_formed"] == entry["study"]["pairs"]
-    assert {k: v["count"] for k, v in report["dropped"].items() if k in entry["study"]["dropped"]} == \
-        entry["study"]["dropped"]
+    assert {k: v["count"] for k, v in report["dropped"].items() if k in entry["study"]["dropped"]} == entry["study"][
+        "dropped"
+    ]
     assert report["train_pairs"] == 20 and report["eval_pairs"] >= 40

@@ -63,8 +63,9 @@ def test_a_job_in_the_run_through_a_symlink_is_found(tmp_path, monkeypatch):
         resume.unlock_if_stale(workdir, ["false"], [])
 
 
-@pytest.mark.skipif(resume.slurm_configured() and not os.environ.get("SLURM_CONF"),
-                    reason="this machine has a SLURM cluster configured")
+@pytest.mark.skipif(
+    resume.slurm_configured() and not os.environ.get("SLURM_CONF"), reason="this machine has a SLURM cluster configured"
+)
 def test_slurm_installed_without_a_cluster_has_no_job_of_the_run(tmp_path, monkeypatch):
     """A workstation with SLURM's packages but no slurm.conf: squeue fails, and no job can be there."""
     _squeue(tmp_path, monkeypatch, 'echo "Could not establish a configuration source" >&2; exit 1', configured=False)

@@ -167,10 +167,12 @@ def test_two_level_bootstrap_equals_a_loop_over_seeds_and_pairs():
     resampler = stats.Resampler.draw(40, 200, seed=2, n_seeds=3)
     indices = stats.bootstrap_indices(40, 200, 2)
     assert resampler.seed_counts.sum(axis=1) == pytest.approx(np.full(200, 3))
-    expected = np.stack([
-        sum(resampler.seed_counts[b, s] * values[s, indices[b]].mean(axis=0) for s in range(3)) / 3
-        for b in range(200)
-    ])
+    expected = np.stack(
+        [
+            sum(resampler.seed_counts[b, s] * values[s, indices[b]].mean(axis=0) for s in range(3)) / 3
+            for b in range(200)
+        ]
+    )
     assert resampler.means(values) == pytest.approx(expected, abs=1e-12)
 
 
@@ -184,4 +186,6 @@ def test_identical_seeds_pool_to_the_single_seed_ci_and_differing_seeds_widen_it
     pooled = stats.paired_stage_ci(shifted, n_boot=500, seed=1)
     assert pooled["mean"] == pytest.approx(single["mean"])
     assert (pooled["hi"] - pooled["lo"] > 3 * (single["hi"] - single["lo"])).all()
-    assert pooled["change_hi"] - pooled["change_lo"] == pytest.approx(single["change_hi"] - single["change_lo"], nan_ok=True)
+    assert pooled["change_hi"] - pooled["change_lo"] == pytest.approx(
+        single["change_hi"] - single["change_lo"], nan_ok=True
+    )

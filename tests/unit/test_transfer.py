@@ -106,7 +106,9 @@ def test_other_seed_quartiles_keep_a_real_concentration():
     assert _q4_minus_q1(rows, "own_margin") < -0.5
     assert _q4_minus_q1(rows, "other_seed") < -0.5
     correlation = {r["assignment"]: r["binning_correlation"] for r in rows}
-    assert correlation["own_margin"] == pytest.approx(1.0) and 0.05 < correlation["other_seed"] < 0.4  # var 1 vs 4: ~0.2
+    assert (
+        correlation["own_margin"] == pytest.approx(1.0) and 0.05 < correlation["other_seed"] < 0.4
+    )  # var 1 vs 4: ~0.2
     with pytest.raises(ValueError, match="at least 2 seeds"):
         transfer.quartile_rows(values[:1], 1, 0.95, assignment="other_seed")
 
@@ -116,15 +118,36 @@ def _scores(a_stage2: np.ndarray) -> pd.DataFrame:
     and has ``a_stage2`` after stage 2; b is trained at stage 2."""
     n = len(a_stage2)
     rows = []
-    for objective, per_stage in (("a", [np.zeros(n), np.full(n, 2.0), a_stage2]), ("b", [np.zeros(n), np.zeros(n), np.full(n, 2.0)])):
+    for objective, per_stage in (
+        ("a", [np.zeros(n), np.full(n, 2.0), a_stage2]),
+        ("b", [np.zeros(n), np.zeros(n), np.full(n, 2.0)]),
+    ):
         for stage, margin in enumerate(per_stage):
-            rows.append(pd.DataFrame({
-                "setting": "s", "method": "dpo", "order": "a-b", "seed": 0, "stage": stage,
-                "trained_objective": None if stage == 0 else "ab"[stage - 1], "objective": objective,
-                "pair_id": [f"{objective}{i}" for i in range(n)], "logp_chosen": -10.0, "logp_rejected": -11.0,
-                "ref_logp_chosen": -10.0, "ref_logp_rejected": -11.0, "n_tokens_chosen": 5, "n_tokens_rejected": 5,
-                "truncated": False, "beta": 0.1, "reward_margin": margin, "dpo_margin": 0.1 * margin, "ln_margin": 0.2,
-            }))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "setting": "s",
+                        "method": "dpo",
+                        "order": "a-b",
+                        "seed": 0,
+                        "stage": stage,
+                        "trained_objective": None if stage == 0 else "ab"[stage - 1],
+                        "objective": objective,
+                        "pair_id": [f"{objective}{i}" for i in range(n)],
+                        "logp_chosen": -10.0,
+                        "logp_rejected": -11.0,
+                        "ref_logp_chosen": -10.0,
+                        "ref_logp_rejected": -11.0,
+                        "n_tokens_chosen": 5,
+                        "n_tokens_rejected": 5,
+                        "truncated": False,
+                        "beta": 0.1,
+                        "reward_margin": margin,
+                        "dpo_margin": 0.1 * margin,
+                        "ln_margin": 0.2,
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)[tables.PAIR_SCORES.names]
 
 

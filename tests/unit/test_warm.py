@@ -73,9 +73,14 @@ def job_dir(tmp_path_factory):
 
 def env_for(root: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQPREF_", "SLURM_"))}
-    env.update(PYTHONPATH=os.pathsep.join([str(root / "mods"), SRC]), SEQPREF_WARM_DIR=str(root / "servers"),
-               SEQPREF_WARM_IDLE="60", WARM_TEST_MARKER="m1", OMP_NUM_THREADS="1",
-               PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(root / "mods"), SRC]),
+        SEQPREF_WARM_DIR=str(root / "servers"),
+        SEQPREF_WARM_IDLE="60",
+        WARM_TEST_MARKER="m1",
+        OMP_NUM_THREADS="1",
+        PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
+    )
     env.update(extra)
     return env
 
@@ -83,8 +88,9 @@ def env_for(root: Path, **extra) -> dict:
 def launch(root: Path, *args, env=None, **popen):
     """Start ``python -m seqpref.warm -- python -m warmjob ARGS`` (python as the workflow's PATH names it)."""
     cmd = ["python", "-m", "seqpref.warm", "--", "python", "-m", "warmjob", *args]
-    return subprocess.Popen(cmd, cwd=root, env=env or env_for(root), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        cmd, cwd=root, env=env or env_for(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
 
 
 def report(out: str) -> dict:
@@ -181,8 +187,13 @@ def test_off_or_under_slurm_the_job_starts_cold(job_dir, switch):
 
 
 def test_a_command_that_is_not_python_m_is_executed_as_is(job_dir):
-    out = subprocess.run(["python", "-m", "seqpref.warm", "--", "sh", "-c", "echo $WARM_TEST_MARKER; exit 5"],
-                         env=env_for(job_dir), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["python", "-m", "seqpref.warm", "--", "sh", "-c", "echo $WARM_TEST_MARKER; exit 5"],
+        env=env_for(job_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 5 and out.stdout.strip() == "m1"
 
 
@@ -239,8 +250,10 @@ def test_sigusr1_the_checkpoint_signal_reaches_the_job(job_dir, tmp_path):
 def launcher_state(ignored=(), blocked=()):
     """A ``preexec_fn`` giving the launcher exactly this signal state, whatever pytest itself was
     started with (a suite run under ``nohup`` ignores SIGHUP, and its children inherit that)."""
+
     def set_state():
         warm.set_signal_state(list(ignored), list(blocked))
+
     return set_state
 
 
@@ -268,13 +281,18 @@ def test_a_job_gets_exactly_its_launchers_signal_state_whatever_started_the_serv
         first = job_signals(job_dir, NOHUP_AND_USR1_BLOCKED, env=env)
         assert first["warm"]
         assert {k: first[k] for k in ("ignored", "blocked", "hup")} == {
-            k: cold_signals(job_dir, NOHUP_AND_USR1_BLOCKED)[k] for k in ("ignored", "blocked", "hup")}
+            k: cold_signals(job_dir, NOHUP_AND_USR1_BLOCKED)[k] for k in ("ignored", "blocked", "hup")
+        }
         assert first["ignored"] & (1 << (signal.SIGHUP - 1)) and first["blocked"] == 1 << (signal.SIGUSR1 - 1)
         second = job_signals(job_dir, CLEAN, env=env)
         clean = cold_signals(job_dir, CLEAN)
         assert second["warm"]
         assert (second["ignored"], second["blocked"], second["hup"], second["int"]) == (
-            clean["ignored"], clean["blocked"], clean["hup"], clean["int"])
+            clean["ignored"],
+            clean["blocked"],
+            clean["hup"],
+            clean["int"],
+        )
         assert not second["ignored"] & (1 << (signal.SIGHUP - 1)) and second["blocked"] == 0
     finally:
         subprocess.run(["pkill", "-f", str(tmp_path / "servers")], check=False)
@@ -301,19 +319,33 @@ def test_a_job_after_another_sees_its_own_launchers_defaults(job_dir, tmp_path, 
     after = job_signals(job_dir, CLEAN)
     assert after["warm"]
     assert (after["ignored"], after["blocked"], after["hup"], after["int"]) == (
-        clean["ignored"], clean["blocked"], clean["hup"], clean["int"])
+        clean["ignored"],
+        clean["blocked"],
+        clean["hup"],
+        clean["int"],
+    )
 
 
 def test_the_signal_state_helpers_round_trip():
     """``set_signal_state`` then ``ignored_signals`` / ``blocked_signals`` read back what was set."""
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import signal
         from seqpref import warm
         warm.set_signal_state([signal.SIGHUP, signal.SIGUSR2], [signal.SIGUSR1])
         print(sorted(warm.ignored_signals()), warm.blocked_signals())
         warm.set_signal_state([], [])
         print(sorted(warm.ignored_signals()), warm.blocked_signals(), signal.getsignal(signal.SIGINT).__name__)
-    """)], env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=60)
+    """),
+        ],
+        env={**os.environ, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
     python_ignores = sorted(int(s) for s in warm.PYTHON_IGNORES)
@@ -366,15 +398,24 @@ def test_sigterm_to_the_server_lets_its_jobs_checkpoint(job_dir, tmp_path):
     assert term_file.read_text() == "SIGTERM" and proc.returncode == 143
 
 
-@pytest.mark.parametrize("gpu_env, warm_expected", [
-    ({"CUDA_VISIBLE_DEVICES": ""}, True),  # no GPU: warm
-    ({"CUDA_VISIBLE_DEVICES": "0"}, False),  # a GPU, pinned by seqpref.gpus: a fresh process
-    ({"CUDA_VISIBLE_DEVICES": "0", "SEQPREF_GPU_PINNING": "0"}, False),  # a GPU, unpinned: still fresh
-])
+@pytest.mark.parametrize(
+    "gpu_env, warm_expected",
+    [
+        ({"CUDA_VISIBLE_DEVICES": ""}, True),  # no GPU: warm
+        ({"CUDA_VISIBLE_DEVICES": "0"}, False),  # a GPU, pinned by seqpref.gpus: a fresh process
+        ({"CUDA_VISIBLE_DEVICES": "0", "SEQPREF_GPU_PINNING": "0"}, False),  # a GPU, unpinned: still fresh
+    ],
+)
 def test_gpu_steps_start_warm_only_without_gpus(job_dir, tmp_path, gpu_env, warm_expected):
     env = env_for(job_dir, SEQPREF_GPU_LOCKS=str(tmp_path / "locks"), **gpu_env)
-    out = subprocess.run(["python", "-m", "seqpref.gpus", "--", "python", "-m", "warmjob", "exit", "0"], cwd=job_dir,
-                         env=env, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        ["python", "-m", "seqpref.gpus", "--", "python", "-m", "warmjob", "exit", "0"],
+        cwd=job_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr
     assert report(out.stdout)["warm"] is warm_expected
 
@@ -410,8 +451,15 @@ def test_a_client_gone_before_its_pid_arrives_costs_no_other_job(job_dir, tmp_pa
     for _ in range(3):
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(sock))
-        request = {"module": "warmjob", "args": ["exit", "0"], "cwd": str(job_dir), "env": env,
-                   "path": [str(job_dir / "mods"), SRC, *sys.path[1:]], "umask": 0o22, "ignored": []}
+        request = {
+            "module": "warmjob",
+            "args": ["exit", "0"],
+            "cwd": str(job_dir),
+            "env": env,
+            "path": [str(job_dir / "mods"), SRC, *sys.path[1:]],
+            "umask": 0o22,
+            "ignored": [],
+        }
         with open(os.devnull, "w") as null:
             warm._send(conn, request, fds=[null.fileno()] * 3)
         conn.close()  # gone without reading the reply
@@ -425,8 +473,15 @@ def test_a_client_gone_before_its_pid_arrives_costs_no_other_job(job_dir, tmp_pa
 
 def server_path(root: Path, env: dict, preexec_fn=None) -> Path:
     """The server files a launcher with ``env`` (started in ``root``) would use, less the suffix."""
-    out = subprocess.run(["python", "-m", "seqpref.warm", "--key"], cwd=root, env=env, capture_output=True, text=True,
-                         timeout=60, preexec_fn=preexec_fn)
+    out = subprocess.run(
+        ["python", "-m", "seqpref.warm", "--key"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=preexec_fn,
+    )
     assert out.returncode == 0, out.stderr
     return Path(out.stdout.strip())
 
@@ -537,8 +592,9 @@ def test_a_server_that_cannot_fork_safely_refuses_and_steps_aside(tmp_path, case
     dep.write_text("VALUE = 1\n")
     sock = tmp_path / "s.sock"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), SRC])}
-    server = subprocess.Popen([sys.executable, "-c", SMALL_SERVER, str(sock), case], env=env, cwd=tmp_path,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SMALL_SERVER, str(sock), case], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not sock.exists() and time.monotonic() < deadline:
@@ -548,8 +604,15 @@ def test_a_server_that_cannot_fork_safely_refuses_and_steps_aside(tmp_path, case
             dep.write_text("VALUE = 22\n")
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(sock))
-        request = {"module": "warmdep", "args": [], "cwd": str(tmp_path), "env": env, "path": sys.path,
-                   "umask": 0o22, "ignored": []}
+        request = {
+            "module": "warmdep",
+            "args": [],
+            "cwd": str(tmp_path),
+            "env": env,
+            "path": sys.path,
+            "umask": 0o22,
+            "ignored": [],
+        }
         with open(os.devnull, "w") as null:
             warm._send(conn, request, fds=[null.fileno()] * 3)
         reply, _ = warm._recv(conn)
@@ -567,6 +630,13 @@ def test_a_warm_jobs_log_says_its_benchmark_measured_the_launcher(job_dir, tmp_p
     """Memory figures read from Snakemake benchmarks leave out warm jobs: their logs say they ran warm."""
     for name, env in (("warm", env_for(job_dir)), ("cold", env_for(job_dir, SEQPREF_WARM_START="0"))):
         with open(tmp_path / f"{name}.log", "w") as log:
-            subprocess.run(["python", "-m", "seqpref.warm", "--", "python", "-m", "warmjob", "exit", "0"], cwd=job_dir,
-                           env=env, stdout=log, stderr=subprocess.STDOUT, timeout=180, check=True)
+            subprocess.run(
+                ["python", "-m", "seqpref.warm", "--", "python", "-m", "warmjob", "exit", "0"],
+                cwd=job_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=180,
+                check=True,
+            )
     assert warm.ran_warm(tmp_path / "warm.log") and not warm.ran_warm(tmp_path / "cold.log")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from workflow_helpers import SMALL, copy_workflow, snakemake
 
 

@@ -53,25 +53,48 @@ def local_cluster(root: Path, cpus: int = 6):
     for name in ("state", "spool", "log"):
         (root / name).mkdir(parents=True, exist_ok=True)
     node = socket.gethostname().split(".")[0]
-    memory_mb = int(int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 1024 * 0.9)
+    memory_mb = int(
+        int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 1024 * 0.9
+    )
     conf = SYSTEM_CONF
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text("\n".join([
-        "ClusterName=seqpreftest", f"SlurmctldHost={node}", "SlurmUser=root", "SlurmdUser=root", "AuthType=auth/munge",
-        f"StateSaveLocation={root}/state", f"SlurmdSpoolDir={root}/spool",
-        f"SlurmctldPidFile={root}/slurmctld.pid", f"SlurmdPidFile={root}/slurmd.pid",
-        f"SlurmctldLogFile={root}/log/slurmctld.log", f"SlurmdLogFile={root}/log/slurmd.log",
-        "MailProg=/bin/true", "MpiDefault=none", "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
-        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory", "SchedulerType=sched/backfill",
-        "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
-        "JobCompType=jobcomp/none", "ReturnToService=2", "EnforcePartLimits=ALL", "MinJobAge=300",
-        # more CPUs than the machine has (config_overrides lets slurmd believe the config): the
-        # executor plugin's status checks back off by 10 s per idle poll, so the small test jobs
-        # finish sooner overlapped than queued
-        "SlurmdParameters=config_overrides",
-        f"NodeName={node} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN",
-        f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP", "",
-    ]))
+    conf.write_text(
+        "\n".join(
+            [
+                "ClusterName=seqpreftest",
+                f"SlurmctldHost={node}",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                f"StateSaveLocation={root}/state",
+                f"SlurmdSpoolDir={root}/spool",
+                f"SlurmctldPidFile={root}/slurmctld.pid",
+                f"SlurmdPidFile={root}/slurmd.pid",
+                f"SlurmctldLogFile={root}/log/slurmctld.log",
+                f"SlurmdLogFile={root}/log/slurmd.log",
+                "MailProg=/bin/true",
+                "MpiDefault=none",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core_Memory",
+                "SchedulerType=sched/backfill",
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",
+                "JobCompType=jobcomp/none",
+                "ReturnToService=2",
+                "EnforcePartLimits=ALL",
+                "MinJobAge=300",
+                # more CPUs than the machine has (config_overrides lets slurmd believe the config): the
+                # executor plugin's status checks back off by 10 s per idle poll, so the small test jobs
+                # finish sooner overlapped than queued
+                "SlurmdParameters=config_overrides",
+                f"NodeName={node} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN",
+                f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
     env = {**os.environ, "SLURM_CONF": str(conf)}
     processes: list[subprocess.Popen] = []
     try:
@@ -80,14 +103,31 @@ def local_cluster(root: Path, cpus: int = 6):
             if not Path("/etc/munge/munge.key").exists():
                 subprocess.run(["mungekey", "--create"], check=True)
                 subprocess.run(["chown", "munge:munge", "/etc/munge/munge.key"], check=True)
-            processes.append(subprocess.Popen(["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--foreground"],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            processes.append(
+                subprocess.Popen(
+                    ["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--foreground"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             _wait(lambda: _ok("munge", "-n"), 20, "munged")
         for daemon in ("slurmctld", "slurmd"):
-            processes.append(subprocess.Popen([f"/usr/sbin/{daemon}", "-D", "-f", str(conf)], env=env,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait(lambda: subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True)
-              .stdout.strip() == "idle", 60, "the SLURM node")
+            processes.append(
+                subprocess.Popen(
+                    [f"/usr/sbin/{daemon}", "-D", "-f", str(conf)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        _wait(
+            lambda: (
+                subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout.strip()
+                == "idle"
+            ),
+            60,
+            "the SLURM node",
+        )
         yield env
     finally:
         for process in reversed(processes):

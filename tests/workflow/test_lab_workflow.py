@@ -13,10 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from workflow_helpers import REPO, gpu_rules, snakemake
+from workflow_helpers import copy_workflow as _copy_workflow
+from workflow_helpers import planned_jobs as _planned_jobs
 
 from seqpref import tables
-
-from workflow_helpers import REPO, copy_workflow as _copy_workflow, gpu_rules, planned_jobs as _planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -28,7 +29,10 @@ def summary(lab_run):
 
 def _label(summary, setting, order, stage, objective):
     row = summary[
-        (summary.setting == setting) & (summary.order == order) & (summary.stage == stage) & (summary.objective == objective)
+        (summary.setting == setting)
+        & (summary.order == order)
+        & (summary.stage == stage)
+        & (summary.objective == objective)
     ]
     assert len(row) == 1, (setting, order, stage, objective)
     return row.iloc[0]
@@ -108,7 +112,9 @@ def test_adapters_are_protected(lab_run):
 def test_verdicts_table_reads_the_construction(lab_run):
     frame = pd.read_csv(lab_run / "results/tables/verdicts.tsv", sep="\t")
     conflicting = frame[(frame.setting == "conflicting") & (frame.method == "dpo")]
-    assert len(conflicting) == 2 and (conflicting["label"] == "degradation").all() and (conflicting["change_hi"] < 0).all()
+    assert (
+        len(conflicting) == 2 and (conflicting["label"] == "degradation").all() and (conflicting["change_hi"] < 0).all()
+    )
     assert set(frame["interval_covers"]) == {"pairs (1 seed)"}  # the reduced lab runs one seed
     assert frame["control_label"].fillna("").ne("drift").all()
 
@@ -154,10 +160,13 @@ def test_a_new_default_never_deletes_finished_adapters(lab_run):
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout
 
 
-@pytest.mark.parametrize(("figure", "shared"), [
-    ("margin_trajectory", {"common.py", "method_comparison.py"}),  # it imports the method colours
-    ("quartile_bars", {"common.py"}),
-])
+@pytest.mark.parametrize(
+    ("figure", "shared"),
+    [
+        ("margin_trajectory", {"common.py", "method_comparison.py"}),  # it imports the method colours
+        ("quartile_bars", {"common.py"}),
+    ],
+)
 def test_a_figure_rule_takes_the_figure_modules_it_imports_as_input(lab_run, figure, shared):
     """A figure's code inputs are its module and the figure modules it imports, so editing a shared
     one (Snakemake compares the inputs' content, not only their mtime) redraws exactly the figures
@@ -185,14 +194,19 @@ def test_changing_a_training_option_never_deletes_finished_adapters(lab_run, tmp
     assert "learning_rate: 0.001 -> 0.0005" in out
     assert "results/adapters/conflicting/dpo/comply-refuse/seed0/stage1" in out
     assert "allow_retrain: true" in out
-    assert {p: p.read_bytes() for p in sorted((lab_run / "results/adapters").rglob("adapter_model.safetensors"))} == before
+    assert {
+        p: p.read_bytes() for p in sorted((lab_run / "results/adapters").rglob("adapter_model.safetensors"))
+    } == before
     opted_in = snakemake(lab_run, "-n", "--configfile", str(changed), "--config", "allow_retrain=True")
     assert "train_stage" in _planned_jobs(opted_in)
     assert "Nothing to be done" in snakemake(lab_run, "-n").stdout  # nothing was lost or retrained
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="as another user protected() already refuses to rerun the stage; the "
-                                             "case under test is root's, whom protected() does not stop")
+@pytest.mark.skipif(
+    os.getuid() != 0,
+    reason="as another user protected() already refuses to rerun the stage; the "
+    "case under test is root's, whom protected() does not stop",
+)
 def test_whatever_reruns_a_finished_stage_keeps_its_adapter_aside(lab_run, tmp_path):
     """A diagnostics option is a param of every training stage, which the options guard does not
     compare: changing it reruns the stage, and Snakemake deletes its adapter first, as root too. The
@@ -222,8 +236,11 @@ def test_checkpoint_frequency_is_passed_to_stages_and_reruns_nothing(lab_run, tm
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     assert "Nothing to be done" in snakemake(lab_run, "-n", "--configfile", str(changed)).stdout
-    commands = [line for line in snakemake(lab_run, "-n", "-p", "-F", "--configfile", str(changed)).stdout.splitlines()
-                if "-m seqpref.train " in line or "-m seqpref.joint " in line]
+    commands = [
+        line
+        for line in snakemake(lab_run, "-n", "-p", "-F", "--configfile", str(changed)).stdout.splitlines()
+        if "-m seqpref.train " in line or "-m seqpref.joint " in line
+    ]
     assert commands and all("--checkpoint-every 3" in line for line in commands)
     assert all("--checkpoint-dir results/checkpoints/" in line for line in commands)
 
@@ -302,16 +319,22 @@ def test_sham_stage_is_a_seeded_half_swap_scored_like_a_stage(lab_run):
     sham = pd.read_parquet(results / "sham/conflicting/refuse/seed0/train.parquet").set_index("pair_id").loc[real.index]
     swapped = sham["chosen"] != real["chosen"]
     assert swapped.sum() == len(real) // 2 and (sham.loc[swapped, "chosen"] == real.loc[swapped, "rejected"]).all()
-    recorded = json.loads((results / "adapters/conflicting/dpo/comply-refuse/seed0/sham2/training_options.json").read_text())
+    recorded = json.loads(
+        (results / "adapters/conflicting/dpo/comply-refuse/seed0/sham2/training_options.json").read_text()
+    )
     assert recorded["distance_match"]["lr_scale"] > 1  # half-swapped labels cancel: the pilot fell short
-    assert recorded["options"]["learning_rate"] == yaml.safe_load((lab_run / "config/config.yaml").read_text())[
-        "train"]["learning_rate"]  # the adapter records the configured rate: the retrain guard compares that
+    assert (
+        recorded["options"]["learning_rate"]
+        == yaml.safe_load((lab_run / "config/config.yaml").read_text())["train"]["learning_rate"]
+    )  # the adapter records the configured rate: the retrain guard compares that
     controls = pd.read_parquet(results / "tables/controls.parquet")
     assert list(controls.columns) == tables.CONTROLS.names
     assert len(controls) == 3 * 2 and set(controls["role"]) == {"earlier"} and set(controls["stage"]) == {2}
     assert controls["change_norm_ratio"].between(0.8, 1.25).all(), controls["change_norm_ratio"].tolist()
     conflicting = controls[controls.setting == "conflicting"]
-    assert conflicting["control_label"].isin(["specific_degradation", "control_invalid"]).all(), conflicting.to_dict("records")
+    assert conflicting["control_label"].isin(["specific_degradation", "control_invalid"]).all(), conflicting.to_dict(
+        "records"
+    )
     assert (conflicting["specific_hi"] < 0).all()
     invalid = controls[controls["control_label"] == "control_invalid"]
     assert invalid["control_invalid_reason"].str.len().gt(0).all()

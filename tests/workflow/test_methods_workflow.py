@@ -84,12 +84,23 @@ def test_merge_stages_and_front_are_the_single_objective_adapters(methods_run):
 
     for seed in (0, 1):
         merge_dir, dpo = scores / f"{SETTING}/merge/{ORDER}/seed{seed}", scores / f"{SETTING}/dpo"
-        first, second = margins(dpo / f"{ORDER}/seed{seed}/stage1.parquet"), margins(dpo / f"{REVERSED}/seed{seed}/stage1.parquet")
+        first, second = (
+            margins(dpo / f"{ORDER}/seed{seed}/stage1.parquet"),
+            margins(dpo / f"{REVERSED}/seed{seed}/stage1.parquet"),
+        )
         pd.testing.assert_series_equal(margins(merge_dir / "stage1.parquet"), first, atol=1e-4, rtol=0)
-        pd.testing.assert_series_equal(margins(merge_dir / f"front{LAMBDAS.index(1.0)}.parquet"), first, atol=1e-4, rtol=0)
-        pd.testing.assert_series_equal(margins(merge_dir / f"front{LAMBDAS.index(0.0)}.parquet"), second, atol=1e-4, rtol=0)
-        pd.testing.assert_series_equal(margins(merge_dir / f"front{LAMBDAS.index(0.5)}.parquet"),
-                                       margins(merge_dir / "stage2.parquet"), atol=1e-5, rtol=0)
+        pd.testing.assert_series_equal(
+            margins(merge_dir / f"front{LAMBDAS.index(1.0)}.parquet"), first, atol=1e-4, rtol=0
+        )
+        pd.testing.assert_series_equal(
+            margins(merge_dir / f"front{LAMBDAS.index(0.0)}.parquet"), second, atol=1e-4, rtol=0
+        )
+        pd.testing.assert_series_equal(
+            margins(merge_dir / f"front{LAMBDAS.index(0.5)}.parquet"),
+            margins(merge_dir / "stage2.parquet"),
+            atol=1e-5,
+            rtol=0,
+        )
 
 
 def test_pareto_table_has_every_run_and_the_front(methods_run):
@@ -99,11 +110,46 @@ def test_pareto_table_has_every_run_and_the_front(methods_run):
     assert len(finals) == 2 * len(SEQUENTIAL) + len(METHODS) - len(SEQUENTIAL)  # sequential: both orders; others: one
     front = points[points["method"] == "merge"].dropna(subset=["lam"]).sort_values("lam")
     assert front["lam"].tolist() == LAMBDAS
-    print(points[["method", "order", "point", "x", "x_lo", "x_hi", "y", "y_lo", "y_hi", "dominated", "dominated_by_means",
-                  "pairs_seen_total", "tokens_total", "optimizer_steps_total"]].round(2).to_string())
+    print(
+        points[
+            [
+                "method",
+                "order",
+                "point",
+                "x",
+                "x_lo",
+                "x_hi",
+                "y",
+                "y_lo",
+                "y_hi",
+                "dominated",
+                "dominated_by_means",
+                "pairs_seen_total",
+                "tokens_total",
+                "optimizer_steps_total",
+            ]
+        ]
+        .round(2)
+        .to_string()
+    )
     volumes = pd.read_parquet(results / "tables/hypervolume.parquet")
-    print(volumes[["method", "n_points", "n_nondominated", "hypervolume", "hypervolume_lo", "hypervolume_hi",
-                   "best_point_hypervolume", "best_point_hypervolume_lo", "best_point_hypervolume_hi"]].round(3).to_string())
+    print(
+        volumes[
+            [
+                "method",
+                "n_points",
+                "n_nondominated",
+                "hypervolume",
+                "hypervolume_lo",
+                "hypervolume_hi",
+                "best_point_hypervolume",
+                "best_point_hypervolume_lo",
+                "best_point_hypervolume_hi",
+            ]
+        ]
+        .round(3)
+        .to_string()
+    )
     # every trained run's final point carries its budget; mix takes a batch of each objective per step
     trained = finals[finals["method"] != "merge"]
     assert trained["optimizer_steps_total"].notna().all() and trained["optimizer_steps_total"].nunique() == 1
@@ -111,7 +157,9 @@ def test_pareto_table_has_every_run_and_the_front(methods_run):
     # joint steps draw full batches; a sequential stage's last batch holds what is left of its pairs
     assert pairs["mix"] == 2 * pairs["alright"] and pairs["maxright"] == pairs["alright"] >= pairs["dpo"]
     assert pairs["dpo"] == pairs["spo"] and pairs["dpo"] > 0.95 * pairs["alright"]
-    assert (volumes["hypervolume_lo"] <= volumes["hypervolume"]).all() and (volumes["hypervolume"] <= volumes["hypervolume_hi"]).all()
+    assert (volumes["hypervolume_lo"] <= volumes["hypervolume"]).all() and (
+        volumes["hypervolume"] <= volumes["hypervolume_hi"]
+    ).all()
     assert set(volumes["method"]) == set(METHODS)
     assert (~points["dominated"]).any()
     assert (results / "figures/pareto_front.png").stat().st_size > 10_000
@@ -120,7 +168,9 @@ def test_pareto_table_has_every_run_and_the_front(methods_run):
 def test_maxright_f_star_is_the_single_objective_runs_eval_loss(methods_run):
     results = methods_run / "results"
     for seed in (0, 1):
-        record = json.loads((results / f"adapters/{SETTING}/maxright/{ORDER}/seed{seed}/stage1/training_options.json").read_text())
+        record = json.loads(
+            (results / f"adapters/{SETTING}/maxright/{ORDER}/seed{seed}/stage1/training_options.json").read_text()
+        )
         optimum = record["joint"]["optimum"]
         for objective, order in ((FIRST, ORDER), (SECOND, REVERSED)):
             scores = pd.read_parquet(results / f"scores/{SETTING}/dpo/{order}/seed{seed}/stage1.parquet")
@@ -136,13 +186,17 @@ def test_joint_methods_end_positive_on_both_objectives_where_sequential_dpo_degr
     rows = transfer[transfer["metric"] == "reward_margin"].set_index(["method", "order", "objective"])
     print("final reward margins (nats) [95% CI]:")
     for (method, order, objective), row in rows.sort_index().iterrows():
-        print(f"  {method:9s} {order:24s} {objective:12s} {row['final']:+.2f} [{row['final_lo']:+.2f}, {row['final_hi']:+.2f}]"
-              f"  bwt {row['bwt']:+.2f} [{row['bwt_lo']:+.2f}, {row['bwt_hi']:+.2f}]")
+        print(
+            f"  {method:9s} {order:24s} {objective:12s} {row['final']:+.2f} [{row['final_lo']:+.2f}, {row['final_hi']:+.2f}]"
+            f"  bwt {row['bwt']:+.2f} [{row['bwt_lo']:+.2f}, {row['bwt_hi']:+.2f}]"
+        )
     # the first objective degrades in every seed (each seed's pairs-only interval below 0); pooled over only
     # two seeds, the interval (t with 1 df over the seed means) is too wide to say so, honestly
     pairs = pd.read_parquet(methods_run / "results/tables/pairs.parquet")
     for order, first in ((ORDER, FIRST), (REVERSED, SECOND)):
-        for seed, run in pairs[(pairs.method == "dpo") & (pairs.order == order) & (pairs.objective == first)].groupby("seed"):
+        for seed, run in pairs[(pairs.method == "dpo") & (pairs.order == order) & (pairs.objective == first)].groupby(
+            "seed"
+        ):
             wide = run.pivot(index="pair_id", columns="stage", values="reward_margin")
             assert stats.crossed_interval((wide[2] - wide[1]).to_numpy())["hi"] < 0, (order, seed)
         assert rows.loc[("dpo", order, first), "interval_covers"] == "pairs and seeds (2 seeds)"

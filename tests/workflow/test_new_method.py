@@ -48,8 +48,9 @@ def reduced_study() -> dict:
     config["methods"] = [NEW]
     config["controls"] = {"sham": False}
     config["labels"]["n_boot"] = 100
-    config["figures"] = {name: {k: v for k, v in options.items() if k != "method"}
-                         for name, options in config["figures"].items()}
+    config["figures"] = {
+        name: {k: v for k, v in options.items() if k != "method"} for name, options in config["figures"].items()
+    }
     return config
 
 
@@ -83,7 +84,10 @@ def test_a_figure_naming_a_method_the_study_does_not_run_fails_the_plan(reposito
     path.write_text(yaml.safe_dump(config))
     result = run(repository, "-n", "--configfile", str(path), check=False)
     assert result.returncode != 0
-    assert f"figures.quartile_bars.method = 'dpo': not a method of this study; expected one of {NEW}" in result.stdout + result.stderr
+    assert (
+        f"figures.quartile_bars.method = 'dpo': not a method of this study; expected one of {NEW}"
+        in result.stdout + result.stderr
+    )
 
 
 def test_a_new_method_plans_and_runs_a_study_without_dpo(repository):
@@ -98,7 +102,9 @@ def test_a_new_method_plans_and_runs_a_study_without_dpo(repository):
     summary = pd.read_parquet(results / "tables/summary.parquet")
     assert set(summary["method"]) == {NEW}
     assert set(summary["order"]) == set(orders)
-    record = json.loads((results / f"adapters/conflicting/{NEW}/{orders[0]}/seed0/stage2/training_options.json").read_text())
+    record = json.loads(
+        (results / f"adapters/conflicting/{NEW}/{orders[0]}/seed0/stage2/training_options.json").read_text()
+    )
     assert record["options"]["method_options"] == {"tag": "plain"}  # the default the schema took from the dataclass
     for figure in ("transfer_heatmap", "training_curves", "quartile_bars", "gradient_cosine", "method_comparison"):
         assert (results / f"figures/{figure}.png").stat().st_size > 0, figure

@@ -9,7 +9,6 @@ import shutil
 
 import pytest
 import yaml
-
 from workflow_helpers import REPO, copy_workflow, gpu_rules, job_counts, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -56,8 +55,7 @@ def test_paper_config_plans_the_whole_grid(paper_dir):
 
 
 def test_paper_config_slurm_dry_run_shows_gpu_memory_and_time(paper_dir):
-    result = snakemake(paper_dir, "-n", "--configfile", "config/paper.yaml",
-                       "--workflow-profile", "profiles/slurm")
+    result = snakemake(paper_dir, "-n", "--configfile", "config/paper.yaml", "--workflow-profile", "profiles/slurm")
     blocks = {block.split(":")[0].strip(): block for block in result.stdout.split("rule ")[1:]}
     planned = planned_jobs(result)
     assert "train_stage" in planned

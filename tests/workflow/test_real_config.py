@@ -10,7 +10,6 @@ import shutil
 
 import pytest
 import yaml
-
 from workflow_helpers import REPO, copy_workflow, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -44,7 +43,7 @@ def test_real_config_imports_the_gguf_once_and_loads_the_directory_everywhere(re
         commands = _commands(real_dry_run, module)
         assert commands, module
         for args in commands:
-            after = args[args.index(module) + 1:]
+            after = args[args.index(module) + 1 :]
             assert after[position] == "results/real/base_model", (module, after[:3])
     for args in _commands(real_dry_run, "seqpref.score"):
         if "--adapter" in args:
@@ -55,7 +54,9 @@ def test_real_config_imports_the_gguf_once_and_loads_the_directory_everywhere(re
     assert set(config["methods"]) & {"mix", "alright", "maxright"}
     assert config["train"]["gradient_accumulation_steps"] >= 2
     assert counts["train_stage"] == len(config["settings"]) * 2 * 2  # dpo: 2 orders x 2 stages per setting
-    options = json.loads(_commands(real_dry_run, "seqpref.train")[0][_commands(real_dry_run, "seqpref.train")[0].index("--options") + 1])
+    options = json.loads(
+        _commands(real_dry_run, "seqpref.train")[0][_commands(real_dry_run, "seqpref.train")[0].index("--options") + 1]
+    )
     assert options["gradient_accumulation_steps"] == config["train"]["gradient_accumulation_steps"]
     assert all("results/real/" in line for line in real_dry_run.stdout.splitlines() if "-m seqpref.aggregate" in line)
     assert not any(" results/data/" in line for line in real_dry_run.stdout.splitlines())  # never the lab's folder

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_helpers import conflicting_only, conflicting_pairs, copy_workflow, snakemake
 
 from seqpref import resume
-from workflow_helpers import conflicting_only, conflicting_pairs, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -28,8 +28,15 @@ NOT_OUTPUTS = ("logs", "benchmarks", "checkpoints")  # rewritten by a rerun job,
 
 def _start(workdir: Path, *command: str) -> subprocess.Popen:
     """Start ``command`` in its own process group (so that one killpg reaches every job)."""
-    return subprocess.Popen([sys.executable, *command], cwd=workdir, env=ENV, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, *command],
+        cwd=workdir,
+        env=ENV,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _kill_when(run: subprocess.Popen, moment, what: str, seconds: float = 300) -> None:
@@ -57,8 +64,11 @@ def _step_running(workdir: Path, step: str) -> bool:
 def _checkpointed_stages(workdir: Path) -> set[Path]:
     """The stages (run folder / stageK, relative to results/checkpoints) holding a complete checkpoint."""
     root = workdir / "results/checkpoints"
-    return {state.parent.parent.relative_to(root) for state in root.rglob("checkpoint-*/seqpref_state.json")
-            if state.parent.parent.name.startswith("stage")}  # train_stage's (a sham's logs live elsewhere)
+    return {
+        state.parent.parent.relative_to(root)
+        for state in root.rglob("checkpoint-*/seqpref_state.json")
+        if state.parent.parent.name.startswith("stage")
+    }  # train_stage's (a sham's logs live elsewhere)
 
 
 def _train_log(workdir: Path, stage: Path) -> str:
@@ -84,9 +94,14 @@ def _finished(workdir: Path) -> dict[Path, int]:
     adapter's README and training options beside its declared weights) counts as the job's."""
     incomplete = _incomplete(workdir)
     folders = {p.parent for p in incomplete if "adapters" in p.parts}  # a stage's own folder, not a shared one
-    return {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*")
-            if p.is_file() and p not in incomplete and p.parent not in folders
-            and p.relative_to(workdir / "results").parts[0] not in NOT_OUTPUTS}
+    return {
+        p: p.stat().st_mtime_ns
+        for p in (workdir / "results").rglob("*")
+        if p.is_file()
+        and p not in incomplete
+        and p.parent not in folders
+        and p.relative_to(workdir / "results").parts[0] not in NOT_OUTPUTS
+    }
 
 
 def test_killed_twice_and_resumed_equals_an_uninterrupted_run(lab_run, tmp_path):
@@ -94,7 +109,11 @@ def test_killed_twice_and_resumed_equals_an_uninterrupted_run(lab_run, tmp_path)
 
     # 1. killed while a stage trains, after its first checkpoint
     run = _start(workdir, "-m", "snakemake", "--cores", "2", TARGET)
-    _kill_when(run, lambda: any((workdir / "results/checkpoints").rglob("checkpoint-*/seqpref_state.json")), "training checkpoint")
+    _kill_when(
+        run,
+        lambda: any((workdir / "results/checkpoints").rglob("checkpoint-*/seqpref_state.json")),
+        "training checkpoint",
+    )
     checkpointed = sorted(_checkpointed_stages(workdir))
     assert checkpointed
     assert (workdir / ".snakemake/locks").exists() and any((workdir / ".snakemake/locks").iterdir())
@@ -104,8 +123,13 @@ def test_killed_twice_and_resumed_equals_an_uninterrupted_run(lab_run, tmp_path)
 
     # 2. resumed, and killed again while a trained stage is scored
     run = _start(workdir, "-m", "seqpref.resume", "--cores", "2", TARGET)
-    _kill_when(run, lambda: any((workdir / "results/adapters").rglob("adapter_model.safetensors"))
-               and _step_running(workdir, "score"), "scoring job after a trained stage")
+    _kill_when(
+        run,
+        lambda: (
+            any((workdir / "results/adapters").rglob("adapter_model.safetensors")) and _step_running(workdir, "score")
+        ),
+        "scoring job after a trained stage",
+    )
     finished_2 = _finished(workdir)
     # a stage's log is rewritten by each of its runs: read what the reruns said after each of them (a rerun
     # cut short by kill 2 after it resumed and finished training has removed its checkpoint, so the
@@ -113,15 +137,22 @@ def test_killed_twice_and_resumed_equals_an_uninterrupted_run(lab_run, tmp_path)
     said = {stage: [_train_log(workdir, stage)] for stage in checkpointed}
 
     # 3. resumed to the end
-    final = subprocess.run([sys.executable, "-m", "seqpref.resume", "--cores", "2", TARGET], cwd=workdir, env=ENV,
-                           capture_output=True, text=True)
+    final = subprocess.run(
+        [sys.executable, "-m", "seqpref.resume", "--cores", "2", TARGET],
+        cwd=workdir,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-5000:]
     assert "removed the lock of a killed run" in final.stderr
     for stage in checkpointed:
         said[stage].append(_train_log(workdir, stage))
         # the first rerun of a stage killed after a checkpoint resumes from it, in run 2 or, if run 2 did not
         # reach it, in run 3
-        assert any("resuming from" in text for text in said[stage]), f"{stage} restarted from step 0 after its checkpoint"
+        assert any("resuming from" in text for text in said[stage]), (
+            f"{stage} restarted from step 0 after its checkpoint"
+        )
 
     for before in (finished_1, finished_2):
         recomputed = [str(p.relative_to(workdir)) for p, mtime in before.items() if p.stat().st_mtime_ns != mtime]

@@ -16,13 +16,14 @@ import time
 
 import pandas as pd
 import pytest
-import yaml
-
 import slurm_cluster
+import yaml
 from workflow_helpers import REPO, conflicting_only, conflicting_pairs, copy_workflow, gpu_rules, parsed_rules
 
-pytestmark = [pytest.mark.workflow,
-              pytest.mark.skipif(slurm_cluster.unavailable() is not None, reason=slurm_cluster.unavailable() or "")]
+pytestmark = [
+    pytest.mark.workflow,
+    pytest.mark.skipif(slurm_cluster.unavailable() is not None, reason=slurm_cluster.unavailable() or ""),
+]
 
 TARGET = "results/tables/pairs.parquet"
 
@@ -40,8 +41,9 @@ def test_profile(shipped: dict) -> dict:
         resources.pop("cpus_per_gpu", None)
     for rule in gpu_rules():  # the rules' own gpu=1
         profile["set-resources"].setdefault(rule, {}).update(gpu=0, slurm_partition="debug")
-    profile.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 5,
-                    "jobs": 6, "latency-wait": 5})
+    profile.update(
+        {"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 5, "jobs": 6, "latency-wait": 5}
+    )
     return profile
 
 
@@ -58,9 +60,24 @@ def test_reduced_lab_under_slurm_equals_a_local_run(lab_run, tmp_path):
     (cluster / "profiles/slurm-test/profile.yaml").write_text(yaml.safe_dump(test_profile(shipped)))
     with slurm_cluster.local_cluster(tmp_path / "slurm") as env:
         run = subprocess.Popen(
-            ["timeout", "-k", "10", "400", sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm-test",
-             TARGET], cwd=cluster, env={**env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                "timeout",
+                "-k",
+                "10",
+                "400",
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--workflow-profile",
+                "profiles/slurm-test",
+                TARGET,
+            ],
+            cwd=cluster,
+            env={**env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         signalled = _warn_a_training_stage(run, cluster / "results/checkpoints", env)
         out = run.communicate()[0]
     assert run.returncode == 0, out[-4000:]
@@ -70,8 +87,12 @@ def test_reduced_lab_under_slurm_equals_a_local_run(lab_run, tmp_path):
         assert "Error in rule train_stage" in first_attempt, first_attempt[-3000:]
     # ... and the retry resumed from the checkpoint saved at the signal, not an earlier periodic one
     # (the stage log is the retry's)
-    resumed = [line for log in (cluster / "results/logs/train_stage").rglob("*.log") for line in log.read_text().splitlines()
-               if "resuming from" in line]
+    resumed = [
+        line
+        for log in (cluster / "results/logs/train_stage").rglob("*.log")
+        for line in log.read_text().splitlines()
+        if "resuming from" in line
+    ]
     assert len(resumed) == len(signalled), (signalled, resumed)
     assert all(line.endswith("(saved on signal)") for line in resumed), resumed
     assert not list((cluster / "results/checkpoints").rglob("checkpoint-*")), "checkpoints left after success"
@@ -89,14 +110,23 @@ def _warn_a_training_stage(run: subprocess.Popen, checkpoints, env) -> list[str]
     (A job signalled while it still imports torch dies before its handler is installed and rightly
     starts afresh: that is not the case under test.)"""
     while run.poll() is None:
-        saved = {"_".join([setting, method, order, seed.removeprefix("seed"), stage.removeprefix("stage")])
-                 for setting, method, order, seed, stage in
-                 (p.parent.parent.relative_to(checkpoints).parts for p in checkpoints.rglob("checkpoint-*/seqpref_state.json"))}
+        saved = {
+            "_".join([setting, method, order, seed.removeprefix("seed"), stage.removeprefix("stage")])
+            for setting, method, order, seed, stage in (
+                p.parent.parent.relative_to(checkpoints).parts
+                for p in checkpoints.rglob("checkpoint-*/seqpref_state.json")
+            )
+        }
         if saved:
-            jobs = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %k"], env=env, capture_output=True, text=True).stdout
-            ids = [job for job, comment in (line.split(maxsplit=1) for line in jobs.splitlines() if " " in line)
-                   if comment.startswith("rule_train_stage_wildcards_")
-                   and comment.removeprefix("rule_train_stage_wildcards_").strip() in saved]
+            jobs = subprocess.run(
+                ["squeue", "-h", "-t", "R", "-o", "%i %k"], env=env, capture_output=True, text=True
+            ).stdout
+            ids = [
+                job
+                for job, comment in (line.split(maxsplit=1) for line in jobs.splitlines() if " " in line)
+                if comment.startswith("rule_train_stage_wildcards_")
+                and comment.removeprefix("rule_train_stage_wildcards_").strip() in saved
+            ]
             for job in ids:
                 subprocess.run(["scancel", "--signal=TERM", job], env=env, check=True)
             if ids:

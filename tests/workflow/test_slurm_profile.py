@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import yaml
-
 from workflow_helpers import REPO, gpu_rules, parsed_rules
 
 pytestmark = pytest.mark.workflow
@@ -45,16 +44,22 @@ def test_only_steps_that_import_torch_go_through_a_warm_server():
     assert gpu_rules() <= set(through_server) and set(through_server) - gpu_rules(), through_server
     assert {"seqpref.aggregate", "seqpref.pareto", "seqpref.data"} <= set(plain.values()), plain
     # torch is in sys.modules once the module is imported, or the module imports it in a function
-    check = ("import ast, importlib, json, sys; module = importlib.import_module(sys.argv[1]); "
-             "tree = ast.parse(open(module.__file__).read()); "
-             "local = any(n.module.split('.')[0] == 'torch' if isinstance(n, ast.ImportFrom) and n.module "
-             "else any(a.name.split('.')[0] == 'torch' for a in n.names) "
-             "for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))); "
-             "print(json.dumps('torch' in sys.modules or local))")
+    check = (
+        "import ast, importlib, json, sys; module = importlib.import_module(sys.argv[1]); "
+        "tree = ast.parse(open(module.__file__).read()); "
+        "local = any(n.module.split('.')[0] == 'torch' if isinstance(n, ast.ImportFrom) and n.module "
+        "else any(a.name.split('.')[0] == 'torch' for a in n.names) "
+        "for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))); "
+        "print(json.dumps('torch' in sys.modules or local))"
+    )
     for name, module in sorted(through_server.items()):
-        out = subprocess.run([sys.executable, "-c", check, module], cwd=REPO, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", check, module], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr[-2000:]
-        assert json.loads(out.stdout.splitlines()[-1]), f"rule {name} goes through the warm server but {module} does not import torch"
+        assert json.loads(out.stdout.splitlines()[-1]), (
+            f"rule {name} goes through the warm server but {module} does not import torch"
+        )
 
 
 def test_a_step_goes_through_seqpref_gpus_exactly_when_its_rule_asks_for_a_gpu():
@@ -65,7 +70,9 @@ def test_a_step_goes_through_seqpref_gpus_exactly_when_its_rule_asks_for_a_gpu()
     assert gpus == gpu_rules()
     for name, rule in parsed_rules().items():
         if rule["shell"]:
-            assert re.match(r"(python -m seqpref\.(gpus|warm) -- )?python -m (seqpref\.|\{params\.module\})", rule["shell"]), name
+            assert re.match(
+                r"(python -m seqpref\.(gpus|warm) -- )?python -m (seqpref\.|\{params\.module\})", rule["shell"]
+            ), name
 
 
 def test_every_gpu_rule_has_a_gpu_partition_memory_time_and_the_training_signal():

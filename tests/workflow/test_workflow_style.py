@@ -19,9 +19,17 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.workflow
 
 
-@pytest.mark.parametrize("configs", [[], ["config/config.yaml", "config/methods.yaml"], ["config/real.yaml"],
-                                     ["config/paper.yaml"], ["config/public.yaml"]],
-                         ids=["lab", "methods", "real", "paper", "public"])
+@pytest.mark.parametrize(
+    "configs",
+    [
+        [],
+        ["config/config.yaml", "config/methods.yaml"],
+        ["config/real.yaml"],
+        ["config/paper.yaml"],
+        ["config/public.yaml"],
+    ],
+    ids=["lab", "methods", "real", "paper", "public"],
+)
 def test_snakemake_lint_is_clean(configs, tmp_path):
     args = [str(BIN / "snakemake"), "--lint", "--directory", str(REPO)]
     if configs:
@@ -34,8 +42,9 @@ def test_snakemake_lint_is_clean(configs, tmp_path):
 
 def test_workflow_is_snakefmt_formatted():
     files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "workflow/rules").glob("*.smk")))]
-    result = subprocess.run([str(BIN / "snakefmt"), "--check", *files], cwd=REPO, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", *files], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -58,14 +67,17 @@ def test_environment_file_pins_what_pyproject_pins():
 def test_report_captions_are_valid_restructuredtext(caption):
     """Snakemake renders each caption as reStructuredText in the report: an error there (e.g. ``|x|``
     read as an undefined substitution) prints in every `--report` run and garbles the caption."""
+    import io
+
     import docutils.core
     import docutils.utils
 
-    import io
-
     messages = io.StringIO()
-    settings = {"report_level": docutils.utils.Reporter.ERROR_LEVEL, "halt_level": docutils.utils.Reporter.SEVERE_LEVEL + 1,
-                "warning_stream": messages}
+    settings = {
+        "report_level": docutils.utils.Reporter.ERROR_LEVEL,
+        "halt_level": docutils.utils.Reporter.SEVERE_LEVEL + 1,
+        "warning_stream": messages,
+    }
     tree = docutils.core.publish_doctree(caption.read_text(), settings_overrides=settings)
     assert not messages.getvalue(), messages.getvalue()
     assert not list(tree.findall(docutils.nodes.problematic))

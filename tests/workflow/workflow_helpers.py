@@ -34,7 +34,9 @@ def conflicting_pairs(workdir: Path):
     import pandas as pd
 
     pairs = pd.read_parquet(workdir / "results/tables/pairs.parquet")
-    return pairs[pairs.setting == "conflicting"].sort_values(["order", "stage", "objective", "pair_id"], ignore_index=True)
+    return pairs[pairs.setting == "conflicting"].sort_values(
+        ["order", "stage", "objective", "pair_id"], ignore_index=True
+    )
 
 
 def copy_workflow(target: Path, config: Path) -> Path:
@@ -55,7 +57,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
         [sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, capture_output=True, text=True
     )
     if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        pytest.fail(
+            f"snakemake {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

@@ -51,16 +51,42 @@ def draw_panel(ax, values: pd.DataFrame, order: str) -> None:
     total = values["total_norm"].to_numpy(dtype=float)
     spread = None
     if {"update_min", "update_max"} <= set(values.columns):  # the range across seeds, as error bars
-        spread = np.vstack([update - values["update_min"].to_numpy(float), values["update_max"].to_numpy(float) - update])
-    ax.bar(stages, update, width=0.6, color=BAR_COLOUR, zorder=2, yerr=spread, capsize=3,
-           label="‖ΔW_k − ΔW_(k−1)‖_F: what stage k changed")
-    ax.plot(stages, total, color=LINE_COLOUR, marker="o", markersize=5, linewidth=1.0, zorder=3,
-            label="‖ΔW_k‖_F: the adapter after stage k")
+        spread = np.vstack(
+            [update - values["update_min"].to_numpy(float), values["update_max"].to_numpy(float) - update]
+        )
+    ax.bar(
+        stages,
+        update,
+        width=0.6,
+        color=BAR_COLOUR,
+        zorder=2,
+        yerr=spread,
+        capsize=3,
+        label="‖ΔW_k − ΔW_(k−1)‖_F: what stage k changed",
+    )
+    ax.plot(
+        stages,
+        total,
+        color=LINE_COLOUR,
+        marker="o",
+        markersize=5,
+        linewidth=1.0,
+        zorder=3,
+        label="‖ΔW_k‖_F: the adapter after stage k",
+    )
     for stage, height, whole, cosine in zip(stages, update, total, values["cosine_previous"]):
         if stage >= 2 and np.isfinite(cosine):
             top = np.nanmax([height, whole])
-            ax.annotate(f"cos = {cosine:.2f}", (stage, top), xytext=(0, 6), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7.5, color="0.2")
+            ax.annotate(
+                f"cos = {cosine:.2f}",
+                (stage, top),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                color="0.2",
+            )
     ax.set_xticks(stages, stage_ticklabels(order, stages))
     ax.set_xlim(min(stages) - 0.6, max(stages) + 0.6)
     ax.tick_params(axis="x", length=0)
@@ -83,8 +109,14 @@ def draw(movement: pd.DataFrame, method: str | None = None):
     settings, orders = common.panel_grid(rows)
     ncols = max(len(o) for o in orders.values())
     n_stages = int(rows["stage"].nunique())
-    fig, axes = plt.subplots(len(settings), ncols, squeeze=False, sharey=True, constrained_layout=True,
-                             figsize=(0.8 + ncols * (1.4 + 0.9 * n_stages), 1.0 + 2.7 * len(settings)))
+    fig, axes = plt.subplots(
+        len(settings),
+        ncols,
+        squeeze=False,
+        sharey=True,
+        constrained_layout=True,
+        figsize=(0.8 + ncols * (1.4 + 0.9 * n_stages), 1.0 + 2.7 * len(settings)),
+    )
     common.remove_unused(fig, axes, orders, settings)
     for row, setting in enumerate(settings):
         for col, order in enumerate(orders[setting]):
@@ -97,9 +129,14 @@ def draw(movement: pd.DataFrame, method: str | None = None):
             if common.is_bottom(orders, settings, row, col):
                 ax.set_xlabel("stage (objective trained)")
     handles, labels = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(handles),
-               title="ΔW = (α/r)·B·A over every LoRA module · cos = cosine of stage k's update with stage k−1's",
-               title_fontsize=7.5)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(handles),
+        title="ΔW = (α/r)·B·A over every LoRA module · cos = cosine of stage k's update with stage k−1's",
+        title_fontsize=7.5,
+    )
     note = common.seeds_note(rows).replace("band", "error bars")
     fig.suptitle(f"adapter movement per stage · {method} · {note}")
     return fig

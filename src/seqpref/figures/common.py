@@ -41,6 +41,7 @@ LABEL_MARKERS = {
     "trained": "",
 }
 
+
 def parse_cli(description: str | None, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse ``TABLE STYLE PNG PDF [--options JSON]``.
 
@@ -204,8 +205,9 @@ def objective_colours(objectives) -> dict[str, str]:
 def check_pair_metric(pairs: pd.DataFrame, metric: str) -> None:
     """Raise ``ValueError`` unless ``metric`` is a numeric column of the pair-score table."""
     if metric not in pairs.columns or not pd.api.types.is_numeric_dtype(pairs[metric]):
-        raise ValueError(f"metric {metric!r} is not a numeric pair-score column (e.g. reward_margin, "
-                         "dpo_margin, ln_margin)")
+        raise ValueError(
+            f"metric {metric!r} is not a numeric pair-score column (e.g. reward_margin, dpo_margin, ln_margin)"
+        )
 
 
 def error_bars(value, lo, hi) -> np.ndarray:
@@ -230,5 +232,6 @@ def seed_band(ax, rows: pd.DataFrame, x: str, column: str, colour) -> None:
     if rows["seed"].nunique() < 2:
         return
     band = rows.groupby(x)[column].agg(["min", "max"]).sort_index()
-    ax.fill_between(band.index, band["min"].to_numpy(), band["max"].to_numpy(), color=colour, alpha=0.18,
-                    linewidth=0, zorder=1)
+    ax.fill_between(
+        band.index, band["min"].to_numpy(), band["max"].to_numpy(), color=colour, alpha=0.18, linewidth=0, zorder=1
+    )

@@ -87,8 +87,7 @@ def draw_panel(ax, values: pd.DataFrame, stages: list[int], order: str, max_pair
     """
     shown = shown_rows(values, max_pairs)
     signs = np.ma.masked_invalid(np.sign(shown.to_numpy(dtype=float)))
-    image = ax.imshow(signs, cmap=sign_cmap(), norm=SIGN_NORM, aspect="auto", interpolation="nearest",
-                      origin="lower")
+    image = ax.imshow(signs, cmap=sign_cmap(), norm=SIGN_NORM, aspect="auto", interpolation="nearest", origin="lower")
     ax.grid(False)
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -119,8 +118,13 @@ def draw(pairs: pd.DataFrame, method: str | None = None, metric: str = "reward_m
     settings, orders = common.panel_grid(pairs)
     ncols = max(len(o) for o in orders.values())
     n_stages = int(pairs["stage"].max()) + 1
-    fig, axes = plt.subplots(len(settings), ncols, squeeze=False, constrained_layout=True,
-                             figsize=(0.6 + ncols * (1.3 + 0.75 * n_stages), 1.0 + 3.3 * len(settings)))
+    fig, axes = plt.subplots(
+        len(settings),
+        ncols,
+        squeeze=False,
+        constrained_layout=True,
+        figsize=(0.6 + ncols * (1.3 + 0.75 * n_stages), 1.0 + 3.3 * len(settings)),
+    )
     common.remove_unused(fig, axes, orders, settings)
     for row, setting in enumerate(settings):
         for col, order in enumerate(orders[setting]):
@@ -131,14 +135,19 @@ def draw(pairs: pd.DataFrame, method: str | None = None, metric: str = "reward_m
             flipped, n = flip_count(values)
             first = common.order_objectives(order)[0]
             share = f"{flipped / n:.0%}" if n else "–"
-            ax.set_title(f"{common.order_title(setting, order)}\n{first}: {flipped} of {n} ({share}) "
-                         f"changed sign, stage 1 → {stages[-1]}", fontsize=8.5)
+            ax.set_title(
+                f"{common.order_title(setting, order)}\n{first}: {flipped} of {n} ({share}) "
+                f"changed sign, stage 1 → {stages[-1]}",
+                fontsize=8.5,
+            )
             if common.is_bottom(orders, settings, row, col):
                 ax.set_xlabel("stage (objective trained)")
-    handles = [Patch(facecolor=SIGN_COLOURS[2], label=f"{metric} > 0"),
-               Patch(facecolor=SIGN_COLOURS[1], label=f"{metric} = 0"),
-               Patch(facecolor=SIGN_COLOURS[0], label=f"{metric} < 0"),
-               Patch(facecolor="white", edgecolor="black", label="boxed: stage 1, where the objective was trained")]
+    handles = [
+        Patch(facecolor=SIGN_COLOURS[2], label=f"{metric} > 0"),
+        Patch(facecolor=SIGN_COLOURS[1], label=f"{metric} = 0"),
+        Patch(facecolor=SIGN_COLOURS[0], label=f"{metric} < 0"),
+        Patch(facecolor="white", edgecolor="black", label="boxed: stage 1, where the objective was trained"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), handlelength=1.2)
     fig.suptitle(f"sign of {metric} of each eval pair of the first objective, by stage · {method}")
     return fig

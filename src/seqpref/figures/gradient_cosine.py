@@ -93,8 +93,15 @@ def draw_row(ax_cos, ax_norm, rows: pd.DataFrame, orders: list[str], colours: li
                 floor = floors[same_run & which]
                 if len(floor):
                     line = seed_mean(floor, "cosine", smooth)
-                    ax_cos.plot(line.index, line.to_numpy(), color=colour, linestyle=style, linewidth=1.0,
-                                label=f"{label} · {kind}", zorder=2)
+                    ax_cos.plot(
+                        line.index,
+                        line.to_numpy(),
+                        color=colour,
+                        linestyle=style,
+                        linewidth=1.0,
+                        label=f"{label} · {kind}",
+                        zorder=2,
+                    )
             norm = seed_mean(group, "norm_other", smooth)
             ax_norm.plot(norm.index, norm.to_numpy(), color=colour, linestyle="--", label=f"{label} · norm_other")
             if stage not in drawn:  # the current gradient is the same against every earlier objective
@@ -123,8 +130,9 @@ def draw(diagnostics: pd.DataFrame, method: str | None = None, smooth: int = 1):
     diagnostics, method = common.select_method(diagnostics, method, "diagnostics")
     settings, orders = common.panel_grid(diagnostics)
     colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
-    fig, axes = plt.subplots(len(settings), 2, squeeze=False, constrained_layout=True,
-                             figsize=(11.0, 0.8 + 2.6 * len(settings)))
+    fig, axes = plt.subplots(
+        len(settings), 2, squeeze=False, constrained_layout=True, figsize=(11.0, 0.8 + 2.6 * len(settings))
+    )
     for row, setting in enumerate(settings):
         ax_cos, ax_norm = axes[row]
         rows = diagnostics[diagnostics["setting"] == setting]
@@ -138,16 +146,30 @@ def draw(diagnostics: pd.DataFrame, method: str | None = None, smooth: int = 1):
                 ax.set_xlabel("optimiser step within the stage")
         handles, labels = ax_cos.get_legend_handles_labels()
         kept = [(h, t) for h, t in zip(handles, labels) if " · floor_" not in t]  # floors: by style, below
-        styles = [Line2D([], [], color="0.3", linestyle=":"), Line2D([], [], color="0.3", linestyle="-."),
-                  Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]
-        ax_norm.legend([h for h, _ in kept] + styles,
-                       [t for _, t in kept] + ["cosine floor: two batches of the current objective",
-                                               "cosine floor: two batches of the earlier objective",
-                                               "norms: current objective", "norms: earlier objective (probe)"],
-                       loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+        styles = [
+            Line2D([], [], color="0.3", linestyle=":"),
+            Line2D([], [], color="0.3", linestyle="-."),
+            Line2D([], [], color="0.3", linestyle="-"),
+            Line2D([], [], color="0.3", linestyle="--"),
+        ]
+        ax_norm.legend(
+            [h for h, _ in kept] + styles,
+            [t for _, t in kept]
+            + [
+                "cosine floor: two batches of the current objective",
+                "cosine floor: two batches of the earlier objective",
+                "norms: current objective",
+                "norms: earlier objective (probe)",
+            ],
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0,
+        )
     smoothing = f" · rolling mean of {int(smooth)}" if smooth > 1 else ""
-    fig.suptitle(f"LoRA gradient of the stage's objective vs each earlier objective's · {method} · "
-                 f"{common.seeds_note(diagnostics)}{smoothing}")
+    fig.suptitle(
+        f"LoRA gradient of the stage's objective vs each earlier objective's · {method} · "
+        f"{common.seeds_note(diagnostics)}{smoothing}"
+    )
     return fig
 
 

@@ -25,6 +25,7 @@ LINESTYLES = ("-", "--", ":", "-.")
 def trajectory(rows: pd.DataFrame, x_objective: str, y_objective: str, metric: str) -> pd.DataFrame:
     """One run's path: a frame indexed by stage with ``x``, ``x_lo``, ``x_hi``, ``y``, ``y_lo``, ``y_hi``
     (``metric`` of the two objectives and their CIs), stages present for both only, sorted."""
+
     def side(objective):
         one = rows[rows["objective"] == objective].set_index("stage")
         return one[[metric, f"{metric}_lo", f"{metric}_hi"]]
@@ -39,8 +40,14 @@ def draw_panel(ax, rows: pd.DataFrame, metric: str) -> list[str]:
     number of objectives other than two gets a note instead."""
     objectives = sorted(rows["objective"].unique())
     if len(objectives) != 2:
-        ax.text(0.5, 0.5, f"{len(objectives)} objectives: the trajectory needs two", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"{len(objectives)} objectives: the trajectory needs two",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
         return objectives
     seen: dict[str, int] = {}
@@ -49,15 +56,30 @@ def draw_panel(ax, rows: pd.DataFrame, metric: str) -> list[str]:
         style = LINESTYLES[seen.get(method, 0) % len(LINESTYLES)]
         seen[method] = seen.get(method, 0) + 1
         colour = METHOD_COLOURS.get(method, "0.4")
-        ax.errorbar(path["x"], path["y"],
-                    xerr=np.vstack([path["x"] - path["x_lo"], path["x_hi"] - path["x"]]).clip(0),
-                    yerr=np.vstack([path["y"] - path["y_lo"], path["y_hi"] - path["y"]]).clip(0),
-                    color=colour, linestyle=style, marker="o", markersize=3.5, linewidth=1.3, elinewidth=0.6,
-                    capsize=1.5, label=run_label(method, order).replace("\n", " "))
+        ax.errorbar(
+            path["x"],
+            path["y"],
+            xerr=np.vstack([path["x"] - path["x_lo"], path["x_hi"] - path["x"]]).clip(0),
+            yerr=np.vstack([path["y"] - path["y_lo"], path["y_hi"] - path["y"]]).clip(0),
+            color=colour,
+            linestyle=style,
+            marker="o",
+            markersize=3.5,
+            linewidth=1.3,
+            elinewidth=0.6,
+            capsize=1.5,
+            label=run_label(method, order).replace("\n", " "),
+        )
         for stage, point in path.iterrows():
             if stage > 0:
-                ax.annotate(str(stage), (point["x"], point["y"]), xytext=(3, 3), textcoords="offset points",
-                            fontsize=6.5, color=colour)
+                ax.annotate(
+                    str(stage),
+                    (point["x"], point["y"]),
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                    fontsize=6.5,
+                    color=colour,
+                )
     ax.axhline(0, color="0.6", linewidth=0.6, zorder=0)
     ax.axvline(0, color="0.6", linewidth=0.6, zorder=0)
     unit = common.metric_unit(metric)
@@ -77,8 +99,9 @@ def draw(summary: pd.DataFrame, metric: str = "reward_margin"):
     settings = sorted(summary["setting"].unique())
     ncols = min(len(settings), 2)
     nrows = int(np.ceil(len(settings) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, constrained_layout=True,
-                             figsize=(0.5 + 4.4 * ncols, 0.9 + 3.9 * nrows))
+    fig, axes = plt.subplots(
+        nrows, ncols, squeeze=False, constrained_layout=True, figsize=(0.5 + 4.4 * ncols, 0.9 + 3.9 * nrows)
+    )
     for i in range(len(settings), nrows * ncols):
         fig.delaxes(axes.flat[i])
     for ax, setting in zip(axes.flat, settings):
@@ -89,8 +112,15 @@ def draw(summary: pd.DataFrame, metric: str = "reward_margin"):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 4),
-                   fontsize=7, title="run (numbers: stage; stage 0 = base)", title_fontsize=7.5)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncols=min(len(handles), 4),
+            fontsize=7,
+            title="run (numbers: stage; stage 0 = base)",
+            title_fontsize=7.5,
+        )
     fig.suptitle(f"{metric} of both objectives across stages · {common.seeds_note(summary)}; error bars: 95% CI")
     return fig
 

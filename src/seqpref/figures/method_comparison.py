@@ -61,9 +61,15 @@ def setting_values(rows: pd.DataFrame) -> dict:
         if name in run.index:
             for key in degradation:
                 degradation[key][i] = run.at[name, key]
-    return {"runs": runs, "objectives": objectives, **final, "first": first,
-            "degradation": degradation["bwt"], "degradation_lo": degradation["bwt_lo"],
-            "degradation_hi": degradation["bwt_hi"]}
+    return {
+        "runs": runs,
+        "objectives": objectives,
+        **final,
+        "first": first,
+        "degradation": degradation["bwt"],
+        "degradation_lo": degradation["bwt_lo"],
+        "degradation_hi": degradation["bwt_hi"],
+    }
 
 
 def draw_final(ax, values: dict, colours: dict) -> None:
@@ -73,8 +79,16 @@ def draw_final(ax, values: dict, colours: dict) -> None:
     x = np.arange(n_runs)
     for j, objective in enumerate(values["objectives"]):
         v = values["final"][:, j]
-        ax.bar(x + (j - (n_objectives - 1) / 2) * width, v, width=width, color=colours[objective], label=objective,
-               yerr=common.error_bars(v, values["final_lo"][:, j], values["final_hi"][:, j]), capsize=2, zorder=2)
+        ax.bar(
+            x + (j - (n_objectives - 1) / 2) * width,
+            v,
+            width=width,
+            color=colours[objective],
+            label=objective,
+            yerr=common.error_bars(v, values["final_lo"][:, j], values["final_hi"][:, j]),
+            capsize=2,
+            zorder=2,
+        )
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.set_xticks(x, [run_label(*run) for run in values["runs"]], fontsize=7)
 
@@ -85,8 +99,15 @@ def draw_degradation(ax, values: dict) -> None:
     x = np.arange(len(values["runs"]))
     v = values["degradation"]
     colours = [METHOD_COLOURS.get(method, "0.5") for method, _ in values["runs"]]
-    ax.bar(x, v, width=0.6, color=colours, yerr=common.error_bars(v, values["degradation_lo"], values["degradation_hi"]),
-           capsize=2, zorder=2)
+    ax.bar(
+        x,
+        v,
+        width=0.6,
+        color=colours,
+        yerr=common.error_bars(v, values["degradation_lo"], values["degradation_hi"]),
+        capsize=2,
+        zorder=2,
+    )
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.set_xticks(x, [f"{run_label(*run)}\n[{name}]" for run, name in zip(values["runs"], values["first"])], fontsize=7)
 
@@ -103,9 +124,14 @@ def draw(transfer: pd.DataFrame, metric: str = "reward_margin"):
         raise ValueError(f"transfer: no rows of metric {metric!r}; metrics present: {present}")
     settings = sorted(rows["setting"].unique())
     n_runs = max(len(run_order(rows[rows["setting"] == s])) for s in settings)
-    fig, axes = plt.subplots(len(settings), 2, squeeze=False, constrained_layout=True,
-                             figsize=(2.0 + 2 * 1.1 * n_runs + 2, 1.2 + 2.8 * len(settings)),
-                             gridspec_kw={"width_ratios": [1.6, 1.0]})
+    fig, axes = plt.subplots(
+        len(settings),
+        2,
+        squeeze=False,
+        constrained_layout=True,
+        figsize=(2.0 + 2 * 1.1 * n_runs + 2, 1.2 + 2.8 * len(settings)),
+        gridspec_kw={"width_ratios": [1.6, 1.0]},
+    )
     colours = common.objective_colours(rows["objective"])
     unit = common.metric_unit(metric)
     for row, setting in enumerate(settings):
@@ -118,8 +144,10 @@ def draw(transfer: pd.DataFrame, metric: str = "reward_margin"):
         draw_degradation(right, values)
         right.set_title(f"{setting}: first objective, stage 1 → last")
         right.set_ylabel(f"change in {metric}" + (f" ({unit})" if unit else ""))
-    fig.suptitle(f"methods compared on {metric} · {common.seeds_note(rows)}; error bars: 95% CI\n"
-                 "[name] = the first objective: trained at stage 1 (sequential) or first in config order (joint)")
+    fig.suptitle(
+        f"methods compared on {metric} · {common.seeds_note(rows)}; error bars: 95% CI\n"
+        "[name] = the first objective: trained at stage 1 (sequential) or first in config order (joint)"
+    )
     return fig
 
 

@@ -67,8 +67,18 @@ def quadrant_counts(ax, points: pd.DataFrame) -> None:
     for (x_positive, y_positive), (u, v, ha, va) in corners.items():
         inside = ((points["x"] > 0) == x_positive) & ((points["y"] > 0) == y_positive)
         count = int(inside.sum())
-        ax.text(u, v, f"{count} ({count / total:.0%})", transform=ax.transAxes, ha=ha, va=va, fontsize=7,
-                color="0.3", zorder=4, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1})
+        ax.text(
+            u,
+            v,
+            f"{count} ({count / total:.0%})",
+            transform=ax.transAxes,
+            ha=ha,
+            va=va,
+            fontsize=7,
+            color="0.3",
+            zorder=4,
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1},
+        )
 
 
 def draw_panel(ax, points: pd.DataFrame, colours: dict, alpha: float, max_points: int, unit: str, metric: str):
@@ -87,8 +97,17 @@ def draw_panel(ax, points: pd.DataFrame, colours: dict, alpha: float, max_points
         share, n_positive = flip_share(group)
         label = f"{objective}, stage {stage}→{stage + 1}: {share:.0%} of {n_positive} flipped + → −"
         sample = shown[(shown["stage"] == stage) & (shown["objective"] == objective)]
-        ax.scatter(sample["x"], sample["y"], s=9, alpha=alpha, linewidths=0, color=colours[objective],
-                   label=label, zorder=2, rasterized=True)
+        ax.scatter(
+            sample["x"],
+            sample["y"],
+            s=9,
+            alpha=alpha,
+            linewidths=0,
+            color=colours[objective],
+            label=label,
+            zorder=2,
+            rasterized=True,
+        )
     values = np.abs(points[["x", "y"]].to_numpy(dtype=float))
     limit = float(np.nanmax(values)) * 1.1 if np.isfinite(values).any() else 0.0
     limit = limit if limit > 0 else 1.0
@@ -120,8 +139,13 @@ def draw(
     settings, orders = common.panel_grid(pairs)
     colours = common.objective_colours(pairs["objective"].unique())
     ncols = max(len(o) for o in orders.values())
-    fig, axes = plt.subplots(len(settings), ncols, squeeze=False, constrained_layout=True,
-                             figsize=(0.4 + 3.6 * ncols, 0.6 + 3.9 * len(settings)))
+    fig, axes = plt.subplots(
+        len(settings),
+        ncols,
+        squeeze=False,
+        constrained_layout=True,
+        figsize=(0.4 + 3.6 * ncols, 0.6 + 3.9 * len(settings)),
+    )
     fig.get_layout_engine().set(h_pad=0.15)  # room between a panel's legend and the next row's title
     common.remove_unused(fig, axes, orders, settings)
     unit = common.metric_unit(metric)

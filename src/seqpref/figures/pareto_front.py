@@ -25,8 +25,9 @@ def draw(points: pd.DataFrame):
     if points.empty:
         raise ValueError("pareto: no points (does any setting have exactly two objectives?)")
     settings = sorted(points["setting"].unique())
-    fig, axes = plt.subplots(1, len(settings), squeeze=False, constrained_layout=True,
-                             figsize=(0.6 + 3.6 * len(settings), 3.8))
+    fig, axes = plt.subplots(
+        1, len(settings), squeeze=False, constrained_layout=True, figsize=(0.6 + 3.6 * len(settings), 3.8)
+    )
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     for ax, setting in zip(axes[0], settings):
         rows = points[points["setting"] == setting]
@@ -44,21 +45,39 @@ def draw(points: pd.DataFrame):
                 xerr = common.error_bars(x, part["x_lo"], part["x_hi"])
                 yerr = common.error_bars(y, part["y_lo"], part["y_hi"])
                 marker = "o" if kind else "s"
-                ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, color=colour, markersize=5, capsize=2,
-                            elinewidth=0.8, label=label)
+                ax.errorbar(
+                    x,
+                    y,
+                    xerr=xerr,
+                    yerr=yerr,
+                    fmt=marker,
+                    color=colour,
+                    markersize=5,
+                    capsize=2,
+                    elinewidth=0.8,
+                    label=label,
+                )
                 label = None
                 if not kind:  # the merge front, in λ order
                     line = part.sort_values("lam")
-                    ax.plot(line["x"], line["y"], color=colour, linewidth=1, alpha=0.8,
-                            label=f"{method} front, λ {line['lam'].min():g}…{line['lam'].max():g}")
+                    ax.plot(
+                        line["x"],
+                        line["y"],
+                        color=colour,
+                        linewidth=1,
+                        alpha=0.8,
+                        label=f"{method} front, λ {line['lam'].min():g}…{line['lam'].max():g}",
+                    )
             best = group[~group["dominated"].astype(bool)]
             ax.scatter(best["x"], best["y"], s=90, facecolors="none", edgecolors="black", linewidths=1.1, zorder=3)
         ax.set_xlabel(f"{rows['objective_x'].iloc[0]}: reward margin (nats)")
         ax.set_ylabel(f"{rows['objective_y'].iloc[0]}: reward margin (nats)")
         ax.set_title(setting)
         ax.legend(fontsize=6)
-    fig.suptitle(f"final trade-off per run · {common.seeds_note(points)}; bars: 95% CI; ringed: non-dominated; "
-                 "HV: area beyond the base (nats²)")
+    fig.suptitle(
+        f"final trade-off per run · {common.seeds_note(points)}; bars: 95% CI; ringed: non-dominated; "
+        "HV: area beyond the base (nats²)"
+    )
     return fig
 
 

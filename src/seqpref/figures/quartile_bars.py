@@ -81,8 +81,15 @@ def draw_panel(ax, bars: pd.DataFrame, width: float = 0.2, check: pd.DataFrame |
     """
     ax.axhline(0, color="0.3", linewidth=0.8, zorder=1)
     if bars.empty:
-        ax.text(0.5, 0.5, "no objective trained before this stage", transform=ax.transAxes, ha="center",
-                va="center", color="0.4")
+        ax.text(
+            0.5,
+            0.5,
+            "no objective trained before this stage",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.4",
+        )
         ax.set_xticks([])
         return
     objectives = list(dict.fromkeys(bars["objective"]))
@@ -93,19 +100,42 @@ def draw_panel(ax, bars: pd.DataFrame, width: float = 0.2, check: pd.DataFrame |
         heights = part["mean_change"].to_numpy(dtype=float)
         below = np.clip(heights - part["mean_change_lo"].to_numpy(dtype=float), 0, None)
         above = np.clip(part["mean_change_hi"].to_numpy(dtype=float) - heights, 0, None)
-        ax.bar(x, heights, width=width * 0.95, color=QUARTILE_COLOURS[index], label=f"Q{quartile}", zorder=2,
-               yerr=np.vstack([below, above]), error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "0.2"})
+        ax.bar(
+            x,
+            heights,
+            width=width * 0.95,
+            color=QUARTILE_COLOURS[index],
+            label=f"Q{quartile}",
+            zorder=2,
+            yerr=np.vstack([below, above]),
+            error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "0.2"},
+        )
         if check is not None and not check.empty:
             other = check[check["quartile"] == quartile].set_index("objective").reindex(objectives)
-            ax.scatter(x, other["mean_change"].to_numpy(dtype=float), marker="D", s=12, color="black", zorder=3,
-                       label=OTHER_SEED if index == 0 else None)
+            ax.scatter(
+                x,
+                other["mean_change"].to_numpy(dtype=float),
+                marker="D",
+                s=12,
+                color="black",
+                zorder=3,
+                label=OTHER_SEED if index == 0 else None,
+            )
         for xi, height, low, high, flipped in zip(x, heights, below, above, part["share_flipped"]):
             if not np.isfinite(height) or not np.isfinite(flipped):
                 continue
             up = height >= 0
             tip = height + (np.nan_to_num(high) if up else -np.nan_to_num(low))
-            ax.annotate(f"{flipped:.0%}", (xi, tip), xytext=(0, 1.5 if up else -1.5), textcoords="offset points",
-                        ha="center", va="bottom" if up else "top", fontsize=6.5, color="0.25")
+            ax.annotate(
+                f"{flipped:.0%}",
+                (xi, tip),
+                xytext=(0, 1.5 if up else -1.5),
+                textcoords="offset points",
+                ha="center",
+                va="bottom" if up else "top",
+                fontsize=6.5,
+                color="0.25",
+            )
     labels = [group_label(o, bars[bars["objective"] == o]) for o in objectives]
     ax.set_xticks(centres, labels)
     ax.tick_params(axis="x", length=0)
@@ -127,8 +157,15 @@ def draw(quartiles: pd.DataFrame, method: str | None = None, stage="last"):
     stage = check_stage(stage)
     if quartiles.empty:  # every run trains a single objective: nothing is trained before a later stage
         fig, ax = plt.subplots(figsize=(6.0, 2.0), constrained_layout=True)
-        ax.text(0.5, 0.5, "no quartile rows: no objective was trained before a later stage", ha="center",
-                va="center", transform=ax.transAxes, color="0.3")
+        ax.text(
+            0.5,
+            0.5,
+            "no quartile rows: no objective was trained before a later stage",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="0.3",
+        )
         ax.set_axis_off()
         return fig
     quartiles, method = common.select_method(quartiles, method, "quartiles")
@@ -142,8 +179,14 @@ def draw(quartiles: pd.DataFrame, method: str | None = None, stage="last"):
     settings, orders = common.panel_grid(quartiles)
     ncols = max(len(o) for o in orders.values())
     n_groups = max(chosen.groupby(["setting", "order"])["objective"].nunique().max(), 1) if len(chosen) else 1
-    fig, axes = plt.subplots(len(settings), ncols, squeeze=False, sharey=True, constrained_layout=True,
-                             figsize=(max(7.5, 0.8 + ncols * (1.4 + 1.6 * n_groups)), 1.2 + 2.7 * len(settings)))
+    fig, axes = plt.subplots(
+        len(settings),
+        ncols,
+        squeeze=False,
+        sharey=True,
+        constrained_layout=True,
+        figsize=(max(7.5, 0.8 + ncols * (1.4 + 1.6 * n_groups)), 1.2 + 2.7 * len(settings)),
+    )
     common.remove_unused(fig, axes, orders, settings)
     unit = common.metric_unit(metric)
     for row, setting in enumerate(settings):
@@ -156,14 +199,25 @@ def draw(quartiles: pd.DataFrame, method: str | None = None, stage="last"):
     fig.supylabel(f"change in {metric} since own stage" + (f" ({unit})" if unit else ""), fontsize=9)
     handles, labels = next((ax.get_legend_handles_labels() for ax in fig.axes if ax.containers), ([], []))
     if handles:
-        names = {"Q1": "Q1 (lowest own-stage margin)", "Q4": "Q4 (highest)", OTHER_SEED: "◆ " + OTHER_SEED + " (RTM check)"}
-        fig.legend(handles, [names.get(label, label) for label in labels], loc="outside lower center",
-                   ncols=len(handles), title="quartiles of the pairs by their margin right after their own stage\n"
-                   "numbers on the bars: % of the quartile's pairs whose sign flipped since then",
-                   title_fontsize=7.5)
+        names = {
+            "Q1": "Q1 (lowest own-stage margin)",
+            "Q4": "Q4 (highest)",
+            OTHER_SEED: "◆ " + OTHER_SEED + " (RTM check)",
+        }
+        fig.legend(
+            handles,
+            [names.get(label, label) for label in labels],
+            loc="outside lower center",
+            ncols=len(handles),
+            title="quartiles of the pairs by their margin right after their own stage\n"
+            "numbers on the bars: % of the quartile's pairs whose sign flipped since then",
+            title_fontsize=7.5,
+        )
     when = "the last stage" if stage == "last" else f"stage {stage}"
-    fig.suptitle(f"{metric} change from each objective's own stage to {when}, by quartile\n{method} · "
-                 f"{common.seeds_note(quartiles)}; error bars: bootstrap CIs")
+    fig.suptitle(
+        f"{metric} change from each objective's own stage to {when}, by quartile\n{method} · "
+        f"{common.seeds_note(quartiles)}; error bars: bootstrap CIs"
+    )
     return fig
 
 

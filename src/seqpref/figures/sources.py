@@ -22,8 +22,11 @@ def imported_figure_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE + "."):
             names.add(node.module[len(PACKAGE) + 1 :].split(".")[0])
         elif isinstance(node, ast.Import):
-            names.update(alias.name[len(PACKAGE) + 1 :].split(".")[0] for alias in node.names
-                         if alias.name.startswith(PACKAGE + "."))
+            names.update(
+                alias.name[len(PACKAGE) + 1 :].split(".")[0]
+                for alias in node.names
+                if alias.name.startswith(PACKAGE + ".")
+            )
     return names
 
 

@@ -79,8 +79,9 @@ def draw_panel(ax, rows: pd.DataFrame, offsets: pd.DataFrame, orders: list[str],
 
 def missing_panel(ax, metric: str, setting: str) -> None:
     """Mark a panel whose metric was not logged (text in the panel and a Python warning)."""
-    warnings.warn(f"training_curves: metric {metric!r} not logged for setting {setting!r}; panel left empty",
-                  stacklevel=3)
+    warnings.warn(
+        f"training_curves: metric {metric!r} not logged for setting {setting!r}; panel left empty", stacklevel=3
+    )
     ax.text(0.5, 0.5, f"{metric!r} not logged", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -112,8 +113,13 @@ def draw(
     data = cumulative_steps(training)
     settings, orders = common.panel_grid(training)
     colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
-    fig, axes = plt.subplots(len(settings), len(metrics), squeeze=False, constrained_layout=True,
-                             figsize=(1.2 + 3.4 * len(metrics) + 2.4, 0.6 + 2.5 * len(settings)))
+    fig, axes = plt.subplots(
+        len(settings),
+        len(metrics),
+        squeeze=False,
+        constrained_layout=True,
+        figsize=(1.2 + 3.4 * len(metrics) + 2.4, 0.6 + 2.5 * len(settings)),
+    )
     for row, setting in enumerate(settings):
         setting_offsets = offsets[offsets["setting"] == setting]
         for col, metric in enumerate(metrics):

@@ -70,8 +70,14 @@ def panel_cells(rows: pd.DataFrame, metric: str) -> dict:
                 if shares_of is not None:
                     shares[i, j] = shares_of[(objective, stage)]
             trained[i, j] = 0 < stage <= len(stage_objectives) and stage_objectives[stage - 1] == objective
-    return {"objectives": objectives, "stages": stages, "values": values, "labels": cell_labels, "trained": trained,
-            "shares": shares}
+    return {
+        "objectives": objectives,
+        "stages": stages,
+        "values": values,
+        "labels": cell_labels,
+        "trained": trained,
+        "shares": shares,
+    }
 
 
 def stage_ticklabels(order: str, stages: list[int]) -> list[str]:

@@ -27,11 +27,21 @@ MODULES = (
     "merge",
 )
 
-REGISTRY: dict[str, Method] = {
-    m.name: m for m in (import_module(f"{__name__}.{module}").METHOD for module in MODULES)
-}
+REGISTRY: dict[str, Method] = {m.name: m for m in (import_module(f"{__name__}.{module}").METHOD for module in MODULES)}
 
-__all__ = ["JOINT", "KINDS", "MODULES", "POST_HOC", "REGISTRY", "SEQUENTIAL", "Method", "get", "kind", "names", "options"]
+__all__ = [
+    "JOINT",
+    "KINDS",
+    "MODULES",
+    "POST_HOC",
+    "REGISTRY",
+    "SEQUENTIAL",
+    "Method",
+    "get",
+    "kind",
+    "names",
+    "options",
+]
 
 
 def get(name: str) -> Method:

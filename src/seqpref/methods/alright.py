@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqpref.methods.base import JOINT, Method
-from seqpref.methods.weights import check_weights, weights_for_setting, weights_field
+from seqpref.methods.weights import check_weights, weights_field, weights_for_setting
 
 
 @dataclass
@@ -35,9 +35,16 @@ def step_plan(n_objectives: int, steps: int, weights: np.ndarray, seed: int) -> 
 
 def loss(trainer, model, parts: dict, step: int, position: int):
     """A micro-batch's loss: the drawn objective's DPO loss (the sampler gives it every micro-batch of the step)."""
-    (o, batch), = parts.items()
+    ((o, batch),) = parts.items()
     return trainer.objective_loss(model, o, batch), {o}
 
 
-METHOD = Method(name="alright", kind=JOINT, options=AlrightOptions, colour="#E69F00",
-                summary="joint: one objective per step, drawn with probability w", plan=step_plan, loss=loss)
+METHOD = Method(
+    name="alright",
+    kind=JOINT,
+    options=AlrightOptions,
+    colour="#E69F00",
+    summary="joint: one objective per step, drawn with probability w",
+    plan=step_plan,
+    loss=loss,
+)

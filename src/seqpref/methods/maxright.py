@@ -28,12 +28,20 @@ class MaxrightOptions:
     """``method_options.maxright``, resolved for one setting (``optimum`` is that setting's)."""
 
     weights: dict[str, float] = weights_field()
-    eval_every: int = field(default=10, metadata={"help": "optimiser steps between re-evaluations of every gap (k).",
-                                                   "schema": {"minimum": 1}})
-    optimum: dict = field(default_factory=dict, metadata={
-        "help": "f*_o typed in the config, overriding the single-objective run's; {setting: {objective: loss}} "
-                "in the config, {objective: loss} once resolved for a setting.",
-        "schema": {"additionalProperties": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}}})
+    eval_every: int = field(
+        default=10,
+        metadata={"help": "optimiser steps between re-evaluations of every gap (k).", "schema": {"minimum": 1}},
+    )
+    optimum: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "f*_o typed in the config, overriding the single-objective run's; {setting: {objective: loss}} "
+            "in the config, {objective: loss} once resolved for a setting.",
+            "schema": {
+                "additionalProperties": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
+            },
+        },
+    )
 
     def __post_init__(self):
         check_weights("maxright", self.weights)
@@ -67,8 +75,12 @@ def optimum(options: MaxrightOptions, names: list[str], optimum_scores: dict[str
     missing = [n for n in names if n not in options.optimum and n not in optimum_scores]
     if missing:
         raise ValueError(f"maxright needs f* of {missing}: a stage-1 score file or a configured optimum")
-    return np.array([options.optimum[n] if n in options.optimum else dpo_eval_loss(pd.read_parquet(optimum_scores[n]), n)
-                     for n in names])
+    return np.array(
+        [
+            options.optimum[n] if n in options.optimum else dpo_eval_loss(pd.read_parquet(optimum_scores[n]), n)
+            for n in names
+        ]
+    )
 
 
 @dataclass
@@ -85,7 +97,9 @@ class MaxrightState:
     refresh_steps: list[int] = field(default_factory=list)
 
     @classmethod
-    def start(cls, options: MaxrightOptions, names: list[str], single_objective: dict[str, str] | None) -> "MaxrightState":
+    def start(
+        cls, options: MaxrightOptions, names: list[str], single_objective: dict[str, str] | None
+    ) -> "MaxrightState":
         """The state at a stage's start: f* from :func:`optimum` (``single_objective`` maps an objective
         to its single-objective run's stage-1 score file)."""
         f_star = optimum(options, names, single_objective)
@@ -94,8 +108,13 @@ class MaxrightState:
 
     def saved(self) -> dict:
         """The state as JSON-ready values (a checkpoint's)."""
-        return {"optimum": self.optimum.tolist(), "gaps": None if self.gaps is None else self.gaps.tolist(),
-                "pick": self.pick, "step_losses": self.step_losses, "refresh_steps": self.refresh_steps}
+        return {
+            "optimum": self.optimum.tolist(),
+            "gaps": None if self.gaps is None else self.gaps.tolist(),
+            "pick": self.pick,
+            "step_losses": self.step_losses,
+            "refresh_steps": self.refresh_steps,
+        }
 
     @classmethod
     def restored(cls, saved: dict) -> "MaxrightState":
@@ -137,6 +156,14 @@ def loss(trainer, model, parts: dict, step: int, position: int):
     return total, {o}
 
 
-METHOD = Method(name="maxright", kind=JOINT, options=MaxrightOptions, colour="#D55E00",
-                summary="joint: the objective with the largest weighted gap to its optimum", plan=every_objective,
-                loss=loss, state=MaxrightState.start, single_objective="scores")
+METHOD = Method(
+    name="maxright",
+    kind=JOINT,
+    options=MaxrightOptions,
+    colour="#D55E00",
+    summary="joint: the objective with the largest weighted gap to its optimum",
+    plan=every_objective,
+    loss=loss,
+    state=MaxrightState.start,
+    single_objective="scores",
+)

@@ -29,8 +29,19 @@ from pathlib import Path
 
 from seqpref.methods.base import POST_HOC, Method
 
-COMBINATIONS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
-                "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
+COMBINATIONS = (
+    "cat",
+    "linear",
+    "svd",
+    "ties",
+    "ties_svd",
+    "dare_linear",
+    "dare_ties",
+    "dare_linear_svd",
+    "dare_ties_svd",
+    "magnitude_prune",
+    "magnitude_prune_svd",
+)
 NEEDS_DENSITY = tuple(c for c in COMBINATIONS if c.startswith(("ties", "dare", "magnitude")))
 
 
@@ -38,21 +49,39 @@ NEEDS_DENSITY = tuple(c for c in COMBINATIONS if c.startswith(("ties", "dare", "
 class MergeOptions:
     """``method_options.merge``."""
 
-    combination: str = field(default="cat", metadata={
-        "help": "PEFT combination_type; cat is exact (the weighted sum of the adapters' updates).",
-        "schema": {"enum": list(COMBINATIONS)}})
-    density: float | None = field(default=None, metadata={
-        "help": "share of entries kept by ties / dare / magnitude_prune, in (0, 1]; required by them.",
-        "schema": {"exclusiveMinimum": 0, "maximum": 1}})
-    majority_sign_method: str = field(default="total", metadata={"help": "TIES sign election.",
-                                                                   "schema": {"enum": ["total", "frequency"]}})
-    weight_sum: float = field(default=1.0, metadata={
-        "help": "s: stage k weighs each of its k adapters s/k; the front weighs (λ·s, (1−λ)·s). TIES and DARE-TIES "
-                "average the entries whose signs agree, so their merge is ~1/k of a cat merge at the same s: "
-                "s = k gives them a sum.", "schema": {"exclusiveMinimum": 0}})
-    lambdas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={
-        "help": "λ grid of the front (two-objective settings): the first objective's share of weight_sum.",
-        "schema": {"minItems": 1, "uniqueItems": True, "items": {"type": "number", "minimum": 0, "maximum": 1}}})
+    combination: str = field(
+        default="cat",
+        metadata={
+            "help": "PEFT combination_type; cat is exact (the weighted sum of the adapters' updates).",
+            "schema": {"enum": list(COMBINATIONS)},
+        },
+    )
+    density: float | None = field(
+        default=None,
+        metadata={
+            "help": "share of entries kept by ties / dare / magnitude_prune, in (0, 1]; required by them.",
+            "schema": {"exclusiveMinimum": 0, "maximum": 1},
+        },
+    )
+    majority_sign_method: str = field(
+        default="total", metadata={"help": "TIES sign election.", "schema": {"enum": ["total", "frequency"]}}
+    )
+    weight_sum: float = field(
+        default=1.0,
+        metadata={
+            "help": "s: stage k weighs each of its k adapters s/k; the front weighs (λ·s, (1−λ)·s). TIES and DARE-TIES "
+            "average the entries whose signs agree, so their merge is ~1/k of a cat merge at the same s: "
+            "s = k gives them a sum.",
+            "schema": {"exclusiveMinimum": 0},
+        },
+    )
+    lambdas: list[float] = field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0],
+        metadata={
+            "help": "λ grid of the front (two-objective settings): the first objective's share of weight_sum.",
+            "schema": {"minItems": 1, "uniqueItems": True, "items": {"type": "number", "minimum": 0, "maximum": 1}},
+        },
+    )
 
     def __post_init__(self):
         if self.combination not in COMBINATIONS:
@@ -60,7 +89,9 @@ class MergeOptions:
         if self.combination in NEEDS_DENSITY and not (self.density is not None and 0 < self.density <= 1):
             raise ValueError(f"merge.combination {self.combination} needs a density in (0, 1], got {self.density}")
         if self.majority_sign_method not in ("total", "frequency"):
-            raise ValueError(f"merge.majority_sign_method must be total or frequency, got {self.majority_sign_method!r}")
+            raise ValueError(
+                f"merge.majority_sign_method must be total or frequency, got {self.majority_sign_method!r}"
+            )
         if self.weight_sum <= 0:
             raise ValueError(f"merge.weight_sum must be > 0, got {self.weight_sum}")
         if any(not 0 <= x <= 1 for x in self.lambdas) or len(set(self.lambdas)) != len(self.lambdas):
@@ -103,15 +134,25 @@ def merged_model(base: str, adapters: list[str], weights: list[float], options: 
         raise ValueError("merge assumes plain LoRA scaling α/r; rsLoRA adapters are not supported")
     torch.manual_seed(seed)
     model.add_weighted_adapter(
-        [f"o{i}" for i in range(len(kept))], [w for _, w in kept], adapter_name="default",
-        combination_type=options.combination, density=options.density,
-        majority_sign_method=options.majority_sign_method, svd_full_matrices=False,
+        [f"o{i}" for i in range(len(kept))],
+        [w for _, w in kept],
+        adapter_name="default",
+        combination_type=options.combination,
+        density=options.density,
+        majority_sign_method=options.majority_sign_method,
+        svd_full_matrices=False,
     )
     return model
 
 
-def build(base: str, adapters: list[str], weights: list[float], options: MergeOptions, out_dir: str,
-          record: dict | None = None) -> dict:
+def build(
+    base: str,
+    adapters: list[str],
+    weights: list[float],
+    options: MergeOptions,
+    out_dir: str,
+    record: dict | None = None,
+) -> dict:
     """Merge ``adapters`` (directories) with ``weights`` and save the merge, alone, as the adapter in
     ``out_dir`` (written to a staging folder and moved into place, with ``merge.json`` recording what
     was merged). Returns that record."""
@@ -123,8 +164,13 @@ def build(base: str, adapters: list[str], weights: list[float], options: MergeOp
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="merge-", dir=out.parent))
     model.save_pretrained(staging, selected_adapters=["default"])
-    info = {"adapters": list(adapters), "weights": list(weights), "options": asdict(options), "seed": seed,
-            **(record or {})}
+    info = {
+        "adapters": list(adapters),
+        "weights": list(weights),
+        "options": asdict(options),
+        "seed": seed,
+        **(record or {}),
+    }
     (staging / "merge.json").write_text(json.dumps(info, indent=2))
     out.mkdir(parents=True, exist_ok=True)
     for name in os.listdir(staging):
@@ -148,14 +194,26 @@ def main(argv=None) -> None:
     parser.add_argument("--run", default="{}", help="JSON recorded with the merge (setting, order, seed, stage)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    info = build(args.base, args.adapter, json.loads(args.weights), MergeOptions(**json.loads(args.options)),
-                 args.out_dir, {"run": json.loads(args.run)})
+    info = build(
+        args.base,
+        args.adapter,
+        json.loads(args.weights),
+        MergeOptions(**json.loads(args.options)),
+        args.out_dir,
+        {"run": json.loads(args.run)},
+    )
     logging.getLogger("seqpref.merge").info("merged %s", json.dumps(info))
 
 
-METHOD = Method(name="merge", kind=POST_HOC, options=MergeOptions, colour="#999999",
-                summary="post hoc: the single-objective adapters merged (PEFT add_weighted_adapter)", build=build,
-                single_objective="adapters")
+METHOD = Method(
+    name="merge",
+    kind=POST_HOC,
+    options=MergeOptions,
+    colour="#999999",
+    summary="post hoc: the single-objective adapters merged (PEFT add_weighted_adapter)",
+    build=build,
+    single_objective="adapters",
+)
 
 if __name__ == "__main__":
     main()

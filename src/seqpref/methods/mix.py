@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqpref.methods.base import JOINT, Method
-from seqpref.methods.weights import check_weights, weights_for_setting, every_objective, weights_field
+from seqpref.methods.weights import check_weights, every_objective, weights_field, weights_for_setting
 
 
 @dataclass
@@ -20,8 +20,12 @@ class MixOptions:
     """``method_options.mix``."""
 
     weights: dict[str, float] = weights_field()
-    equal_pairs: bool = field(default=False, metadata={
-        "help": "batch_size / n pairs of each of n objectives per micro-batch (a sequential step's pairs), not batch_size of each."})
+    equal_pairs: bool = field(
+        default=False,
+        metadata={
+            "help": "batch_size / n pairs of each of n objectives per micro-batch (a sequential step's pairs), not batch_size of each."
+        },
+    )
 
     def __post_init__(self):
         check_weights("mix", self.weights)
@@ -41,8 +45,10 @@ def objective_batch_size(options: MixOptions, batch_size: int, n_objectives: int
     if not options.equal_pairs:
         return batch_size
     if batch_size % n_objectives:
-        raise ValueError(f"mix.equal_pairs: train.batch_size {batch_size} does not divide among {n_objectives} "
-                         f"objectives; choose a multiple of {n_objectives}")
+        raise ValueError(
+            f"mix.equal_pairs: train.batch_size {batch_size} does not divide among {n_objectives} "
+            f"objectives; choose a multiple of {n_objectives}"
+        )
     return batch_size // n_objectives
 
 
@@ -53,6 +59,13 @@ def loss(trainer, model, parts: dict, step: int, position: int):
     return total, set(present)
 
 
-METHOD = Method(name="mix", kind=JOINT, options=MixOptions, colour="#009E73",
-                summary="joint: Σ w·L_DPO on a batch of every objective", plan=every_objective, loss=loss,
-                batch_size=objective_batch_size)
+METHOD = Method(
+    name="mix",
+    kind=JOINT,
+    options=MixOptions,
+    colour="#009E73",
+    summary="joint: Σ w·L_DPO on a batch of every objective",
+    plan=every_objective,
+    loss=loss,
+    batch_size=objective_batch_size,
+)

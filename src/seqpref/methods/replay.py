@@ -21,9 +21,13 @@ from seqpref.methods.base import SEQUENTIAL, Method
 class ReplayOptions:
     """``method_options.replay``."""
 
-    share: float = field(default=0.25, metadata={
-        "help": "share of every micro-batch drawn from the earlier objectives' train pairs (pooled, seeded), in [0, 1).",
-        "schema": {"minimum": 0, "exclusiveMaximum": 1}})
+    share: float = field(
+        default=0.25,
+        metadata={
+            "help": "share of every micro-batch drawn from the earlier objectives' train pairs (pooled, seeded), in [0, 1).",
+            "schema": {"minimum": 0, "exclusiveMaximum": 1},
+        },
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.share < 1.0:
@@ -52,8 +56,10 @@ class ReplayBatchSampler:
         self.batch_size, self.steps, self.seed, self.accumulation = batch_size, steps, seed, accumulation
         self.replayed = replayed_per_batch(share, batch_size)
         if share > 0 and self.replayed == 0:
-            raise ValueError(f"replay.share {share} of a batch of {batch_size} replays no pair (round half to even): "
-                             "raise the share or the batch size")
+            raise ValueError(
+                f"replay.share {share} of a batch of {batch_size} replays no pair (round half to even): "
+                "raise the share or the batch size"
+            )
 
     def __len__(self) -> int:
         return self.steps * self.accumulation
@@ -78,6 +84,13 @@ def batches(options: ReplayOptions, sizes: list[int], batch_size: int, steps: in
     return ReplayBatchSampler(sizes, batch_size, options.share, steps, seed, accumulation)
 
 
-METHOD = Method(name="replay", kind=SEQUENTIAL, options=ReplayOptions, colour="#CC79A7",
-                summary="sequential DPO replaying a share of earlier objectives' pairs", batches=batches, sham=True,
-                replays_earlier=True)
+METHOD = Method(
+    name="replay",
+    kind=SEQUENTIAL,
+    options=ReplayOptions,
+    colour="#CC79A7",
+    summary="sequential DPO replaying a share of earlier objectives' pairs",
+    batches=batches,
+    sham=True,
+    replays_earlier=True,
+)

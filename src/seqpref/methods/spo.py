@@ -39,8 +39,11 @@ class SPOOptions:
 
     penalty: float = field(default=1.0, metadata={"help": "λ, the penalty's weight.", "schema": {"minimum": 0}})
     lookahead_lr: float | None = field(
-        default=None, metadata={"help": "η of the one-step look-ahead; null = train.learning_rate.",
-                                 "schema": {"exclusiveMinimum": 0}}
+        default=None,
+        metadata={
+            "help": "η of the one-step look-ahead; null = train.learning_rate.",
+            "schema": {"exclusiveMinimum": 0},
+        },
     )
 
     def __post_init__(self):

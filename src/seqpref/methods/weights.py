@@ -9,9 +9,13 @@ import numpy as np
 
 def weights_field():
     """The ``weights`` option every joint method has: objective → w (missing = 1), normalised per setting."""
-    return field(default_factory=dict, metadata={
-        "help": "objective → w (missing = 1), normalised to sum 1 per setting.",
-        "schema": {"additionalProperties": {"type": "number", "exclusiveMinimum": 0}}})
+    return field(
+        default_factory=dict,
+        metadata={
+            "help": "objective → w (missing = 1), normalised to sum 1 per setting.",
+            "schema": {"additionalProperties": {"type": "number", "exclusiveMinimum": 0}},
+        },
+    )
 
 
 def check_weights(method: str, weights: dict[str, float]) -> None:
