@@ -118,28 +118,43 @@ def arrow(order: str) -> str:
 
 # --- the real-model study (config/real.yaml) -------------------------------------------------------------------
 
-REAL_BUILT = {"concise_vs_detailed": "conflicting: the same pairs, preferences swapped",
-              "concise_vs_spelling": "independent: other attribute, disjoint prompts, equal lengths"}
+REAL_BUILT = {
+    "concise_vs_detailed": "conflicting: the same pairs, preferences swapped",
+    "concise_vs_spelling": "independent: other attribute, disjoint prompts, equal lengths",
+}
 
 
 @renderer("real.dpo")
-def real_dpo() -> str:
-    """Sequential DPO on the real files: the earlier objective after the later stage, per setting and order."""
+def real_dpo(name: str = "real") -> str:
+    """Sequential DPO on the real files: the earlier objective after the later stage, per setting and order
+    (``name``: the study's snapshot folder)."""
     rows, seen = [], set()
-    for r in earlier(study("real", "summary.parquet")).itertuples():
-        rows.append([f"`{r.setting}`" if r.setting not in seen else "", REAL_BUILT.get(r.setting, "") if r.setting not in seen else "",
-                     f"{arrow(r.order)}: {num(r.own_margin, 2, False)} → {num(r.reward_margin, 2, False)} "
-                     f"(change {ci(r.reward_margin_change, r.reward_margin_change_lo, r.reward_margin_change_hi)})",
-                     f"`{r.label}`"])
+    for r in earlier(study(name, "summary.parquet")).itertuples():
+        rows.append(
+            [
+                f"`{r.setting}`" if r.setting not in seen else "",
+                REAL_BUILT.get(r.setting, "") if r.setting not in seen else "",
+                f"{arrow(r.order)}: {num(r.own_margin, 2, False)} → {num(r.reward_margin, 2, False)} "
+                f"(change {ci(r.reward_margin_change, r.reward_margin_change_lo, r.reward_margin_change_hi)})",
+                f"`{r.label}`",
+            ]
+        )
         seen.add(r.setting)
-    return table(["setting", "by construction", "DPO, earlier objective after the later stage (reward margin, nats, "
-                  "95% interval over pairs: one seed)", "label"], rows)
+    return table(
+        [
+            "setting",
+            "by construction",
+            "DPO, earlier objective after the later stage (reward margin, nats, 95% interval over pairs: one seed)",
+            "label",
+        ],
+        rows,
+    )
 
 
 @renderer("real.dpo_shares")
-def real_dpo_shares() -> str:
+def real_dpo_shares(name: str = "real") -> str:
     """The earlier objectives' change as a share of their own gain, per setting."""
-    rows = earlier(study("real", "summary.parquet"))
+    rows = earlier(study(name, "summary.parquet"))
     parts = []
     for setting, group in rows.groupby("setting", sort=True):
         shares = ", ".join(f"{pct(r.share_of_own_gain)} ({r.objective})" for r in group.itertuples())
@@ -148,23 +163,42 @@ def real_dpo_shares() -> str:
 
 
 @renderer("real.controls")
-def real_controls() -> str:
+def real_controls(name: str = "real") -> str:
     """The real study's sham controls, one row per sequential run."""
-    return controls_table(study("real", "controls.parquet"), digits=1)
+    return controls_table(study(name, "controls.parquet"), digits=1)
 
 
 def controls_table(controls: pd.DataFrame, digits: int, method: str = "dpo") -> str:
     """Real stage, sham stage, their difference, the sham on its own objective, distance ratio, control label."""
     rows = []
     for r in controls[controls["method"] == method].itertuples():
-        rows.append([r.setting, arrow(r.order), r.objective,
-                     ci(r.change_real, r.change_real_lo, r.change_real_hi, digits),
-                     ci(r.change_sham, r.change_sham_lo, r.change_sham_hi, digits),
-                     ci(r.specific, r.specific_lo, r.specific_hi, digits),
-                     f"{num(r.sham_own_change)} of {num(r.real_own_change)}", f"{r.change_norm_ratio:.2f}",
-                     f"`{r.control_label}`"])
-    return table(["setting", "order", "earlier objective", "real stage", "sham stage", "specific (real − sham)",
-                  "sham on its own objective, of the real stage's", "‖Δθ‖ sham / real", "control label"], rows)
+        rows.append(
+            [
+                r.setting,
+                arrow(r.order),
+                r.objective,
+                ci(r.change_real, r.change_real_lo, r.change_real_hi, digits),
+                ci(r.change_sham, r.change_sham_lo, r.change_sham_hi, digits),
+                ci(r.specific, r.specific_lo, r.specific_hi, digits),
+                f"{num(r.sham_own_change)} of {num(r.real_own_change)}",
+                f"{r.change_norm_ratio:.2f}",
+                f"`{r.control_label}`",
+            ]
+        )
+    return table(
+        [
+            "setting",
+            "order",
+            "earlier objective",
+            "real stage",
+            "sham stage",
+            "specific (real − sham)",
+            "sham on its own objective, of the real stage's",
+            "‖Δθ‖ sham / real",
+            "control label",
+        ],
+        rows,
+    )
 
 
 #: the real setting whose Pareto points and hypervolumes the docs quote (the other's hypervolumes are all ~0)
@@ -172,29 +206,78 @@ REAL_FRONT = "concise_vs_spelling"
 
 
 @renderer("real.alright")
-def real_alright() -> str:
+def real_alright(name: str = "real") -> str:
     """ALRIGHT against DPO on the real files: budgets, dominance and hypervolumes."""
-    verdicts = study("real", "verdicts.tsv")
+    verdicts = study(name, "verdicts.tsv")
     joint = verdicts[verdicts["method"] == "alright"]
-    hv = study("real", "hypervolume.parquet").set_index(["setting", "method"])
-    pareto = study("real", "pareto.parquet")
-    lines = [f"The joint `alright` spends the sequential runs' budget ({joint['pairs_seen_total'].max()} pairs, "
-             f"{joint['optimizer_steps_total'].max()} optimiser steps, "
-             f"{joint['tokens_total'].min() / 1000:.1f}k–{joint['tokens_total'].max() / 1000:.1f}k tokens over the two "
-             "stages, `tables/verdicts.tsv`)."]
+    hv = study(name, "hypervolume.parquet").set_index(["setting", "method"])
+    pareto = study(name, "pareto.parquet")
+    lines = [
+        f"The joint `alright` spends the sequential runs' budget ({joint['pairs_seen_total'].max()} pairs, "
+        f"{joint['optimizer_steps_total'].max()} optimiser steps, "
+        f"{joint['tokens_total'].min() / 1000:.1f}k–{joint['tokens_total'].max() / 1000:.1f}k tokens over the two "
+        "stages, `tables/verdicts.tsv`)."
+    ]
     for setting, group in pareto[pareto["setting"] == REAL_FRONT].groupby("setting"):
         dominated = group[group["dominated"]]
         a, d = hv.loc[(setting, "alright")], hv.loc[(setting, "dpo")]
-        lines.append(f"On `{setting}`: {len(dominated)} of {len(group)} points shown dominated "
-                     f"({', '.join(f'{m} {arrow(o)}' for m, o in zip(dominated.method, dominated.order)) or 'none'}); "
-                     f"hypervolume (nats²) alright {hv_text(a)}, dpo {hv_text(d)} (best single order "
-                     f"{d.best_point_hypervolume:.0f} [{d.best_point_hypervolume_lo:.0f}, {d.best_point_hypervolume_hi:.0f}]).")
+        lines.append(
+            f"On `{setting}`: {len(dominated)} of {len(group)} points shown dominated "
+            f"({', '.join(f'{m} {arrow(o)}' for m, o in zip(dominated.method, dominated.order)) or 'none'}); "
+            f"hypervolume (nats²) alright {hv_text(a)}, dpo {hv_text(d)} (best single order "
+            f"{d.best_point_hypervolume:.0f} [{d.best_point_hypervolume_lo:.0f}, {d.best_point_hypervolume_hi:.0f}])."
+        )
     return "\n".join(lines) + "\n"
 
 
 def hv_text(row: pd.Series, digits: int = 0) -> str:
     """A hypervolume with its interval, unsigned."""
     return f"{row.hypervolume:.{digits}f} [{row.hypervolume_lo:.{digits}f}, {row.hypervolume_hi:.{digits}f}]"
+
+
+# --- the real-model study on Gemma 3 270M (config/real.yaml, base_model: pip:gemma3-270m) ------------------------
+
+for _kind, _render in {
+    "dpo": real_dpo,
+    "dpo_shares": real_dpo_shares,
+    "controls": real_controls,
+    "alright": real_alright,
+}.items():
+    RENDERERS[f"gemma.{_kind}"] = lambda render=_render: render("gemma")
+
+
+@renderer("gemma.own")
+def gemma_own() -> str:
+    """Each objective's own stage 1 on both models (reward margin change, nats, and pairs ranked right after it)."""
+    rows = []
+    for label, name in (("SmolLM2-135M-Instruct", "real"), ("Gemma 3 270M", "gemma")):
+        summary = study(name, "summary.parquet")
+        own = summary[(summary["method"] == "dpo") & (summary["role"] == "trained") & (summary["stage"] == 1)]
+        rows += [
+            [
+                label,
+                f"`{r.setting}`",
+                r.objective,
+                ci(r.reward_margin_change, r.reward_margin_change_lo, r.reward_margin_change_hi),
+                pct(r.rel_accuracy),
+            ]
+            for r in own.sort_values(["setting", "objective"]).itertuples()
+        ]
+    return table(
+        ["model", "setting", "objective (own stage 1)", "change (nats, 95% interval)", "ranked right after"], rows
+    )
+
+
+@renderer("gemma.run")
+def gemma_run() -> str:
+    """The Gemma study's wall time and job count, from the end of its Snakemake log (``docs/data/gemma/run.txt``)."""
+    text = (DATA / "gemma" / "run.txt").read_text()
+    done = re.search(r"(\d+) of (\d+) steps \(100%\) done", text)
+    hours, minutes, seconds = re.search(r"Elapsed time: (\d+):(\d+):(\d+)", text).groups()
+    return (
+        f"{done.group(2)} jobs in {int(hours) * 60 + int(minutes)} min {int(seconds)} s "
+        "(`snakemake --cores 2`, 2 CPU cores).\n"
+    )
 
 
 # --- public human preference data (config/public.yaml) --------------------------------------------------------
@@ -208,9 +291,13 @@ def public_curve() -> str:
     rows = []
     for objective, group in curve.groupby("objective"):
         by_step = group.set_index("step")
-        rows.append([objective, str(int(group["eval_pairs"].iloc[0]))] +
-                    [f"{ci(r.margin_change, r.lo, r.hi)}, {pct(r.ranked_right)} ranked right"
-                     for r in (by_step.loc[s] for s in steps)])
+        rows.append(
+            [objective, str(int(group["eval_pairs"].iloc[0]))]
+            + [
+                f"{ci(r.margin_change, r.lo, r.hi)}, {pct(r.ranked_right)} ranked right"
+                for r in (by_step.loc[s] for s in steps)
+            ]
+        )
     pairs = curve.drop_duplicates("step").set_index("step")["pairs_trained"]
     return table(["own stage", "eval pairs"] + [f"{s} steps ({pairs[s]} pairs)" for s in steps], rows)
 
@@ -224,31 +311,46 @@ def public_findings() -> str:
     objectives = sorted(dpo["objective"].unique())
     first = dpo[(dpo["stage"] == 1)].set_index(["order", "objective"])
     late = earlier(summary).set_index("objective")
-    joint = summary[(summary["method"] == "alright") & (summary["stage"] == summary["stage"].max())].set_index("objective")
-    rows = {"own stage 1 (DPO)": [], "the other objective during that stage": [],
-            "earlier objective after the later stage": [], "sham at stage 2 (same text, preferences cancelled)": [],
-            "specific (real − sham)": [], "control": [], "ALRIGHT, both objectives jointly, after its two stages": []}
+    joint = summary[(summary["method"] == "alright") & (summary["stage"] == summary["stage"].max())].set_index(
+        "objective"
+    )
+    rows = {
+        "own stage 1 (DPO)": [],
+        "the other objective during that stage": [],
+        "earlier objective after the later stage": [],
+        "sham at stage 2 (same text, preferences cancelled)": [],
+        "specific (real − sham)": [],
+        "control": [],
+        "ALRIGHT, both objectives jointly, after its two stages": [],
+    }
     for o in objectives:
         other = next(x for x in objectives if x != o)
         own = first.loc[(f"{o}-{other}", o)]
         cross = first.loc[(f"{other}-{o}", o)]
         e, c, j = late.loc[o], controls.loc[o], joint.loc[o]
         rows["own stage 1 (DPO)"].append(
-            f"{ci(own.reward_margin, own.reward_margin_lo, own.reward_margin_hi)}, {pct(own.rel_accuracy)} ranked right")
+            f"{ci(own.reward_margin, own.reward_margin_lo, own.reward_margin_hi)}, {pct(own.rel_accuracy)} ranked right"
+        )
         rows["the other objective during that stage"].append(
-            f"{ci(cross.reward_margin_change, cross.reward_margin_change_lo, cross.reward_margin_change_hi)} ({other} trained)")
+            f"{ci(cross.reward_margin_change, cross.reward_margin_change_lo, cross.reward_margin_change_hi)} ({other} trained)"
+        )
         rows["earlier objective after the later stage"].append(
             f"{ci(e.reward_margin_change, e.reward_margin_change_lo, e.reward_margin_change_hi)}: `{e.label}` "
             f"(ranked right {pct(e.own_accuracy)} → {pct(e.rel_accuracy)}, "
-            f"{ci(e.rel_accuracy_change * 100, e.rel_accuracy_change_lo * 100, e.rel_accuracy_change_hi * 100, 1)} points)")
+            f"{ci(e.rel_accuracy_change * 100, e.rel_accuracy_change_lo * 100, e.rel_accuracy_change_hi * 100, 1)} points)"
+        )
         rows["sham at stage 2 (same text, preferences cancelled)"].append(
-            f"{ci(c.change_sham, c.change_sham_lo, c.change_sham_hi)}; ‖Δθ‖ {c.change_norm_ratio:.2f}× the real stage's")
+            f"{ci(c.change_sham, c.change_sham_lo, c.change_sham_hi)}; ‖Δθ‖ {c.change_norm_ratio:.2f}× the real stage's"
+        )
         rows["specific (real − sham)"].append(ci(c.specific, c.specific_lo, c.specific_hi))
         validity = "valid" if pd.isna(c.control_invalid_reason) else "not valid"
-        rows["control"].append(f"{validity} (sham moved its own objective {num(c.sham_own_change)} of "
-                               f"{num(c.real_own_change)}): `{c.control_label}`")
+        rows["control"].append(
+            f"{validity} (sham moved its own objective {num(c.sham_own_change)} of "
+            f"{num(c.real_own_change)}): `{c.control_label}`"
+        )
         rows["ALRIGHT, both objectives jointly, after its two stages"].append(
-            ci(j.reward_margin, j.reward_margin_lo, j.reward_margin_hi))
+            ci(j.reward_margin, j.reward_margin_lo, j.reward_margin_hi)
+        )
     return table([""] + objectives, [[k] + v for k, v in rows.items()])
 
 
@@ -262,11 +364,13 @@ def public_extent() -> str:
     half = (e["reward_margin_change_hi"] - e["reward_margin_change_lo"]) / 2
     dpo = verdicts[verdicts["method"] == "dpo"]
     n = summary[summary["stage"] == 1].drop_duplicates("objective").set_index("objective")["n"]
-    return (f"Every run spends {dpo['pairs_seen_total'].max()} pairs in {dpo['optimizer_steps_total'].max()} optimiser "
-            f"steps over its two stages; eval: {', '.join(f'{int(v)} {k} pairs' for k, v in n.items())}. "
-            f"Hypervolumes (nats²): alright {hv_text(hv.loc['alright'], 2)}, dpo {hv_text(hv.loc['dpo'], 2)}. "
-            f"Effects on the earlier objective below about {half.min():.1f}–{half.max():.1f} nats (the half-widths of "
-            "its intervals) cannot be seen.\n")
+    return (
+        f"Every run spends {dpo['pairs_seen_total'].max()} pairs in {dpo['optimizer_steps_total'].max()} optimiser "
+        f"steps over its two stages; eval: {', '.join(f'{int(v)} {k} pairs' for k, v in n.items())}. "
+        f"Hypervolumes (nats²): alright {hv_text(hv.loc['alright'], 2)}, dpo {hv_text(hv.loc['dpo'], 2)}. "
+        f"Effects on the earlier objective below about {half.min():.1f}–{half.max():.1f} nats (the half-widths of "
+        "its intervals) cannot be seen.\n"
+    )
 
 
 # --- the lab -----------------------------------------------------------------------------------------------------
@@ -289,12 +393,16 @@ def lab_readings() -> str:
 def lab_coverage() -> str:
     """Coverage and median width of the tables' interval and the pooled bootstrap on the 8-seed lab."""
     cov = study("lab-coverage", "coverage.parquet")
-    g = cov.groupby(["seeds", "interval"]).agg(coverage=("covered", "mean"), n=("covered", "size"),
-                                                width=("width", "median"))
-    parts = [f"at {s} seeds ({g.loc[(s, 'crossed'), 'n']} intervals) the tables' interval covers "
-             f"{g.loc[(s, 'crossed'), 'coverage'] * 100:.1f}% with a median width of {g.loc[(s, 'crossed'), 'width']:.2f} "
-             f"nats, the pooled bootstrap {g.loc[(s, 'bootstrap'), 'coverage'] * 100:.1f}% at "
-             f"{g.loc[(s, 'bootstrap'), 'width']:.2f}" for s in sorted(cov["seeds"].unique())]
+    g = cov.groupby(["seeds", "interval"]).agg(
+        coverage=("covered", "mean"), n=("covered", "size"), width=("width", "median")
+    )
+    parts = [
+        f"at {s} seeds ({g.loc[(s, 'crossed'), 'n']} intervals) the tables' interval covers "
+        f"{g.loc[(s, 'crossed'), 'coverage'] * 100:.1f}% with a median width of {g.loc[(s, 'crossed'), 'width']:.2f} "
+        f"nats, the pooled bootstrap {g.loc[(s, 'bootstrap'), 'coverage'] * 100:.1f}% at "
+        f"{g.loc[(s, 'bootstrap'), 'width']:.2f}"
+        for s in sorted(cov["seeds"].unique())
+    ]
     return "On the lab itself: " + "; ".join(parts) + ".\n"
 
 
@@ -304,14 +412,20 @@ def lab_controls() -> str:
     controls = study("sham-designs", "lab_halfswap_matched.parquet")
     dpo = controls[controls["method"] == "dpo"]
     valid = int(dpo["control_invalid_reason"].isna().sum())
-    return (f"Every sham moved the adapter {dpo['change_norm_ratio'].min():.2f}–{dpo['change_norm_ratio'].max():.2f}× "
-            f"as far as its real stage; {valid} of {len(dpo)} controls are valid.\n\n" + controls_table(controls, 2))
+    return (
+        f"Every sham moved the adapter {dpo['change_norm_ratio'].min():.2f}–{dpo['change_norm_ratio'].max():.2f}× "
+        f"as far as its real stage; {valid} of {len(dpo)} controls are valid.\n\n" + controls_table(controls, 2)
+    )
 
 
 # --- controls: the sham designs ----------------------------------------------------------------------------------
 
-DESIGNS = {"halfswap_unmatched": "`half_swap`", "halfswap_matched": "`half_swap` + distance match (default)",
-           "prevref_unmatched": "`previous_reference`", "prevref_matched": "`previous_reference` + distance match"}
+DESIGNS = {
+    "halfswap_unmatched": "`half_swap`",
+    "halfswap_matched": "`half_swap` + distance match (default)",
+    "prevref_unmatched": "`previous_reference`",
+    "prevref_matched": "`previous_reference` + distance match",
+}
 
 
 def design_stages(study_name: str, design: str) -> pd.DataFrame:
@@ -333,12 +447,25 @@ def designs_lab() -> str:
     for key, label in DESIGNS.items():
         s = design_stages("lab", key)
         by = s.groupby(["setting", "method"])[["own_ratio", "change_norm_ratio"]].median()
-        rows.append([label, f"{by.own_ratio.min():.2f}–{by.own_ratio.max():.2f}",
-                     f"{by.change_norm_ratio.min():.2f}–{by.change_norm_ratio.max():.2f}"] +
-                    [f"{int(s[c].sum())} / {len(s)}" for c in ("neutral", "distance_ok", "valid")])
-    return table(["design", "own change, sham / real (median per setting and method)",
-                  "‖Δθ‖ sham / real (median per setting and method)",
-                  "neutral", "distance", "valid"], rows)
+        rows.append(
+            [
+                label,
+                f"{by.own_ratio.min():.2f}–{by.own_ratio.max():.2f}",
+                f"{by.change_norm_ratio.min():.2f}–{by.change_norm_ratio.max():.2f}",
+            ]
+            + [f"{int(s[c].sum())} / {len(s)}" for c in ("neutral", "distance_ok", "valid")]
+        )
+    return table(
+        [
+            "design",
+            "own change, sham / real (median per setting and method)",
+            "‖Δθ‖ sham / real (median per setting and method)",
+            "neutral",
+            "distance",
+            "valid",
+        ],
+        rows,
+    )
 
 
 @renderer("controls.designs_real")
@@ -347,19 +474,30 @@ def designs_real() -> str:
     rows = []
     for key, label in DESIGNS.items():
         s = design_stages("real", key)
-        cells = [", ".join(f"{num(r.sham_own_change)} of {num(r.real_own_change)}" for r in g.itertuples())
-                 for _, g in s.groupby("setting")]
+        cells = [
+            ", ".join(f"{num(r.sham_own_change)} of {num(r.real_own_change)}" for r in g.itertuples())
+            for _, g in s.groupby("setting")
+        ]
         lo, hi = s["change_norm_ratio"].min(), s["change_norm_ratio"].max()
-        rows.append([label] + cells + [f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}–{hi:.2f}",
-                                      f"{int(s['valid'].sum())} / {len(s)}"])
+        rows.append(
+            [label]
+            + cells
+            + [
+                f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}–{hi:.2f}",
+                f"{int(s['valid'].sum())} / {len(s)}",
+            ]
+        )
     settings = sorted(design_stages("real", "halfswap_matched")["setting"].unique())
     return table(["design"] + [f"`{x}` (per sham)" for x in settings] + ["‖Δθ‖ sham / real", "valid"], rows)
 
 
 # --- calibration (benchmarks/calibration.py) ---------------------------------------------------------------------
 
-INTERVALS = {"crossed": "tables (seeds and pairs)", "fieller": "share of own gain (Fieller)",
-             "bootstrap": "pooled bootstrap (before)"}
+INTERVALS = {
+    "crossed": "tables (seeds and pairs)",
+    "fieller": "share of own gain (Fieller)",
+    "bootstrap": "pooled bootstrap (before)",
+}
 
 
 def calibration() -> pd.DataFrame:
@@ -403,8 +541,13 @@ def workflow_facts() -> dict:
     plans = {}
     for label, configs in PLANS.items():
         extra = ["results=/nonexistent/seqpref-docs-plan"] + PLAN_EXTRA.get(label, [])
-        out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--configfile", *configs,
-                              "--config", *extra], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--configfile", *configs, "--config", *extra],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         plans[label] = int(re.search(r"^total\s+(\d+)", out, re.MULTILINE).group(1))
     out = subprocess.run([sys.executable, "-c", RULE_RESOURCES], cwd=REPO, capture_output=True, text=True, check=True)
     gpu = json.loads(next(line[3:] for line in out.stdout.splitlines() if line.startswith("GPU")))
