@@ -53,6 +53,7 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="seqpref-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "Snakefile", workdir)
+    shutil.copy(REPO / "environment.yml", workdir)
     shutil.copytree(REPO / "workflow", workdir / "workflow", dirs_exist_ok=True)
     (workdir / "config").mkdir(exist_ok=True)
     shutil.copy(args.config, workdir / "config/config.yaml")

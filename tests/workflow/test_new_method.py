@@ -62,6 +62,7 @@ def repository(tmp_path_factory) -> Path:
     for folder in ("src", "workflow", "profiles"):
         shutil.copytree(REPO / folder, root / folder, ignore=ignore)
     shutil.copy(REPO / "Snakefile", root / "Snakefile")
+    shutil.copy(REPO / "environment.yml", root / "environment.yml")
     methods = root / "src/seqpref/methods"
     (methods / f"{NEW}.py").write_text(MODULE)
     registry = (methods / "__init__.py").read_text()

@@ -14,11 +14,13 @@ import pytest
 import yaml
 from workflow_helpers import REPO, gpu_rules, parsed_rules
 
+from seqpref import launch
+
 pytestmark = pytest.mark.workflow
 
 PROFILE = REPO / "profiles/slurm/profile.yaml"
 #: what a step's shell command starts with, by how it starts (workflow/rules/common.smk, LAUNCH)
-GPUS, WARM = "python -m seqpref.gpus -- python -m ", "python -m seqpref.warm -- python -m "
+GPUS, WARM = launch.step("", "gpu"), launch.step("", "torch")  # the prefixes of a step that loads a model, or torch
 #: resources only SLURM reads: the profile's to set
 SLURM_ONLY = re.compile(r"slurm_\w+|cpus_per_gpu")
 

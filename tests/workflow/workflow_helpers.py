@@ -40,8 +40,9 @@ def conflicting_pairs(workdir: Path):
 
 
 def copy_workflow(target: Path, config: Path) -> Path:
-    """A fresh working copy: Snakefile, workflow/, profiles/ and ``config`` as config/config.yaml."""
+    """A fresh working copy: Snakefile, environment.yml, workflow/, profiles/ and ``config`` as config/config.yaml."""
     shutil.copy(REPO / "Snakefile", target / "Snakefile")
+    shutil.copy(REPO / "environment.yml", target / "environment.yml")  # every rule's conda: names it
     shutil.copytree(REPO / "workflow", target / "workflow")
     shutil.copytree(REPO / "profiles", target / "profiles")
     (target / "config").mkdir()

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 import seqpref
 from seqpref import guard, gguf_import, methods, plan
 from seqpref.config import check_config
+from seqpref.launch import gpu_resources, step
 from seqpref.options import TrainOptions, recorded_options
 
 # every problem named with its key and what was expected, then the defaults filled in: the schema's
@@ -62,39 +63,7 @@ wildcard_constraints:
     split="train|eval",
 
 
-# ---- how a step starts and what it asks for ---------------------------------------------------
-
-# How a step starts, by what it needs. A step that loads a model ("gpu") runs through
-# `python -m seqpref.gpus --`: on a workstation with several GPUs each local job gets a GPU of its own
-# (snakemake does not assign GPU ids, snakemake issue #281); under SLURM, and without GPUs, the step
-# runs as is (seqpref.gpus hands it to seqpref.warm). A step that imports torch but loads no model
-# ("torch") runs through `python -m seqpref.warm --`: on a workstation it is forked from a server that
-# imported torch/transformers/PEFT/TRL once, instead of importing them again (4-5 s a job); under
-# SLURM, or with warm_start: false, it starts cold. Any other step (data, tables, figures) is a plain
-# `python -m`.
-LAUNCH = {"gpu": "python -m seqpref.gpus -- ", "torch": "python -m seqpref.warm -- ", None: ""}
-
-# What a step that loads a model asks for, by job shape: one GPU each (so `--resources gpu=N` runs N
-# at once), its memory and its time. These are a workstation's sizes (the lab's); the SLURM profile,
-# profiles/slurm, gives these rules its GPU partition and a cluster's memory and time.
-GPU_STEPS = {
-    "train": {"mem_mb": 4000, "runtime": 120},
-    "score": {"mem_mb": 4000, "runtime": 60},
-    "logps": {"mem_mb": 4000, "runtime": 60},
-    "merge": {"mem_mb": 4000, "runtime": 30},
-}
-
-
-def step(module, needs=None):
-    """The start of a shell command that runs ``python -m <module>``, by what the step needs: "gpu"
-    (it loads a model), "torch" (it imports torch, loads no model) or None (neither)."""
-    return f"{LAUNCH[needs]}python -m {module}"
-
-
-def gpu_resources(shape):
-    """The resources of a step of job ``shape`` (a key of GPU_STEPS) that loads a model: its GPU,
-    memory and runtime, as a dict for ``resources: **gpu_resources(shape)``."""
-    return {**GPU_STEPS[shape], "gpu": 1}
+# ---- how a step starts and what a model-loading step asks for: seqpref.launch (step, gpu_resources)
 
 
 def as_json(value):
