@@ -568,6 +568,38 @@ def workflow_gpu_rules() -> str:
     return f"{len(gpu)} rules ask for one GPU: " + ", ".join(f"`{name}`" for name in gpu) + ".\n"
 
 
+# --- make demo on a fresh clone (the lab study, end to end) --------------------------------------------------
+
+
+@renderer("demo.breakdown")
+def demo_breakdown() -> str:
+    """Where ``make demo``'s workflow time went, per rule, from its Snakemake log (``docs/data/demo/``)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from demo_breakdown import job_seconds
+
+    per_rule, wall = job_seconds(DATA / "demo" / "snakemake.log")
+    rules = sorted(per_rule.items(), key=lambda item: -sum(item[1]))
+    rows = [
+        [f"`{rule}`", str(len(seconds)), f"{sum(seconds) / len(seconds):.1f}", f"{sum(seconds):.0f}"]
+        for rule, seconds in rules[:8]
+    ]
+    rest = [value for _, seconds in rules[8:] for value in seconds]
+    rows.append([f"the other {len(rest)} jobs", str(len(rest)), "", f"{sum(rest):.0f}"])
+    total = sum(sum(seconds) for seconds in per_rule.values())
+    jobs = sum(len(seconds) for seconds in per_rule.values())
+    rows.append(["**all jobs**", str(jobs), "", f"**{total:.0f}**"])
+    rows.append(["wall time, 2 cores", "", "", f"{wall:.0f}"])
+    return table(["rule", "jobs", "mean s", "sum s"], rows)
+
+
+@renderer("demo.total")
+def demo_total() -> str:
+    """``make demo``'s time on a fresh clone, from ``docs/data/demo/make_demo.txt`` (``total=…s workflow=…s``)."""
+    text = (DATA / "demo" / "make_demo.txt").read_text()
+    total = int(re.search(r"total=(\d+)s", text).group(1))
+    return f"**{total // 60} min {total % 60} s** (installation included).\n"
+
+
 # --- the pages ---------------------------------------------------------------------------------------------------
 
 
