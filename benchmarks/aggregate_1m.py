@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from record import json_argument, write_record
 
 from seqpref import aggregate, stats, tables
 from seqpref.options import LabelOptions
@@ -77,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--n-boot", type=int, default=1000)
+    json_argument(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="seqpref-agg-"))
     paths = synthetic_scores(args.rows, work / "scores")
@@ -103,6 +105,18 @@ def main() -> None:
     print(
         f"bootstrap core, {n_pairs:,} pairs × 3 stages × {args.n_boot} resamples: counts@values {t1 - t0:.3f} s, "
         f"gather {t2 - t1:.3f} s, speed-up ×{(t2 - t1) / (t1 - t0):.1f}"
+    )
+    write_record(
+        args.json,
+        {
+            "rows": n_rows,
+            "files": len(paths),
+            "n_boot": args.n_boot,
+            "aggregate_s": elapsed,
+            "bootstrap_pairs": n_pairs,
+            "bootstrap_s": t1 - t0,
+            "gather_s": t2 - t1,
+        },
     )
 
 

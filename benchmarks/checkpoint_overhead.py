@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from record import json_argument, write_record
 
 from seqpref import base_model, data, logps, tables, train
 from seqpref.options import LabModelOptions, TrainOptions
@@ -29,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--every", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--repeats", type=int, default=3)
+    json_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="seqpref-ckpt-"))
@@ -57,13 +59,28 @@ def main() -> None:
     base = statistics.median(timings[0])
     print(f"lab stage: {summary['steps']} optimiser steps of 16 pairs; median of {args.repeats}, one thread")
     print(f"checkpoint_every 0 (off): {base:.3f} s")
+    rows = []
     for every in args.every:
         median = statistics.median(timings[every])
         saves = summary["steps"] // every
+        per_save_ms = (median - base) / max(saves, 1) * 1000
         print(
             f"checkpoint_every {every}: {median:.3f} s, ×{median / base:.3f} ({saves} checkpoints, "
-            f"{(median - base) / max(saves, 1) * 1000:.0f} ms each)"
+            f"{per_save_ms:.0f} ms each)"
         )
+        rows.append(
+            {"every": every, "stage_s": median, "ratio": median / base, "checkpoints": saves, "ms_each": per_save_ms}
+        )
+    write_record(
+        args.json,
+        {
+            "steps": summary["steps"],
+            "repeats": args.repeats,
+            "stage_s_off": base,
+            "timings": {str(k): v for k, v in timings.items()},
+            "with": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from record import json_argument, write_record
 
 from seqpref import base_model, data, logps, tables, train
 from seqpref.options import DiagnosticsOptions, LabModelOptions, TrainOptions
@@ -28,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    json_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="seqpref-diag-"))
@@ -78,9 +80,22 @@ def main() -> None:
     probes = len([s for s in range(1, steps + 1) if s == 1 or s % args.every == 0])
     print(f"stage 2: {steps} optimiser steps, {probes} probes (every {args.every}), median of {args.repeats}")
     print(f"train_stage without diagnostics: {off:.2f} s; with: {on:.2f} s; ratio ×{on / off:.2f}")
-    print(
-        f"probe time inside the stage: {statistics.median(probe_seconds):.2f} s "
-        f"({statistics.median(probe_seconds) / probes * 1000:.0f} ms per probe)"
+    probe = statistics.median(probe_seconds)
+    print(f"probe time inside the stage: {probe:.2f} s ({probe / probes * 1000:.0f} ms per probe)")
+    write_record(
+        args.json,
+        {
+            "steps": steps,
+            "probes": probes,
+            "every": args.every,
+            "repeats": args.repeats,
+            "stage_s_off": off,
+            "stage_s_on": on,
+            "ratio": on / off,
+            "probe_s": probe,
+            "ms_per_probe": probe / probes * 1000,
+            "timings": timings,
+        },
     )
 
 

@@ -1,15 +1,17 @@
 """Time the lab study end to end and summarise every job's Snakemake benchmark file.
 
-    python benchmarks/lab_demo.py [--config config/config.yaml] [--cores 2] [--workdir DIR]
+    python benchmarks/lab_demo.py [--config config/config.yaml] [--cores 2] [--workdir DIR] [--cold] [--json PATH]
 
 Copies the workflow into a fresh working directory (so nothing is reused), runs
 ``snakemake --cores N`` there, and prints the wall time and, per rule, the job count, mean and max
-wall seconds and the peak resident memory (max_rss, MB) from ``results/benchmarks/**.tsv``.
+wall seconds and the peak resident memory (max_rss, MB) from ``results/benchmarks/**.tsv``. ``--cold``
+runs it with ``warm_start: false`` (every step in a fresh Python, as before warm start).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from record import json_argument, write_record
 
 from seqpref.warm import ran_warm
 
@@ -49,6 +52,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config/config.yaml"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--workdir", default=None, help="fresh directory to run in (default: a temporary one)")
+    parser.add_argument("--cold", action="store_true", help="warm_start: false (each step imports torch afresh)")
+    json_argument(parser)
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="seqpref-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +66,8 @@ def main() -> None:
     start = time.perf_counter()
     with open(workdir / "snakemake.log", "w") as log:
         subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", str(args.cores)],
+            [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
+            + (["--config", "warm_start=False"] if args.cold else []),
             cwd=workdir,
             env=env,
             check=True,
@@ -78,6 +84,20 @@ def main() -> None:
     print(f"wall time, snakemake end to end: {wall:.1f} s")
     print(f"sum of benchmarked job times: {jobs['seconds'].sum():.1f} s over {len(jobs)} jobs")
     print(per_rule.round(2).to_string())
+    write_record(
+        args.json,
+        {
+            "config": Path(args.config).resolve().relative_to(REPO).as_posix()
+            if Path(args.config).resolve().is_relative_to(REPO)
+            else args.config,
+            "cores": args.cores,
+            "warm_start": not args.cold,
+            "wall_s": wall,
+            "jobs": len(jobs),
+            "job_seconds": float(jobs["seconds"].sum()),
+            "rules": json.loads(per_rule.to_json(orient="index")),
+        },
+    )
     if jobs["max_rss"].notna().any():
         heaviest = jobs.loc[jobs["max_rss"].idxmax()]
         print(f"heaviest job: {heaviest['rule']} peak RSS {heaviest['max_rss']:.0f} MB")

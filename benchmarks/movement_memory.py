@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from record import json_argument, write_record
+
 LAYERS = 32
 SHAPES = {  # module → (out, in) of Llama-3.1-8B
     "self_attn.q_proj": (4096, 4096),
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=3)
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--dense-layers", type=int, default=1)
+    json_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         full = write_adapters(Path(tmp) / "full", args.stages, args.rank, LAYERS)
@@ -141,6 +144,22 @@ def main() -> None:
         f"low rank (float64 Gram matrices) vs the old dense float32 path on {args.dense_layers} layer(s): max relative "
         f"difference of update norms {worst:.2e} -- the dense path's float32 reduction over ~10^8 entries; "
         "tests/model/test_movement.py checks low rank against dense float64 to 1e-9"
+    )
+    write_record(
+        args.json,
+        {
+            "stages": args.stages,
+            "rank": args.rank,
+            "layers": LAYERS,
+            "dense_layers": args.dense_layers,
+            "adapters_mb": size_mb,
+            "imports_rss_mb": baseline,
+            "low_rank_rss_mb": low["peak_rss_mb"],
+            "dense_rss_mb": dense["peak_rss_mb"],
+            "dense_mb_per_layer": per_layer,
+            "dense_all_layers_mb": baseline + per_layer * LAYERS,
+            "max_relative_difference": worst,
+        },
     )
 
 

@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 import yaml
+from record import json_argument, write_record
 
 from seqpref import plan
 
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of one GPU")
     parser.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed")
     parser.add_argument("--load-minutes", type=float, default=1.0, help="GPU minutes a job spends loading the model")
+    json_argument(parser)
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
     results = Path(args.results or config.get("results", "results"))
@@ -133,6 +135,23 @@ def main() -> None:
     hours_load = gpu_jobs * args.load_minutes / 60
     print(f"model loads: {gpu_jobs} GPU jobs x {args.load_minutes:g} min -> {hours_load:,.1f} GPU-hours")
     print(f"total: {hours_train + hours_score + hours_load:,.1f} GPU-hours")
+    write_record(
+        args.json,
+        {
+            "config": args.config,
+            "seeds": seeds,
+            "measured_lengths": measured_all,
+            "train_tokens_per_s": train_tps,
+            "score_tokens_per_s": score_tps,
+            "mfu": args.mfu,
+            "peak_tflops": args.peak_tflops,
+            "gpu_jobs": gpu_jobs,
+            "hours_train": hours_train,
+            "hours_score": hours_score,
+            "hours_load": hours_load,
+            "hours_total": hours_train + hours_score + hours_load,
+        },
+    )
 
 
 if __name__ == "__main__":

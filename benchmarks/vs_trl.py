@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from record import json_argument, write_record
 
 from seqpref import base_model, data, gguf_import, lab, logps, tables, train
 from seqpref.options import LabModelOptions, TrainOptions
@@ -212,6 +213,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=128)
+    json_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     options = TrainOptions(
@@ -258,6 +260,23 @@ def main() -> None:
             f"{stages[arm] / stages['seqpref']:11.2f}   {', '.join(f'{t:.1f}' for t in step_ms[arm])}"
         )
     print(json.dumps({"step_ms": steps, "stage_s": stages}))
+    write_record(
+        args.json,
+        {
+            "model": args.model,
+            "data": args.data,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "prompt_share": prompt_share,
+            "step_ms": steps,
+            "stage_s": stages,
+            "step_ms_rounds": step_ms,
+            "stage_s_rounds": stage_s,
+        },
+    )
 
 
 if __name__ == "__main__":
