@@ -84,7 +84,9 @@ def main() -> None:
     paths = synthetic_scores(args.rows, work / "scores")
     n_rows = sum(len(pd.read_parquet(p, columns=["pair_id"])) for p in paths)
     options = LabelOptions(n_boot=args.n_boot)
-    outputs = {name: str(work / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles")}
+    outputs = {
+        name: str(work / f"{name}.parquet") for name in ("pairs", "summary", "transfer", "quartiles", "controls")
+    }
     start = time.perf_counter()
     frames = aggregate.summary_tables(paths, outputs, options)
     elapsed = time.perf_counter() - start

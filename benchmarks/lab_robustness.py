@@ -7,9 +7,11 @@ and label at the last stage, the sham's change, the specific effect (real − sh
 and how far the sham moved the adapter relative to the real stage. Nothing is tuned: the lab's
 settings are what config/config.yaml says.
 
-    python benchmarks/lab_robustness.py [--cores 2] [--budgets 1 3] [--out results/robustness]
+    python benchmarks/lab_robustness.py [--cores 2] [--budgets 1 3] [--out results/robustness] [--json PATH]
 
-9.5 min (x1) and 11.5 min (x3) on 2 cores; a rerun reuses what is done.
+A rerun reuses what is done. ``docs/data/robustness/x<budget>/`` keeps each budget's ``controls.parquet``
+and ``diagnostics.parquet``, from which ``docs/render.py`` renders the table (:func:`label_table`) and
+the lab's gradient cosines; ``--json`` records each budget's wall seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from record import json_argument, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +50,7 @@ def run_budget(epochs: int, out: Path, cores: int) -> tuple[Path, float]:
             str(cores),
             f"{folder}/tables/controls.parquet",
             f"{folder}/tables/summary.parquet",
+            f"{folder}/tables/diagnostics.parquet",
             "--configfile",
             "config/config.yaml",
             str(patch),
@@ -57,9 +61,11 @@ def run_budget(epochs: int, out: Path, cores: int) -> tuple[Path, float]:
     return folder, time.perf_counter() - start
 
 
-def label_table(folder: Path, budget: int) -> pd.DataFrame:
-    """One row per setting, order and earlier objective at the last stage: raw and sham-corrected."""
-    controls = pd.read_parquet(folder / "tables/controls.parquet")
+def label_table(controls: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """One row per setting, order and earlier objective at the last stage of a study's
+    ``tables/controls.parquet`` (``controls``), run at ``budget`` times the lab's epochs: own gain, raw
+    change and label, sham change, specific effect (nats, [95% interval]), its share of the own gain,
+    the control label and the sham's distance ratio."""
     last = controls[controls["stage"] == controls.groupby(["setting", "order"])["stage"].transform("max")]
     last = last[last["role"] == "earlier"]
     rows = pd.DataFrame(
@@ -97,13 +103,16 @@ def main() -> None:
         "--budgets", type=int, nargs="+", default=[1, 3], help="epochs per stage (1 = the lab's budget)"
     )
     parser.add_argument("--out", type=Path, default=Path("results/robustness"))
+    json_argument(parser)
     args = parser.parse_args()
-    tables = []
+    tables, seconds = [], {}
     for epochs in args.budgets:
-        folder, seconds = run_budget(epochs, args.out, args.cores)
-        print(f"budget x{epochs}: {seconds / 60:.1f} min -> {folder}", flush=True)
-        tables.append(label_table(REPO / folder if not folder.is_absolute() else folder, epochs))
+        folder, seconds[f"x{epochs}"] = run_budget(epochs, args.out, args.cores)
+        print(f"budget x{epochs}: {seconds[f'x{epochs}'] / 60:.1f} min -> {folder}", flush=True)
+        folder = REPO / folder if not folder.is_absolute() else folder
+        tables.append(label_table(pd.read_parquet(folder / "tables/controls.parquet"), epochs))
     print(pd.concat(tables, ignore_index=True).to_markdown(index=False))
+    write_record(args.json, {"cores": args.cores, "wall_s": seconds})
 
 
 if __name__ == "__main__":

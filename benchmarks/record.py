@@ -59,8 +59,10 @@ def write_record(path: Path | None, result: dict) -> None:
     """
     if path is None:
         return
+    script = Path(sys.argv[0]).resolve()
+    script = script.relative_to(REPO) if script.is_relative_to(REPO) else script
     record = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": "python " + " ".join([script.as_posix(), *sys.argv[1:]]),
         "commit": commit(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
         "cpu": cpu_model(),

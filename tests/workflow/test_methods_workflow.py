@@ -7,7 +7,7 @@ table, the method figures, and reruns that touch one method only."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import sys
 
 import pandas as pd
 import pytest
@@ -16,11 +16,13 @@ from workflow_helpers import REPO, copy_workflow, planned_jobs, snakemake
 
 from seqpref import methods, metrics, plan, stats
 
-SMALL = Path(__file__).parent / "configs" / "lab_small.yaml"
+sys.path.insert(0, str(REPO / "benchmarks"))
+import lab_baselines  # noqa: E402
+
 METHODS = methods.names()
 SEQUENTIAL, JOINT = methods.names(methods.SEQUENTIAL), methods.names(methods.JOINT)
-LAMBDAS = [0.0, 0.5, 1.0]
-SETTING, FIRST, SECOND = "partial_conflict", "warm_comply", "warm_refuse"
+LAMBDAS, SETTING = lab_baselines.LAMBDAS, lab_baselines.SETTING
+FIRST, SECOND = "warm_comply", "warm_refuse"
 ORDER, REVERSED = f"{FIRST}-{SECOND}", f"{SECOND}-{FIRST}"
 
 pytestmark = pytest.mark.workflow
@@ -28,15 +30,9 @@ pytestmark = pytest.mark.workflow
 
 @pytest.fixture(scope="module")
 def methods_run(tmp_path_factory):
-    """The lab's partial-conflict setting (config/config.yaml) on the reduced lab's options, with every
-    method and seeds 0 and 1, run to completion."""
-    config = yaml.safe_load(SMALL.read_text())
-    config["settings"] = {SETTING: yaml.safe_load((REPO / "config/config.yaml").read_text())["settings"][SETTING]}
-    config["methods"], config["seeds"] = METHODS, [0, 1]
-    config.setdefault("method_options", {})["merge"] = {"lambdas": LAMBDAS}
-    config["controls"] = {"sham": False}  # the shams are the lab run's subject, not this one's
-    for figure in ("pair_scatter", "flip_plot", "gradient_cosine", "adapter_movement", "quartile_bars"):
-        config["figures"].pop(figure, None)
+    """The baselines study of ``benchmarks/lab_baselines.py`` (the lab's partial-conflict setting on the
+    reduced lab's options, every method, seeds 0 and 1), run to completion."""
+    config = lab_baselines.config()
     path = tmp_path_factory.mktemp("config") / "methods.yaml"
     path.write_text(yaml.safe_dump(config))
     workdir = copy_workflow(tmp_path_factory.mktemp("methods"), path)
