@@ -125,7 +125,7 @@ def run_dir(run: dict) -> str:
     return RUN_PATTERN.format(**run)
 
 
-def role(objective: str, order: str, stage: int, method: str = "dpo") -> str:
+def role(objective: str, order: str, stage: int, method: str) -> str:
     """Where ``objective`` stands at ``stage``: base (stage 0), trained, earlier or later; ``joint``
     at every stage of a joint method (all objectives are trained together); ``replayed`` for an earlier
     objective of a method whose stages replay earlier pairs. The roles in :data:`TRAINED_ROLES` are
@@ -142,7 +142,7 @@ def role(objective: str, order: str, stage: int, method: str = "dpo") -> str:
     return "later"
 
 
-def own_stage(objective: str, order: str, method: str = "dpo") -> int:
+def own_stage(objective: str, order: str, method: str) -> int:
     """The stage that trains ``objective`` (for backward transfer and quartiles); 1 for a joint
     method, which trains every objective from stage 1 on."""
     return 1 if is_joint(method) else stage_objectives(order).index(objective) + 1

@@ -89,7 +89,7 @@ def test_n_stages():
     ],
 )
 def test_role(objective, order, stage, expected):
-    assert plan.role(objective, order, stage) == expected
+    assert plan.role(objective, order, stage, "dpo") == expected
 
 
 def test_runs_count_and_order():

@@ -340,8 +340,14 @@ def score_path(run_dir, stage):
 
 
 def single_objective_run(setting, objective, seed):
-    """The run dir whose stage 1 is ``objective``'s single-objective run: the ``dpo`` order starting with it."""
-    return RUN.format(setting=setting, method="dpo", order=plan.optimum_order(config, setting, objective), seed=seed)
+    """The run dir whose stage 1 is ``objective``'s single-objective run: the order of
+    ``methods.SINGLE_OBJECTIVE`` (sequential DPO) that starts with it."""
+    return RUN.format(
+        setting=setting,
+        method=methods.SINGLE_OBJECTIVE,
+        order=plan.optimum_order(config, setting, objective),
+        seed=seed,
+    )
 
 
 def optimum_scores(wildcards):

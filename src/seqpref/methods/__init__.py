@@ -29,6 +29,12 @@ MODULES = (
 
 REGISTRY: dict[str, Method] = {m.name: m for m in (import_module(f"{__name__}.{module}").METHOD for module in MODULES)}
 
+#: the sequential method whose stage 1 is each objective's single-objective run: the f* of methods
+#: with ``single_objective = "scores"`` (MAXRIGHT) and the adapters of those with ``"adapters"`` (merge)
+#: are read from its runs, ordered to start with that objective (``seqpref.plan.optimum_order``)
+SINGLE_OBJECTIVE = "dpo"
+assert REGISTRY[SINGLE_OBJECTIVE].kind == SEQUENTIAL
+
 __all__ = [
     "JOINT",
     "KINDS",
@@ -36,6 +42,7 @@ __all__ = [
     "POST_HOC",
     "REGISTRY",
     "SEQUENTIAL",
+    "SINGLE_OBJECTIVE",
     "Method",
     "get",
     "kind",
