@@ -12,6 +12,7 @@ plain gather ``values[indices].mean(axis=1)``; it reports the ratio.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -108,6 +109,7 @@ def main() -> None:
         f"bootstrap core, {n_pairs:,} pairs × 3 stages × {args.n_boot} resamples: counts@values {t1 - t0:.3f} s, "
         f"gather {t2 - t1:.3f} s, speed-up ×{(t2 - t1) / (t1 - t0):.1f}"
     )
+    shutil.rmtree(work, ignore_errors=True)
     write_record(
         args.json,
         {

@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/baselines"))
     json_argument(parser)
     args = parser.parse_args()
+    args.out = args.out.resolve()
+    fresh = not (args.out / "results").exists()
     args.out.mkdir(parents=True, exist_ok=True)
     study = {**config(), "results": str(args.out / "results")}
     (args.out / "config.yaml").write_text(yaml.safe_dump(study))
@@ -72,7 +74,8 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
     print(f"{seconds / 60:.1f} min -> {study['results']}/tables")
-    write_record(args.json, {"cores": args.cores, "wall_s": seconds})
+    # a rerun reuses finished jobs, so its time is no run time: ``fresh`` says whether it started empty
+    write_record(args.json, {"cores": args.cores, "wall_s": seconds, "fresh": fresh})
 
 
 if __name__ == "__main__":

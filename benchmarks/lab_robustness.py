@@ -88,7 +88,8 @@ def label_table(controls: pd.DataFrame, budget: int) -> pd.DataFrame:
                 f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
                 for v, lo, hi in zip(last.specific, last.specific_lo, last.specific_hi)
             ],
-            "specific / own gain": [f"{v:+.0%}" for v in last["specific_share"]],
+            # no share where Fieller's interval is unbounded (the own gain is not shown to differ from 0)
+            "specific / own gain": ["—" if v != v else f"{v:+.0%}" for v in last["specific_share"]],
             "control label": last["control_label"],
             "‖Δθ‖ sham / real": last["change_norm_ratio"].round(2),
         }
@@ -105,14 +106,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/robustness"))
     json_argument(parser)
     args = parser.parse_args()
-    tables, seconds = [], {}
+    args.out = args.out.resolve()
+    tables, seconds, fresh = [], {}, {}
     for epochs in args.budgets:
+        fresh[f"x{epochs}"] = not (args.out / f"x{epochs}").exists()
         folder, seconds[f"x{epochs}"] = run_budget(epochs, args.out, args.cores)
         print(f"budget x{epochs}: {seconds[f'x{epochs}'] / 60:.1f} min -> {folder}", flush=True)
-        folder = REPO / folder if not folder.is_absolute() else folder
         tables.append(label_table(pd.read_parquet(folder / "tables/controls.parquet"), epochs))
     print(pd.concat(tables, ignore_index=True).to_markdown(index=False))
-    write_record(args.json, {"cores": args.cores, "wall_s": seconds})
+    # a rerun reuses finished jobs, so its time is no run time: ``fresh`` says which budgets started empty
+    write_record(args.json, {"cores": args.cores, "wall_s": seconds, "fresh": fresh})
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ def main() -> None:
             "mfu": args.mfu,
             "peak_tflops": args.peak_tflops,
             "gpu_jobs": gpu_jobs,
+            "load_minutes": args.load_minutes,
             "hours_train": hours_train,
             "hours_score": hours_score,
             "hours_load": hours_load,

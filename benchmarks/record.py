@@ -2,7 +2,7 @@
 
 Every benchmark whose numbers the documentation quotes takes ``--json PATH`` (:func:`json_argument`)
 and writes one object there (:func:`write_record`): its measurements under ``"result"`` beside the
-command line, the commit, the date, the CPU and the thread count. ``docs/render.py`` renders the
+command line, the commit, the date, the CPU model and the CPUs the process may use. ``docs/render.py`` renders the
 pages' numbers from the copies kept in ``docs/data/bench/``.
 """
 
@@ -13,11 +13,23 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: what a benchmark's numbers can depend on: a change there (or an untracked file) marks the record dirty
+MEASURED = (
+    "src",
+    "benchmarks",
+    "workflow",
+    "Snakefile",
+    "config",
+    "tests/workflow/configs",
+    "pyproject.toml",
+    "environment.yml",
+)
 
 
 def json_argument(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +55,14 @@ def cpu_model() -> str:
 
 
 def commit() -> str:
-    """The checkout's commit (``+dirty`` when the code, ``src/`` or ``benchmarks/``, differs from it), or ``unknown``."""
+    """The checkout's commit, ``+dirty`` when anything that can change a measurement (:data:`MEASURED`:
+    the code, the workflow, the configs) differs from it or is untracked there; ``unknown`` outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "benchmarks"], cwd=REPO).returncode != 0
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", *MEASURED], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        dirty = bool(status.stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty else "")
@@ -62,7 +78,7 @@ def write_record(path: Path | None, result: dict) -> None:
     script = Path(sys.argv[0]).resolve()
     script = script.relative_to(REPO) if script.is_relative_to(REPO) else script
     record = {
-        "command": "python " + " ".join([script.as_posix(), *sys.argv[1:]]),
+        "command": "python " + shlex.join([script.as_posix(), *sys.argv[1:]]),
         "commit": commit(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
         "cpu": cpu_model(),

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -24,8 +26,9 @@ def test_aggregate_benchmark_runs_on_the_current_aggregate_and_records_its_rows(
     assert result["aggregate_s"] > 0 and record["command"].startswith("python benchmarks/aggregate_1m.py")
 
 
-def test_paper_cost_records_hours_that_add_up(tmp_path):
-    result = run("paper_cost.py", out=tmp_path / "cost.json")["result"]
-    parts = result["hours_train"] + result["hours_score"] + result["hours_load"]
-    assert abs(result["hours_total"] - parts) < 1e-9 and result["hours_train"] > result["hours_score"] > 0
-    assert result["seeds"] == 3 and result["gpu_jobs"] > 0
+def test_paper_cost_scales_training_hours_with_the_assumed_utilisation(tmp_path):
+    half = run("paper_cost.py", "--mfu", "0.2", out=tmp_path / "half.json")["result"]
+    full = run("paper_cost.py", "--mfu", "0.4", out=tmp_path / "full.json")["result"]
+    assert half["hours_train"] == pytest.approx(2 * full["hours_train"], rel=1e-9)
+    assert half["hours_score"] == pytest.approx(2 * full["hours_score"], rel=1e-9)
+    assert half["hours_load"] == full["hours_load"] == full["gpu_jobs"] * full["load_minutes"] / 60 > 0
