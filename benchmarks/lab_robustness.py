@@ -10,8 +10,9 @@ settings are what config/config.yaml says.
     python benchmarks/lab_robustness.py [--cores 2] [--budgets 1 3] [--out results/robustness] [--json PATH]
 
 A rerun reuses what is done. ``docs/data/robustness/x<budget>/`` keeps each budget's ``controls.parquet``
-and ``diagnostics.parquet``, from which ``docs/render.py`` renders the table (:func:`label_table`) and
-the lab's gradient cosines; ``--json`` records each budget's wall seconds.
+(and the lab's own budget, x1, its ``diagnostics.parquet``), from which ``docs/render.py`` renders the
+table (:func:`label_table`) and the lab's gradient cosines; ``--json`` records each budget's wall seconds
+and whether it started fresh.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 merged-in-bf16 adapter cost in nats, and each job kind's peak memory in a finished run.
 
     python benchmarks/real_model.py [--pairs 16] [--threads 1] [--learning-rate 1e-3]
-    python benchmarks/real_model.py --jobs results/real     # peak RSS and seconds per rule of a run
+    python benchmarks/real_model.py --jobs results/real [--seconds-only]   # peak RSS and seconds per rule of a run
 
 Needs the model file (``make install``). Pairs are the real-English ``concise`` objective
 (``resources/real_prefs``), conversations included, rendered with SmolLM2's chat template.
@@ -107,10 +107,18 @@ def main() -> None:
         help="LoRA learning rate: 5e-5 (the paper's) gives the small updates a bf16 merge rounds away",
     )
     parser.add_argument("--jobs", type=Path, default=None, help="a finished run's results folder: job table only")
+    parser.add_argument(
+        "--seconds-only",
+        action="store_true",
+        help="with --jobs: leave memory out (a run older than the warm-job mark in its logs, whose warm jobs' "
+        "benchmarks measured their launchers and cannot be told apart)",
+    )
     json_argument(parser)
     args = parser.parse_args()
     if args.jobs:
         table = job_table(args.jobs)
+        if args.seconds_only:
+            table = table.drop(columns=["peak_rss_mb", "warm_jobs"])
         write_record(args.json, {"results": str(args.jobs), "rules": json.loads(table.to_json(orient="index"))})
         return
     torch.set_num_threads(args.threads)

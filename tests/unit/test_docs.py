@@ -82,3 +82,52 @@ def test_the_quoted_plans_and_gpu_rules_are_the_workflows(render):
     assert render.workflow_facts() == json.loads((REPO / "docs" / "data" / "workflow.json").read_text()), (
         "run `python docs/render.py --workflow` and commit docs/data/workflow.json and the pages"
     )
+
+
+def test_every_benchmark_record_names_its_script_and_a_clean_commit_of_this_history(render):
+    records = sorted((render.DATA / "bench").glob("*.json"))
+    assert records, "docs/data/bench holds no benchmark record"
+    shallow = (
+        subprocess.run(
+            ["git", "rev-parse", "--is-shallow-repository"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        != "false"
+    )
+    for path in records:
+        record = json.loads(path.read_text())
+        script = record["command"].split()[1]
+        assert (REPO / script).is_file(), f"{path.name}: {script} is not in the repository"
+        assert re.fullmatch(r"[0-9a-f]{40}", record["commit"]), f"{path.name}: measured on {record['commit']}"
+        if not shallow:  # a shallow clone lacks the commits to check against
+            ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", record["commit"], "HEAD"], cwd=REPO)
+            assert ancestor.returncode == 0, f"{path.name}: commit {record['commit']} is not in this history"
+        assert record["result"] and record["cpu"] and record["date"]
+
+
+def test_every_snapshot_is_read_by_a_renderer(render):
+    """A snapshot no renderer reads holds numbers the docs stopped quoting: quote them or remove it."""
+    for page in render.pages():
+        render.render_text(page.read_text())
+    kept = {path for path in render.DATA.rglob("*") if path.is_file() and path.name != "README.md"}
+    assert kept - render.READ == set(), sorted(str(p.relative_to(render.DATA)) for p in kept - render.READ)
+
+
+def test_a_renderer_that_fails_leaves_its_block_and_is_reported(render):
+    def broken() -> str:
+        raise FileNotFoundError("docs/data/bench/missing.json")
+
+    render.RENDERERS["test.broken"] = broken
+    try:
+        text = "a\n<!-- render: test.broken -->\nold text\n<!-- /render -->\nb\n"
+        errors: list[str] = []
+        assert render.render_text(text, errors) == text
+        assert errors == ["test.broken: FileNotFoundError: docs/data/bench/missing.json"]
+        with pytest.raises(FileNotFoundError):
+            render.render_text(text)
+    finally:
+        del render.RENDERERS["test.broken"]
+
+
+def test_no_page_quotes_a_number_it_cannot_render():
+    for page in sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]:
+        assert "not re-rendered" not in page.read_text(), f"{page.name} still quotes a number no snapshot backs"
