@@ -13,13 +13,11 @@ tables, from which ``docs/render.py`` renders the page; ``--json`` records the w
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import yaml
 from record import json_argument, write_record
+from timed_run import snakemake_seconds
 
 from seqpref import methods
 
@@ -57,22 +55,7 @@ def main() -> None:
     study = {**config(), "results": str(args.out / "results")}
     (args.out / "config.yaml").write_text(yaml.safe_dump(study))
     tables = [f"{study['results']}/tables/{name}.parquet" for name in ("summary", "pareto", "hypervolume")]
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            str(args.cores),
-            *tables,
-            "--configfile",
-            args.out / "config.yaml",
-        ],
-        cwd=REPO,
-        check=True,
-    )
-    seconds = time.perf_counter() - start
+    seconds = snakemake_seconds(args.cores, tables, [args.out / "config.yaml"])
     print(f"{seconds / 60:.1f} min -> {study['results']}/tables")
     # a rerun reuses finished jobs, so its time is no run time: ``fresh`` says whether it started empty
     write_record(args.json, {"cores": args.cores, "wall_s": seconds, "fresh": fresh})

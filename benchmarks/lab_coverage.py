@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+from timed_run import snakemake_seconds
 
 from seqpref import stats
 from seqpref.options import LabelOptions
@@ -53,23 +52,7 @@ def run_lab(out: Path, cores: int) -> tuple[Path, float]:
         )
     )
     target = out / "results/tables/pairs.parquet"
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            str(cores),
-            str(target),
-            "--configfile",
-            "config/config.yaml",
-            str(patch),
-        ],
-        cwd=REPO,
-        check=True,
-    )
-    return target, time.perf_counter() - start
+    return target, snakemake_seconds(cores, [target], ["config/config.yaml", patch])
 
 
 def bootstrap_change(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

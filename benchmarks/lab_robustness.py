@@ -18,14 +18,12 @@ and whether it started fresh.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
 from record import json_argument, write_record
+from timed_run import snakemake_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,25 +39,8 @@ def run_budget(epochs: int, out: Path, cores: int) -> tuple[Path, float]:
             {"results": str(folder), "methods": ["dpo"], "train": {"epochs": epochs}, "controls": {"sham": True}}
         )
     )
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            str(cores),
-            f"{folder}/tables/controls.parquet",
-            f"{folder}/tables/summary.parquet",
-            f"{folder}/tables/diagnostics.parquet",
-            "--configfile",
-            "config/config.yaml",
-            str(patch),
-        ],
-        cwd=REPO,
-        check=True,
-    )
-    return folder, time.perf_counter() - start
+    tables = [f"{folder}/tables/{name}.parquet" for name in ("controls", "summary", "diagnostics")]
+    return folder, snakemake_seconds(cores, tables, ["config/config.yaml", patch])
 
 
 def label_table(controls: pd.DataFrame, budget: int) -> pd.DataFrame:

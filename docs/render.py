@@ -619,8 +619,12 @@ def lab_settings() -> str:
     for setting, (objectives, built) in LAB_SETTINGS.items():
         part = readings[readings["setting"] == setting]
         most = part[part["seeds"] == part["seeds"].max()]
-        changes = " and ".join(f"{num(r['change'])} of +{r['own gain']:.2f}" for r in most.to_dict("records"))
-        shown = f"the earlier objective changes by {changes} nats at {int(most['seeds'].iloc[0])} seeds; {label_summary(part)}"
+        changes = " and ".join(
+            f"{num(r['change'])} nats (its own stage taught it +{r['own gain']:.2f})" for r in most.to_dict("records")
+        )
+        shown = (
+            f"at {int(most['seeds'].iloc[0])} seeds the earlier objective changes by {changes}; {label_summary(part)}"
+        )
         if setting == "independent":
             check_near_orthogonal(cosines)
             shown += (
