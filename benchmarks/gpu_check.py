@@ -107,7 +107,7 @@ import torch
 import vs_trl
 import yaml
 
-from seqpref import base_model, data, gguf_import, logps, plan, score, tables, train
+from seqpref import base_model, data, dpo_trainer, gguf_import, logps, plan, score, tables, train
 from seqpref.options import DiagnosticsOptions, LogpsOptions, ScoreOptions, TrainOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -303,7 +303,7 @@ def synced_step_times(seconds: list[float]):
 def trainer_callback(callback):
     """Within the block every trainer ``seqpref.train`` builds also runs ``callback`` (train_stage takes
     no callbacks of its own)."""
-    original = train.trainer_class
+    original = dpo_trainer.trainer_class
 
     def with_callback():
         trainer_class = original()
@@ -315,11 +315,11 @@ def trainer_callback(callback):
 
         return WithCallback
 
-    train.trainer_class = with_callback
+    dpo_trainer.trainer_class = with_callback
     try:
         yield
     finally:
-        train.trainer_class = original
+        dpo_trainer.trainer_class = original
 
 
 # ------------------------------------------------------------------------------------------------------

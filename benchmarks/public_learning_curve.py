@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 from scipy import stats as sps
 
-from seqpref import logps, metrics, train
+from seqpref import dpo_trainer, logps, metrics, train
 from seqpref.options import TrainOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def curve(
     base_train = pd.read_parquet(results / "base_logps" / setting / objective / "train.parquet")
     base_train.to_parquet(work / "base_logps.parquet")
     rows: list[dict] = []
-    original = train.log_callback
+    original = dpo_trainer.log_callback
     started = time.perf_counter()
 
     def scoring_callback(records):
@@ -97,7 +97,7 @@ def curve(
         callback.on_step_end = on_step_end
         return callback
 
-    train.log_callback = scoring_callback
+    dpo_trainer.log_callback = scoring_callback
     try:
         run = {"setting": setting, "method": "dpo", "order": "curve", "seed": 0, "stage": 1, "objective": objective}
         train.train_stage(
@@ -110,7 +110,7 @@ def curve(
             run,
         )
     finally:
-        train.log_callback = original
+        dpo_trainer.log_callback = original
     return rows
 
 

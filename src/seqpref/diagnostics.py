@@ -77,7 +77,7 @@ class GradientProbe:
     Args:
         earlier: ``(objective, stage, dataset)`` per earlier objective; each dataset has
             prompt/chosen/rejected and the base log-probs as ``ref_chosen_logps`` /
-            ``ref_rejected_logps`` (as :func:`seqpref.train.training_dataset` builds it).
+            ``ref_rejected_logps`` (as :func:`seqpref.dpo_trainer.training_dataset` builds it).
         options: :class:`DiagnosticsOptions`.
         current: ``(objective, stage, dataset)`` of the objective this stage trains (its train pairs),
             for the current-side noise floor; None records no ``floor_current`` rows.

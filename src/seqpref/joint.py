@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqpref import methods, train
+from seqpref import dpo_trainer, methods, train
 from seqpref.checkpoints import stop_on_signals
 from seqpref.methods.weights import normalised_weights
 from seqpref.options import JOINT_SEPARATOR, TrainOptions
@@ -101,8 +101,8 @@ class JointPlan:
 
 
 def joint_trainer_class():
-    """The joint trainer class (built on first use, as :func:`seqpref.train.trainer_class`)."""
-    base = train.trainer_class()
+    """The joint trainer class (built on first use, as :func:`seqpref.dpo_trainer.trainer_class`)."""
+    base = dpo_trainer.trainer_class()
 
     class JointDPOTrainer(base):
         """The base-reference DPO trainer, fed by a :class:`JointBatchSampler` and combining the
@@ -213,7 +213,7 @@ def train_joint_stage(
     if not 1 <= stage <= len(names):
         raise ValueError(f"a joint run of {len(names)} objectives has stages 1..{len(names)}, not {stage}")
     model, tokenizer, workdir = train.start_stage(base, options, out_dir, checkpoint_dir)
-    frames = [train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in objectives]
+    frames = [dpo_trainer.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in objectives]
     steps = train.stage_steps(
         len(frames[stage - 1]), options.batch_size, options.gradient_accumulation_steps, options.epochs
     )
@@ -239,11 +239,11 @@ def train_joint_stage(
         log_records=records,
         share_prompt=options.share_prompt,
         model=model,
-        args=train.dpo_config(options, run, workdir, max_steps=steps),
+        args=dpo_trainer.dpo_config(options, run, workdir, max_steps=steps),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
-        callbacks=[train.log_callback(records)],
+        callbacks=[dpo_trainer.log_callback(records)],
     )
     if len(trainer.train_dataset) != len(dataset):
         raise ValueError(f"TRL dropped {len(dataset) - len(trainer.train_dataset)} pairs whose prompt fills max_length")

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from seqpref import base_model, data, logps, tables, train
+from seqpref import base_model, data, dpo_trainer, logps, tables, train
 from seqpref.options import TrainOptions
 
 CHAT_TEMPLATE = (
@@ -63,7 +63,7 @@ def test_trainer_token_ids_equal_the_scorers(chat_base, chat_pairs, tmp_path):
     model, tokenizer = base_model.load_base(chat_base)
     assert tokenizer.chat_template == CHAT_TEMPLATE
     base = logps.pair_logps(model, tokenizer, chat_pairs, max_length=None, batch_size=4)
-    dataset = train.training_dataset(chat_pairs, base, tokenizer)
+    dataset = dpo_trainer.training_dataset(chat_pairs, base, tokenizer)
     config = DPOConfig(
         output_dir=str(tmp_path),
         report_to=[],

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from seqpref import joint, methods, train
+from seqpref import dpo_trainer, joint, methods, train
 from seqpref.checkpoints import STAGE_STATE, STOP, StagePreempted, last_checkpoint
 from seqpref.options import TrainOptions
 
@@ -30,7 +30,7 @@ OPTIONS = dict(
 def _interrupt_at(monkeypatch, step: int, how: str):
     """Make the next stage stop during optimiser step ``step``: ``kill`` raises before that step ends
     (only the periodic checkpoints survive); ``signal`` sets the stop event as SIGUSR1 would."""
-    original = train.log_callback
+    original = dpo_trainer.log_callback
 
     def patched(records):
         callback = original(records)
@@ -46,7 +46,7 @@ def _interrupt_at(monkeypatch, step: int, how: str):
         callback.on_step_begin = on_step_begin
         return callback
 
-    monkeypatch.setattr(train, "log_callback", patched)
+    monkeypatch.setattr(dpo_trainer, "log_callback", patched)
 
 
 def _adapter_bytes(directory: Path) -> bytes:

@@ -9,7 +9,7 @@ import torch
 from dpo_by_hand import BETA, MAX_LENGTH
 from dpo_by_hand import manual_dpo_loss as _manual_dpo_loss
 
-from seqpref import base_model, diagnostics, lab, logps, train
+from seqpref import base_model, diagnostics, dpo_trainer, lab, logps, train
 from seqpref.options import CHANGE_NORM, DiagnosticsOptions, LoraOptions, TrainOptions
 
 
@@ -43,12 +43,12 @@ def _probe_setup(tiny_base, tmp_path, recompute_current=False):
         disable_tqdm=True,
     )
     options = DiagnosticsOptions(every=1, batch_size=8)
-    current_set = train.training_dataset(current, ref_current, tokenizer)
-    other_set = train.training_dataset(other, ref_other, tokenizer)
+    current_set = dpo_trainer.training_dataset(current, ref_current, tokenizer)
+    other_set = dpo_trainer.training_dataset(other, ref_other, tokenizer)
     probe = diagnostics.GradientProbe(
         [("warm", 1, other_set)], options, current=("comply", 2, current_set), recompute_current=recompute_current
     )
-    trainer = train.trainer_class()(
+    trainer = dpo_trainer.trainer_class()(
         model=model,
         args=config,
         train_dataset=current_set,

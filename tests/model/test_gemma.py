@@ -24,7 +24,7 @@ import pytest
 import torch
 from independent_forward import real_pairs, unmerged_logps
 
-from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
+from seqpref import base_model, dpo_trainer, gguf_import, logps, score, tables, tokenization
 from seqpref.options import TrainOptions
 
 MAX_LENGTH = 256
@@ -130,7 +130,7 @@ def test_scorer_and_trainer_render_the_same_plain_text(gemma, model_and_tokenize
     model, tokenizer = model_and_tokenizer
     ours = logps.tokenize_frame(tokenizer, pairs, MAX_LENGTH)
     base = logps.pair_logps(model, tokenizer, pairs, MAX_LENGTH, 8)
-    dataset = train.training_dataset(pairs, base, tokenizer)
+    dataset = dpo_trainer.training_dataset(pairs, base, tokenizer)
     options = TrainOptions(
         beta=0.1, learning_rate=1e-3, batch_size=2, max_length=MAX_LENGTH, dtype="float32", lora={"r": 4, "alpha": 8}
     )
@@ -143,9 +143,9 @@ def test_scorer_and_trainer_render_the_same_plain_text(gemma, model_and_tokenize
         "objective": "concise",
     }
     fresh, _ = base_model.load_base(gemma[0], "float32")  # the trainer wraps it in LoRA layers
-    trainer = train.trainer_class()(
+    trainer = dpo_trainer.trainer_class()(
         model=fresh,
-        args=train.dpo_config(options, run, str(tmp_path / "work")),
+        args=dpo_trainer.dpo_config(options, run, str(tmp_path / "work")),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from dpo_by_hand import BETA, MAX_LENGTH, manual_dpo_loss
 
-from seqpref import base_model, joint, lab, logps, methods, tables, train
+from seqpref import base_model, dpo_trainer, joint, lab, logps, methods, tables, train
 from seqpref.lora import adapter_state
 from seqpref.methods import alright
 from seqpref.options import LoraOptions, TrainOptions
@@ -32,7 +32,7 @@ def test_mix_loss_equals_weighted_sum_of_separate_dpo_losses(tiny_base, tmp_path
         _objective(tiny_base, {"opener": "comply"}, 8, 3, "c"),
         _objective(tiny_base, {"closer": "warm"}, 8, 4, "w"),
     ]
-    frames = [train.training_dataset(pairs, ref, tokenizer) for pairs, ref in data]
+    frames = [dpo_trainer.training_dataset(pairs, ref, tokenizer) for pairs, ref in data]
     dataset = concatenate_datasets([f.add_column("objective", [o] * len(f)) for o, f in enumerate(frames)])
     weights = np.array([0.25, 0.75])
     sampler = joint.JointBatchSampler([8, 8], 4, [[0, 1]], seed=0)
@@ -206,13 +206,13 @@ def test_sequential_stage_takes_stage_steps(two_stages_for_movement):
 def _sequential_trainer(tiny_base, pair_files, tmp_path, dropout):
     model, tokenizer = base_model.load_base(tiny_base)
     options = TrainOptions(**{**OPTIONS, "lora": {"r": 4, "alpha": 8, "dropout": dropout}})
-    dataset = train.training_dataset(
+    dataset = dpo_trainer.training_dataset(
         pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), tokenizer
     )
     run = {**RUN, "method": "dpo", "stage": 1, "objective": "comply"}
-    return train.trainer_class()(
+    return dpo_trainer.trainer_class()(
         model=model,
-        args=train.dpo_config(options, run, str(tmp_path)),
+        args=dpo_trainer.dpo_config(options, run, str(tmp_path)),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
@@ -256,7 +256,8 @@ def _joint_trainer(
         **{**OPTIONS, "batch_size": batch_size, "gradient_accumulation_steps": accumulation, "optim": "sgd"}
     )
     frames = [
-        train.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer) for _, p, b in two_objectives_paths
+        dpo_trainer.training_dataset(pd.read_parquet(p), pd.read_parquet(b), tokenizer)
+        for _, p, b in two_objectives_paths
     ]
     from datasets import concatenate_datasets
 
@@ -275,11 +276,11 @@ def _joint_trainer(
         joint=joint.JointPlan(registered, ["comply", "warm"], weights, sampler, options_),
         method_state=None if registered.state is None else registered.state(options_, ["comply", "warm"], None),
         model=model,
-        args=train.dpo_config(options, run, str(tmp_path), max_steps=steps),
+        args=dpo_trainer.dpo_config(options, run, str(tmp_path), max_steps=steps),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),
-        callbacks=[train.log_callback(records if records is not None else [])],
+        callbacks=[dpo_trainer.log_callback(records if records is not None else [])],
     )
 
 

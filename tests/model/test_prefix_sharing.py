@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_chat_template import chat_base, chat_pairs  # noqa: F401 (fixtures)
 
-from seqpref import base_model, logps, prefix, train
+from seqpref import base_model, dpo_trainer, logps, prefix
 from seqpref.options import TrainOptions
 
 TOLERANCE = 1e-5  # nats, on summed log-probs of up to ~150 tokens (fp32)
@@ -121,13 +121,13 @@ def _trainer(tiny_base, pair_files, tmp_path, share_prompt, max_length=64):
         share_prompt=share_prompt,
     )
     model, tokenizer = base_model.load_base(tiny_base)
-    dataset = train.training_dataset(
+    dataset = dpo_trainer.training_dataset(
         pd.read_parquet(pair_files["pairs"]), pd.read_parquet(pair_files["base_logps"]), tokenizer
     )
     run = {"setting": "lab", "method": "dpo", "order": "a-b", "seed": 0, "stage": 1}
-    trainer = train.trainer_class()(
+    trainer = dpo_trainer.trainer_class()(
         model=model,
-        args=train.dpo_config(options, run, str(tmp_path)),
+        args=dpo_trainer.dpo_config(options, run, str(tmp_path)),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),

@@ -20,7 +20,7 @@ from independent_forward import bf16_layout_noise, real_pairs
 from independent_forward import padded_unmerged_logps as _padded_unmerged_logps
 from independent_forward import unmerged_logps as _unmerged_logps
 
-from seqpref import base_model, gguf_import, logps, score, tables, tokenization, train
+from seqpref import base_model, dpo_trainer, gguf_import, logps, score, tables, tokenization, train
 from seqpref.options import TrainOptions
 
 MAX_LENGTH = 192
@@ -91,7 +91,7 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
     tables.write_table(base, paths["logps"], tables.LOGPS, {"test": True})
 
     # what the trainer tokenizes equals what the scorer tokenizes, chat template applied
-    dataset = train.training_dataset(pairs, base, tokenizer)
+    dataset = dpo_trainer.training_dataset(pairs, base, tokenizer)
     options = TrainOptions(
         beta=0.1,
         learning_rate=1e-3,
@@ -109,9 +109,9 @@ def test_bf16_stage_with_accumulation_trains_and_scores_the_trained_model(smollm
         "stage": 1,
         "objective": "concise",
     }
-    trainer = train.trainer_class()(
+    trainer = dpo_trainer.trainer_class()(
         model=model,
-        args=train.dpo_config(options, run, str(tmp_path / "work")),
+        args=dpo_trainer.dpo_config(options, run, str(tmp_path / "work")),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=options.lora.peft_config(),

@@ -13,8 +13,8 @@ import yaml
 
 from seqpref import methods
 from seqpref.config import SECTIONS, SchemaError, check_config, field_default, schema
+from seqpref.dpo_trainer import dpo_config
 from seqpref.options import DiagnosticsOptions, LabModelOptions, LogpsOptions, ScoreOptions, TrainOptions
-from seqpref.train import dpo_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "workflow/schemas/config.schema.yaml"
